@@ -1,0 +1,3 @@
+"""varinv: unsupervised content-style disentanglement of sequential data."""
+
+__version__ = "0.1.0"

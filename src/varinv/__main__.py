@@ -1,0 +1,3 @@
+from varinv.cli import main
+
+main()

@@ -1,0 +1,175 @@
+"""Run configs: dataclasses loaded from YAML, validated up front.
+
+A config file has three sections::
+
+    data:  {path: data/phonenums, n_eval: 1000}
+    model: {method: v3, n_atoms: 10, ...}      # keys of the method's own config dataclass
+    train: {steps: 3000, batch_size: 32, ...}
+
+Unknown keys are errors that name the key and the closest valid one; values are type-checked and
+range-checked by each dataclass's ``validate``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from varinv.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    path: str = "data/phonenums"
+    n_eval: int = 1000  # test fragments for retrieval metrics (the paper-era size)
+    eval_split: str = "test"
+
+    def validate(self) -> None:
+        _check(self.n_eval >= 10, "data.n_eval", self.n_eval, "an integer >= 10")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.999)
+    # The paper's schedule is max(0.02, 0.98^(epoch/20)); we express it per step with an epoch length.
+    lr_decay: float = 0.98
+    lr_decay_every: int = 20  # "epochs" (of steps_per_epoch steps) per decay factor
+    steps_per_epoch: int = 100
+    lr_floor: float = 0.02
+    warmup_steps: int = 0
+    seed: int = 0
+    threads: int = 0  # 0 = all cores
+    log_every: int = 25
+    ckpt_every: int = 500
+    grad_clip: float = 0.0
+    precision: str = "fp32"  # fp32 | bf16
+
+    def validate(self) -> None:
+        _check(self.steps >= 1, "train.steps", self.steps, "an integer >= 1")
+        _check(self.batch_size >= 2, "train.batch_size", self.batch_size, "an integer >= 2 (V3 compares samples)")
+        _check(self.lr > 0, "train.lr", self.lr, "a positive number")
+        _check(self.precision in ("fp32", "bf16"), "train.precision", self.precision, "'fp32' or 'bf16'")
+        _check(0 < self.lr_decay <= 1, "train.lr_decay", self.lr_decay, "a number in (0, 1]")
+
+
+def _check(ok: bool, key: str, value, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"config value {key} = {value!r} is invalid: expected {expected}")
+
+
+def _coerce(value, tp, key: str):
+    """Coerce YAML scalars to the annotated type (ints for floats, lists for tuples)."""
+    origin = typing.get_origin(tp)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is str and isinstance(value, str):
+        return value
+    if origin is tuple and isinstance(value, (list, tuple)):
+        args = typing.get_args(tp)
+        if len(args) == len(value):
+            return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+    if origin is list and isinstance(value, (list, tuple)):
+        (arg,) = typing.get_args(tp)
+        return [_coerce(v, arg, key) for v in value]
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError:
+                pass
+    raise ConfigError(f"config value {key} = {value!r} has the wrong type: expected {getattr(tp, '__name__', tp)}")
+
+
+def build(cls, values: dict | None, section: str):
+    """Instantiate dataclass ``cls`` from a dict, rejecting unknown keys by name."""
+    values = dict(values or {})
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(names)})"
+            raise ConfigError(f"unknown config key '{section}.{key}'{hint}")
+        kwargs[key] = _coerce(value, hints[key], f"{section}.{key}")
+    obj = cls(**kwargs)
+    if hasattr(obj, "validate"):
+        obj.validate()
+    return obj
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: typing.Any = None  # the method's config dataclass
+    train: TrainConfig = field(default_factory=TrainConfig)
+    method: str = "v3"
+
+    def to_dict(self) -> dict:
+        model = dataclasses.asdict(self.model)
+        model = {"method": self.method, **model}
+        return {
+            "data": dataclasses.asdict(self.data),
+            "model": model,
+            "train": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.train).items()},
+        }
+
+
+def from_dict(raw: dict) -> RunConfig:
+    from varinv.methods import config_class
+
+    if not isinstance(raw, dict):
+        raise ConfigError("a config must be a mapping with sections data, model, train")
+    for key in raw:
+        if key not in ("data", "model", "train"):
+            close = difflib.get_close_matches(key, ["data", "model", "train"], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else " (valid sections: data, model, train)"
+            raise ConfigError(f"unknown config section '{key}'{hint}")
+    model = dict(raw.get("model") or {})
+    method = model.pop("method", "v3")
+    mcls = config_class(method)
+    return RunConfig(
+        data=build(DataConfig, raw.get("data"), "data"),
+        model=build(mcls, model, "model"),
+        train=build(TrainConfig, raw.get("train"), "train"),
+        method=method,
+    )
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML config; ``overrides`` are ``section.key=value`` strings (YAML-parsed values)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist; see configs/ for examples")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    for item in overrides or []:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError(f"override {item!r} must look like section.key=value, e.g. train.steps=500")
+        dotted, value = item.split("=", 1)
+        section, key = dotted.split(".", 1)
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"config section '{section}' must be a mapping")
+        raw[section][key] = yaml.safe_load(value)
+    return from_dict(raw)

@@ -1,0 +1,57 @@
+"""Run a trained method over a split and collect per-fragment arrays for the metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from varinv.data.batching import iterate
+from varinv.data.store import Split
+from varinv.methods.base import Method
+
+
+@torch.no_grad()
+def embed_split(model: Method, split: Split, scale: float, max_samples: int | None = None, batch_size: int = 64):
+    """Flattened per-fragment arrays: zc (N, Dc), zs (N, Ds), index (N,) or None, content (N,),
+    style (N,), and the reconstruction MSE over the split. N = samples × L."""
+    model.eval()
+    if max_samples is not None and max_samples < len(split):
+        split = Split(
+            x=split.x[:max_samples],
+            content=split.content[:max_samples],
+            style=split.style[:max_samples],
+            name=split.name,
+            style_names=split.style_names,
+        )
+    zc, zs, idx, content, style, sq, count = [], [], [], [], [], 0.0, 0
+    for batch in iterate(split, scale, batch_size):
+        enc = model.encode(batch["x"])
+        x_hat = model.decode(model.decoder_content(enc), enc.style)
+        sq += float(((x_hat - batch["x"]) ** 2).sum())
+        count += batch["x"].numel()
+        zc.append(enc.content.flatten(0, 1).float().numpy())
+        zs.append(enc.style.flatten(0, 1).float().numpy())
+        if enc.content_index is not None:
+            idx.append(enc.content_index.flatten().numpy())
+        content.append(batch["content"].flatten().numpy())
+        style.append(batch["style"].flatten().numpy())
+    return {
+        "zc": np.concatenate(zc),
+        "zs": np.concatenate(zs),
+        "index": np.concatenate(idx) if idx else None,
+        "content": np.concatenate(content),
+        "style": np.concatenate(style),
+        "recon_mse": sq / max(count, 1),
+    }
+
+
+def content_index(model: Method, emb: dict, n_atoms: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Atom index and atoms for every method: the codebook where there is one, otherwise k-means with
+    ``n_atoms`` clusters on the continuous content embeddings (so codebook metrics exist for all)."""
+    book = model.codebook()
+    if book is not None and emb["index"] is not None:
+        return emb["index"], book.detach().float().numpy()
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=n_atoms, n_init=4, random_state=seed).fit(emb["zc"])
+    return km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32)

@@ -1,0 +1,46 @@
+"""The Method interface: everything downstream (trainer, evaluator, recombination, report) uses only this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Encoded:
+    content: torch.Tensor  # (B, L, Dc) continuous content embedding (pre-quantisation)
+    style: torch.Tensor  # (B, L, Ds)
+    content_q: torch.Tensor | None = None  # (B, L, Dc) quantised content, what the decoder sees
+    content_index: torch.Tensor | None = None  # (B, L) atom index
+
+
+class Method(nn.Module):
+    """Base class. Subclasses set ``name`` and implement encode / decode / loss.
+
+    Batches are dicts with ``x`` (B, L, C, H, W) float and, for supervised methods only,
+    ``content`` (B, L) and ``style`` (B, L) labels.
+    """
+
+    name = "base"
+    uses_labels = False
+
+    def encode(self, x: torch.Tensor) -> Encoded:
+        raise NotImplementedError
+
+    def decode(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """Any pairing of content (…, Dc) and style (…, Ds) → fragments (…, C, H, W)."""
+        raise NotImplementedError
+
+    def loss(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
+        """All loss terms by name, plus ``total`` (the only one back-propagated)."""
+        raise NotImplementedError
+
+    def codebook(self) -> torch.Tensor | None:
+        """(K, Dc) content atoms, or None for methods without a codebook."""
+        return None
+
+    def decoder_content(self, enc: Encoded) -> torch.Tensor:
+        """The content tensor the decoder is fed for reconstruction."""
+        return enc.content_q if enc.content_q is not None else enc.content

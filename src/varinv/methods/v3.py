@@ -1,0 +1,203 @@
+"""V3: variance versus invariance (Wu, Wang, Raj, Xia, ICLR 2025).
+
+A VQ autoencoder over fragments. Content varies within a sample and shares one vocabulary across
+samples; style is nearly constant within a sample and varies across samples. Four hinge terms on
+mean pairwise distances (MPD) turn that into a loss (papers.md §1.3):
+
+    content_loss   V_c^frag / V_c^samp >= r      style_loss     V_s^samp / V_s^frag >= r
+    sample_loss    V_s^samp / V_c^samp >= r      fragment_loss  V_c^frag / V_s^frag >= r
+
+each as ReLU(r - ratio) / r. MPDs are computed from (B, L, L) distance matrices, never from
+(B, L, L, d) difference tensors.
+
+Extension beyond the paper (off when ``w_diversity = 0``): the hinge terms saturate within a few
+hundred steps, after which nothing stops two co-occurring contents from sharing an atom (the
+calibration's failure mode). ``w_diversity`` applies the same "content varies within a sample"
+prior to the codebook itself: the soft atom usage averaged over one sample's fragments should have
+high entropy, i.e. the fragments of one sample should pick different atoms.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from varinv.config import _check
+from varinv.methods.base import Encoded, Method
+from varinv.nn.backbones import BackboneSpec, Decoder, Encoder
+from varinv.nn.quantizer import EMAQuantizer
+
+EPS = 1e-5
+
+
+@dataclass
+class BackboneConfig:
+    """Fields shared by every method built on the conv autoencoder."""
+
+    d_content: int = 16
+    d_style: int = 16
+    n_channels: int = 32
+    n_layers: int = 3
+    blocks_per_layer: int = 1
+    kernel: int = 3
+    d_hidden: int = 256
+    norm: str = "batch"
+
+    def validate(self) -> None:
+        _check(self.d_content >= 1, "model.d_content", self.d_content, "an integer >= 1")
+        _check(self.d_style >= 1, "model.d_style", self.d_style, "an integer >= 1")
+        _check(self.n_channels >= 8, "model.n_channels", self.n_channels, "an integer >= 8")
+        _check(self.n_layers >= 1, "model.n_layers", self.n_layers, "an integer >= 1")
+        _check(self.kernel % 2 == 1, "model.kernel", self.kernel, "an odd integer")
+        _check(self.norm in ("batch", "group", "none"), "model.norm", self.norm, "'batch', 'group' or 'none'")
+
+    def spec(self) -> BackboneSpec:
+        return BackboneSpec(
+            n_channels=self.n_channels,
+            n_layers=self.n_layers,
+            blocks_per_layer=self.blocks_per_layer,
+            kernel=self.kernel,
+            d_hidden=self.d_hidden,
+            norm=self.norm,
+        )
+
+
+@dataclass
+class V3Config(BackboneConfig):
+    n_atoms: int = 10
+    relativity: float = 15.0
+    w_recon: float = 1.0
+    w_content: float = 1.0
+    w_style: float = 1.0
+    w_sample: float = 1.0
+    w_fragment: float = 1.0
+    w_commit: float = 0.1
+    vq_decay: float = 0.95
+    dead_threshold: float = 2.0
+    kmeans_iters: int = 10
+    w_diversity: float = 0.0
+    diversity_temperature: float = 0.1
+
+    def validate(self) -> None:
+        super().validate()
+        _check(self.n_atoms >= 1, "model.n_atoms", self.n_atoms, "an integer K >= 1")
+        _check(self.relativity > 1, "model.relativity", self.relativity, "a number r > 1")
+        _check(0 < self.vq_decay < 1, "model.vq_decay", self.vq_decay, "a number in (0, 1)")
+        _check(self.diversity_temperature > 0, "model.diversity_temperature", self.diversity_temperature, "> 0")
+
+
+def mpd(x: torch.Tensor) -> torch.Tensor:
+    """Mean pairwise Euclidean distance over axis -2 of (..., n, d), ordered pairs i != j → (...)."""
+    n = x.shape[-2]
+    d = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")
+    return d.sum((-1, -2)) / (n * (n - 1))
+
+
+def hinge(ratio: torch.Tensor, r: float) -> torch.Tensor:
+    return F.relu(r - ratio) / r
+
+
+def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float) -> dict[str, torch.Tensor]:
+    """The four V3 hinge terms and their statistics from (B, L, d) tensors."""
+    vc_frag = 0.5 * mpd(zc).mean() + 0.5 * mpd(zq).mean()
+    vc_samp = 0.5 * mpd(zc.mean(1)) + 0.5 * mpd(zq.mean(1))
+    vs_frag = mpd(zs).mean()
+    vs_samp = mpd(zs.mean(1))
+    return {
+        "content": hinge(vc_frag / (vc_samp + EPS), r),
+        "style": hinge(vs_samp / (vs_frag + EPS), r),
+        "sample": hinge(vs_samp / (vc_samp + EPS), r),
+        "fragment": hinge(vc_frag / (vs_frag + EPS), r),
+        "stat_vc_frag": vc_frag.detach(),
+        "stat_vc_samp": vc_samp.detach(),
+        "stat_vs_frag": vs_frag.detach(),
+        "stat_vs_samp": vs_samp.detach(),
+    }
+
+
+def diversity_loss(sqdist: torch.Tensor, temperature: float) -> torch.Tensor:
+    """1 - H(mean soft usage over a sample's fragments) / log(min(L, K)), averaged over samples.
+
+    sqdist: (B, L, K) squared distances to the atoms; the temperature is relative to their mean so
+    the term is scale-free.
+    """
+    b, length, k = sqdist.shape
+    logits = -sqdist / (temperature * sqdist.mean().detach() + EPS)
+    usage = logits.softmax(-1).mean(1)  # (B, K)
+    ent = -(usage * (usage + 1e-12).log()).sum(-1)
+    return (1 - ent / math.log(min(length, k))).clamp(min=0).mean() if min(length, k) > 1 else ent.new_zeros(())
+
+
+class ConvAutoencoder(Method):
+    """Shared encoder/decoder plumbing: fragments are flattened to (B·L, C, H, W) for the convs."""
+
+    def __init__(self, cfg: BackboneConfig, fragment_shape: tuple[int, int, int]):
+        super().__init__()
+        self.cfg = cfg
+        self.fragment_shape = tuple(fragment_shape)
+        self.encoder = Encoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style)
+        self.decoder = Decoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style)
+
+    def _encode_flat(self, x: torch.Tensor):
+        b, length = x.shape[:2]
+        zc, zs = self.encoder(x.reshape(b * length, *x.shape[2:]))
+        return zc, zs, b, length
+
+    def decode(self, content, style):
+        lead = content.shape[:-1]
+        out = self.decoder(content.reshape(-1, content.shape[-1]), style.reshape(-1, style.shape[-1]))
+        return out.reshape(*lead, *out.shape[1:])
+
+
+class V3(ConvAutoencoder):
+    name = "v3"
+
+    def __init__(self, cfg: V3Config, fragment_shape, seed: int = 0):
+        super().__init__(cfg, fragment_shape)
+        self.quantizer = EMAQuantizer(
+            cfg.d_content,
+            cfg.n_atoms,
+            decay=cfg.vq_decay,
+            dead_threshold=cfg.dead_threshold,
+            kmeans_iters=cfg.kmeans_iters,
+            seed=seed,
+        )
+
+    def codebook(self):
+        return self.quantizer.codebook
+
+    def encode(self, x):
+        zc, zs, b, length = self._encode_flat(x)
+        zq, index, _ = self.quantizer(zc)
+        return Encoded(
+            content=zc.view(b, length, -1),
+            style=zs.view(b, length, -1),
+            content_q=zq.view(b, length, -1),
+            content_index=index.view(b, length),
+        )
+
+    def loss(self, batch, step):
+        cfg, x = self.cfg, batch["x"]
+        zc, zs, b, length = self._encode_flat(x)
+        zq, index, commit = self.quantizer(zc)
+        x_hat = self.decoder(zq, zs).view_as(x)
+        zc3, zq3, zs3 = zc.view(b, length, -1), zq.view(b, length, -1), zs.view(b, length, -1)
+        terms = v3_terms(zc3.float(), zq3.float(), zs3.float(), cfg.relativity)
+        out = {"recon": F.mse_loss(x_hat.float(), x.float()), "commit": commit, **terms}
+        total = (
+            cfg.w_recon * out["recon"]
+            + cfg.w_commit * commit
+            + cfg.w_content * terms["content"]
+            + cfg.w_style * terms["style"]
+            + cfg.w_sample * terms["sample"]
+            + cfg.w_fragment * terms["fragment"]
+        )
+        if cfg.w_diversity > 0:
+            sq = self.quantizer.distances(zc.float()).view(b, length, -1)
+            out["diversity"] = diversity_loss(sq, cfg.diversity_temperature)
+            total = total + cfg.w_diversity * out["diversity"]
+        out["total"] = total
+        return out

@@ -1,0 +1,123 @@
+"""Conv encoders/decoders for fragments of shape (C, H, W): image patches or spectrogram slices.
+
+The reference uses ResNet-like stacks whose strided first block halves the map per layer and whose
+channels double per layer; we keep that shape but derive the strides from the input size (a side
+stops shrinking at 4), so one class serves 3×48×32 digits and 1×F×32 spectrograms alike.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class BackboneSpec:
+    n_channels: int = 32  # channels after the last layer; earlier layers halve it
+    n_layers: int = 3  # strided layers
+    blocks_per_layer: int = 1
+    kernel: int = 3
+    d_hidden: int = 256  # the shared linear layer before the content/style heads
+    norm: str = "batch"  # batch | group | none
+
+
+def _norm(kind: str, ch: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(ch)
+    if kind == "group":
+        return nn.GroupNorm(min(8, ch), ch)
+    return nn.Identity()
+
+
+class ResBlock(nn.Module):
+    """conv-norm-GELU-conv-norm + (1×1 conv-norm) shortcut, then GELU."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: tuple[int, int], norm: str):
+        super().__init__()
+        pad = kernel // 2
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, c_out, kernel, stride, pad, bias=False),
+            _norm(norm, c_out),
+            nn.GELU(),
+            nn.Conv2d(c_out, c_out, kernel, 1, pad, bias=False),
+            _norm(norm, c_out),
+        )
+        self.skip = (
+            nn.Identity()
+            if c_in == c_out and stride == (1, 1)
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), _norm(norm, c_out))
+        )
+
+    def forward(self, x):
+        return F.gelu(self.body(x) + self.skip(x))
+
+
+def _plan(shape: tuple[int, int, int], spec: BackboneSpec):
+    """Per-layer (channels, stride) and the map size after each layer."""
+    _, h, w = shape
+    chans = [max(8, spec.n_channels // 2 ** (spec.n_layers - 1 - i)) for i in range(spec.n_layers)]
+    strides, sizes = [], [(h, w)]
+    for _ in range(spec.n_layers):
+        sh, sw = (2 if h > 4 else 1), (2 if w > 4 else 1)
+        h, w = math.ceil(h / sh), math.ceil(w / sw)
+        strides.append((sh, sw))
+        sizes.append((h, w))
+    return chans, strides, sizes
+
+
+class Encoder(nn.Module):
+    """(N, C, H, W) → (content (N, d_c), style (N, d_s))."""
+
+    def __init__(self, shape: tuple[int, int, int], spec: BackboneSpec, d_content: int, d_style: int):
+        super().__init__()
+        chans, strides, sizes = _plan(shape, spec)
+        layers, c_in = [], shape[0]
+        for c, s in zip(chans, strides):
+            layers.append(ResBlock(c_in, c, spec.kernel, s, spec.norm))
+            layers += [ResBlock(c, c, spec.kernel, (1, 1), spec.norm) for _ in range(spec.blocks_per_layer - 1)]
+            c_in = c
+        self.conv = nn.Sequential(*layers)
+        flat = chans[-1] * sizes[-1][0] * sizes[-1][1]
+        self.fc = nn.Sequential(nn.Linear(flat, spec.d_hidden), nn.GELU())
+        self.to_content = nn.Linear(spec.d_hidden, d_content)
+        self.to_style = nn.Linear(spec.d_hidden, d_style)
+
+    def forward(self, x):
+        h = self.fc(self.conv(x).flatten(1))
+        return self.to_content(h), self.to_style(h)
+
+
+class Decoder(nn.Module):
+    """(content (N, d_c), style (N, d_s)) → (N, C, H, W); mirrors the encoder with upsampling."""
+
+    def __init__(self, shape: tuple[int, int, int], spec: BackboneSpec, d_content: int, d_style: int):
+        super().__init__()
+        chans, _, sizes = _plan(shape, spec)
+        self.sizes = sizes[::-1][1:]  # target size after each up layer
+        self.c0, self.hw0 = chans[-1], sizes[-1]
+        half = spec.d_hidden // 2
+        self.from_content = nn.Sequential(nn.Linear(d_content, half), nn.GELU())
+        self.from_style = nn.Sequential(nn.Linear(d_style, spec.d_hidden - half), nn.GELU())
+        self.fc = nn.Sequential(nn.Linear(spec.d_hidden, self.c0 * sizes[-1][0] * sizes[-1][1]), nn.GELU())
+        ups, c_in = [], chans[-1]
+        for c in chans[::-1][1:] + [chans[0]]:
+            ups.append(
+                nn.Sequential(
+                    *[ResBlock(c_in, c, spec.kernel, (1, 1), spec.norm)]
+                    + [ResBlock(c, c, spec.kernel, (1, 1), spec.norm) for _ in range(spec.blocks_per_layer - 1)]
+                )
+            )
+            c_in = c
+        self.ups = nn.ModuleList(ups)
+        self.out = nn.Conv2d(chans[0], shape[0], spec.kernel, 1, spec.kernel // 2)
+
+    def forward(self, content, style):
+        h = torch.cat([self.from_content(content), self.from_style(style)], dim=-1)
+        h = self.fc(h).view(-1, self.c0, *self.hw0)
+        for up, size in zip(self.ups, self.sizes):
+            h = up(F.interpolate(h, size=size, mode="nearest"))
+        return self.out(h)

@@ -1,0 +1,141 @@
+"""EMA vector quantiser with k-means initialisation and dead-code replacement.
+
+Written here rather than taken from vector-quantize-pytorch so that every setting is explicit and
+stable across versions, and so that the EMA statistics can be all-reduced under DDP (the codebook
+then follows the global batch, whatever the number of processes).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+
+def _dist() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_reduce(t: torch.Tensor) -> torch.Tensor:
+    if _dist():
+        dist.all_reduce(t)
+    return t
+
+
+def _all_gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate a (N, d) tensor over ranks (no gradient: used for codebook statistics only)."""
+    if not _dist():
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding then Lloyd iterations; returns (k, d) centres."""
+    n = x.shape[0]
+    idx = torch.randint(n, (1,), generator=generator)
+    centres = [x[idx]]
+    d2 = torch.cdist(x, centres[0]).squeeze(1) ** 2
+    for _ in range(1, k):
+        p = d2 / d2.sum() if d2.sum() > 0 else torch.full_like(d2, 1.0 / n)
+        idx = torch.multinomial(p, 1, generator=generator)
+        centres.append(x[idx])
+        d2 = torch.minimum(d2, torch.cdist(x, x[idx]).squeeze(1) ** 2)
+    c = torch.cat(centres)
+    for _ in range(iters):
+        assign = torch.cdist(x, c).argmin(1)
+        counts = torch.bincount(assign, minlength=k).to(x.dtype)
+        sums = torch.zeros_like(c).index_add_(0, assign, x)
+        c = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], c)
+    return c
+
+
+class EMAQuantizer(nn.Module):
+    """Nearest-atom quantisation of (N, d) vectors with a straight-through gradient.
+
+    decay: EMA decay of the atom statistics. dead_threshold: an atom whose EMA count (fragments per
+    batch) falls below it is re-seeded from a random vector of the current batch.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        n_atoms: int,
+        decay: float = 0.95,
+        dead_threshold: float = 2.0,
+        kmeans_init: bool = True,
+        kmeans_iters: int = 10,
+        eps: float = 1e-5,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.dim, self.n_atoms, self.decay, self.eps = dim, n_atoms, decay, eps
+        self.dead_threshold, self.kmeans_init, self.kmeans_iters = dead_threshold, kmeans_init, kmeans_iters
+        self.register_buffer("codebook", torch.randn(n_atoms, dim) * 0.1)
+        self.register_buffer("cluster_size", torch.zeros(n_atoms))
+        self.register_buffer("embed_sum", self.codebook.clone())
+        self.register_buffer("initted", torch.tensor(not kmeans_init))
+        self.register_buffer("rng_state", torch.Generator().manual_seed(seed).get_state())
+        self.frozen = False
+
+    def _generator(self) -> torch.Generator:
+        g = torch.Generator()
+        g.set_state(self.rng_state)
+        return g
+
+    @torch.no_grad()
+    def _init(self, x: torch.Tensor) -> None:
+        g = self._generator()
+        x = _all_gather_rows(x)
+        c = kmeans(x, self.n_atoms, self.kmeans_iters, g)
+        self.codebook.copy_(c)
+        self.embed_sum.copy_(c)
+        self.cluster_size.fill_(1.0)
+        self.initted.fill_(True)
+        self.rng_state.copy_(g.get_state())
+
+    def distances(self, x: torch.Tensor) -> torch.Tensor:
+        """Squared Euclidean distances (N, K)."""
+        return (x.pow(2).sum(1, keepdim=True) - 2 * x @ self.codebook.t() + self.codebook.pow(2).sum(1)[None]).clamp(
+            min=0
+        )
+
+    @torch.no_grad()
+    def _ema_update(self, x: torch.Tensor, index: torch.Tensor) -> None:
+        onehot = F.one_hot(index, self.n_atoms).to(x.dtype)
+        counts = _all_reduce(onehot.sum(0))
+        sums = _all_reduce(onehot.t() @ x)
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.embed_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        n = self.cluster_size.sum()
+        smoothed = (self.cluster_size + self.eps) / (n + self.n_atoms * self.eps) * n
+        self.codebook.copy_(self.embed_sum / smoothed[:, None])
+        self._replace_dead(x)
+
+    @torch.no_grad()
+    def _replace_dead(self, x: torch.Tensor) -> None:
+        dead = self.cluster_size < self.dead_threshold
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return
+        g = self._generator()
+        pool = _all_gather_rows(x)
+        pick = torch.randint(pool.shape[0], (n_dead,), generator=g)
+        self.codebook[dead] = pool[pick]
+        self.embed_sum[dead] = pool[pick] * self.dead_threshold
+        self.cluster_size[dead] = self.dead_threshold
+        self.rng_state.copy_(g.get_state())
+
+    def forward(self, x: torch.Tensor):
+        """x (N, d) → (quantised with straight-through gradient (N, d), index (N,), commitment loss)."""
+        x32 = x.float()
+        if self.training and not bool(self.initted) and not self.frozen:
+            self._init(x32.detach())
+        index = self.distances(x32.detach()).argmin(1)
+        q = self.codebook[index]
+        if self.training and not self.frozen:
+            self._ema_update(x32.detach(), index)
+        commit = F.mse_loss(x32, q.detach())
+        return x + (q - x).detach(), index, commit

@@ -1,0 +1,103 @@
+"""Checkpoints: safetensors tensors + a JSON state. Loading never unpickles.
+
+A checkpoint NAME in a folder is three files: NAME.safetensors (model weights and buffers),
+NAME.optim.safetensors (optimizer moments) and NAME.json (step, scalars, RNG states, the optimizer's
+param-group settings, sha256 of both tensor files). Every file is written to a temporary name and
+renamed, and the JSON (which vouches for the other two by checksum) is renamed last, so a crash
+mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from varinv.data.store import sha256_file
+from varinv.errors import CheckpointError
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{pid}.{k}"] = v.contiguous()
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def save(folder: Path, name: str, model: torch.nn.Module, opt: torch.optim.Optimizer | None, state: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    mpath = folder / f"{name}.safetensors"
+    _atomic_write_bytes(mpath, lambda p: save_file(weights, str(p)))
+    state = dict(state)
+    state["model_sha256"] = sha256_file(mpath)
+    if opt is not None:
+        tensors, meta = _optimizer_tensors(opt)
+        opath = folder / f"{name}.optim.safetensors"
+        _atomic_write_bytes(opath, lambda p: save_file(tensors, str(p)))
+        state["optimizer"] = meta
+        state["optim_sha256"] = sha256_file(opath)
+    jpath = folder / f"{name}.json"
+    _atomic_write_bytes(jpath, lambda p: p.write_text(json.dumps(state, indent=1)))
+
+
+def read_state(folder: Path, name: str) -> dict:
+    jpath = folder / f"{name}.json"
+    if not jpath.exists():
+        raise CheckpointError(f"no checkpoint '{name}' in {folder}; train first (`varinv train`) or check the path")
+    try:
+        return json.loads(jpath.read_text())
+    except json.JSONDecodeError:
+        raise CheckpointError(f"checkpoint state {jpath} is corrupt (invalid JSON); retrain or restore it") from None
+
+
+def _load_tensors(path: Path, expected_sha: str | None) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        raise CheckpointError(f"checkpoint file {path} is missing; retrain or restore it")
+    if expected_sha and sha256_file(path) != expected_sha:
+        raise CheckpointError(f"checkpoint file {path} does not match its recorded checksum (truncated or tampered)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint file {path} is corrupt ({e}); retrain or restore it") from None
+
+
+def load_model(folder: Path, name: str, model: torch.nn.Module) -> dict:
+    state = read_state(folder, name)
+    weights = _load_tensors(folder / f"{name}.safetensors", state.get("model_sha256"))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise CheckpointError(f"checkpoint {folder / name} does not fit this model ({first})") from None
+    return state
+
+
+def load_optimizer(folder: Path, name: str, opt: torch.optim.Optimizer, state: dict) -> None:
+    tensors = _load_tensors(folder / f"{name}.optim.safetensors", state.get("optim_sha256"))
+    meta = state["optimizer"]
+    per: dict[int, dict] = {}
+    for key, v in tensors.items():
+        pid, k = key.split(".", 1)
+        per.setdefault(int(pid), {})[k] = v
+    for key, v in meta["scalars"].items():
+        pid, k = key.split(".", 1)
+        per.setdefault(int(pid), {})[k] = v
+    opt.load_state_dict({"state": per, "param_groups": meta["param_groups"]})

@@ -1,0 +1,281 @@
+"""The training loop: one screen of plain PyTorch, no framework.
+
+run folder::
+
+    config.yaml            the resolved config (every default written out)
+    provenance.json        seed, package/torch versions, dataset manifest hash, command
+    checkpoints/last.*     periodic checkpoint (see checkpoint.py); checkpoints/final.* at the end
+    tb/                    TensorBoard scalars (every loss term by name, lr)
+    train_log.jsonl        the same scalars as JSON lines
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from varinv import __version__
+from varinv.config import RunConfig
+from varinv.data.batching import Prefetcher
+from varinv.data.store import Dataset, open_dataset
+from varinv.errors import DataError, TrainingError
+from varinv.methods import build_method
+from varinv.train import checkpoint as ckpt
+
+
+def lr_factor(step: int, t) -> float:
+    """The paper's exponential schedule max(floor, decay^(epoch/every)), with optional linear warm-up."""
+    epoch = step / t.steps_per_epoch
+    f = max(t.lr_floor, t.lr_decay ** (epoch / t.lr_decay_every))
+    if t.warmup_steps > 0 and step < t.warmup_steps:
+        f *= (step + 1) / t.warmup_steps
+    return f
+
+
+def check_run_folder(run: Path, need_bytes: int) -> None:
+    """Fail before training, not after an hour, if the run folder cannot take the checkpoints."""
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        probe = run / ".write-probe"
+        probe.write_bytes(b"x")
+        probe.unlink()
+    except OSError as e:
+        raise TrainingError(f"run folder {run} is not writable ({e.strerror}); choose another --run folder") from None
+    free = shutil.disk_usage(run).free
+    if free < need_bytes:
+        raise TrainingError(
+            f"run folder {run} has {free / 1e6:.0f} MB free but checkpoints need about {need_bytes / 1e6:.0f} MB; "
+            "free some space or choose another --run folder"
+        )
+
+
+def build_for_dataset(cfg: RunConfig, ds: Dataset, seed: int):
+    shape = ds.fragment_shape
+    if len(shape) != 3:
+        raise DataError(f"dataset {ds.root} fragments have shape {shape}; expected (C, H, W)")
+    try:
+        return build_method(cfg.method, cfg.model, shape, seed=seed)
+    except RuntimeError as e:
+        raise DataError(f"fragment shape {shape} does not fit the backbone ({e}); change model.n_layers") from None
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def set_threads(n: int) -> None:
+    if n > 0:
+        torch.set_num_threads(n)
+
+
+class _Logger:
+    def __init__(self, run: Path, enabled: bool):
+        self.jsonl = open(run / "train_log.jsonl", "a")
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run / "tb"))
+            except ImportError:  # tensorboard is a dependency, but logging must never stop training
+                self.tb = None
+
+    def log(self, step: int, scalars: dict[str, float]) -> None:
+        self.jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+        self.jsonl.flush()
+        if self.tb is not None:
+            for k, v in scalars.items():
+                self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        self.jsonl.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def train(
+    cfg: RunConfig,
+    run: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    tensorboard: bool = True,
+    stop_after: int | None = None,
+) -> dict:
+    """Train ``cfg`` into folder ``run``; returns the final state dict. ``stop_after`` ends the
+    process early (tests of resume) exactly as a kill between steps would."""
+    run = Path(run)
+    t = cfg.train
+    set_threads(t.threads)
+    ds = open_dataset(cfg.data.path)
+    train_split = ds.split("train")
+    if len(train_split) < 2:
+        raise DataError(f"dataset {ds.root} has {len(train_split)} training samples; V3 needs at least 2")
+    ck_dir = run / "checkpoints"
+    if not resume and (ck_dir / "last.json").exists():
+        raise TrainingError(
+            f"run folder {run} already holds a checkpoint; pass --resume to continue it or choose a new --run folder"
+        )
+    _seed_all(t.seed)
+    model = build_for_dataset(cfg, ds, t.seed)
+    n_bytes = sum(p.numel() * p.element_size() for p in model.state_dict().values())
+    check_run_folder(run, need_bytes=8 * n_bytes + 50_000_000)
+    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+    start = 0
+    if resume and (ck_dir / "last.json").exists():
+        state = ckpt.load_model(ck_dir, "last", model)
+        ckpt.load_optimizer(ck_dir, "last", opt, state)
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        start = int(state["step"])
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    (run / "provenance.json").write_text(
+        json.dumps(
+            {
+                "varinv": __version__,
+                "torch": torch.__version__,
+                "seed": t.seed,
+                "dataset": str(ds.root),
+                "dataset_hash": ds.hash(),
+                "dataset_generator": ds.manifest.get("generator"),
+                "dataset_seed": ds.manifest.get("seed"),
+                "argv": sys.argv,
+                "threads": torch.get_num_threads(),
+            },
+            indent=1,
+        )
+    )
+    logger = _Logger(run, tensorboard)
+    model.train()
+    stop = t.steps if stop_after is None else min(t.steps, stop_after)
+    batches = Prefetcher(train_split, ds.scale, t.batch_size, t.seed, start, stop)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.precision == "bf16")
+    bar = _progress(progress, t.steps, start)
+    t0, last = time.time(), {}
+    elapsed0 = 0.0
+    if resume and start > 0:
+        elapsed0 = float(state.get("train_seconds", 0.0))
+
+    def save(name: str, step: int) -> None:
+        ckpt.save(
+            ck_dir,
+            name,
+            model,
+            opt,
+            {
+                "step": step,
+                "torch_rng": torch.get_rng_state().tolist(),
+                "train_seconds": elapsed0 + time.time() - t0,
+                "losses": last,
+                "method": cfg.method,
+            },
+        )
+
+    try:
+        for step in range(start, stop):
+            batch = next(batches)
+            for g in opt.param_groups:
+                g["lr"] = t.lr * lr_factor(step, t)
+            with autocast:
+                losses = model.loss(batch, step)
+            bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
+            if bad:
+                raise TrainingError(
+                    f"loss term '{bad[0]}' became {losses[bad[0]].item()} at step {step}; training stopped and "
+                    f"the last good checkpoint is kept in {ck_dir} (lower train.lr or enable train.grad_clip)"
+                )
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            if t.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            opt.step()
+            if hasattr(model, "after_step"):
+                model.after_step(step)
+            if (step + 1) % t.log_every == 0 or step == stop - 1:
+                last = {k: float(v.detach()) for k, v in losses.items()}
+                logger.log(step + 1, {**last, "lr": opt.param_groups[0]["lr"]})
+            if bar is not None:
+                bar.update(step + 1, losses)
+            if (step + 1) % t.ckpt_every == 0 and step + 1 < stop:
+                save("last", step + 1)
+        if stop == t.steps:
+            save("last", stop)
+            save("final", stop)
+        else:
+            save("last", stop)
+    finally:
+        logger.close()
+        if bar is not None:
+            bar.close()
+    return {"step": stop, "train_seconds": elapsed0 + time.time() - t0, "losses": last}
+
+
+class _progress:
+    """A rich progress bar with ETA and the main loss terms (refreshed a few times a second)."""
+
+    def __new__(cls, enabled: bool, total: int, start: int):
+        if not enabled:
+            return None
+        return super().__new__(cls)
+
+    def __init__(self, enabled: bool, total: int, start: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.p = Progress(
+            TextColumn("train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[losses]}"),
+            transient=False,
+            refresh_per_second=2,
+        )
+        self.task = self.p.add_task("train", total=total, completed=start, losses="")
+        self.p.start()
+        self._t = 0.0
+
+    def update(self, step: int, losses: dict) -> None:
+        now = time.time()
+        if now - self._t < 0.5 and step < self.p.tasks[0].total:
+            self.p.update(self.task, completed=step)
+            return
+        self._t = now
+        keys = [k for k in ("total", "recon", "content", "style", "sample", "fragment", "diversity") if k in losses]
+        text = " ".join(f"{k}={float(losses[k]):.3g}" for k in keys)
+        self.p.update(self.task, completed=step, losses=text)
+
+    def close(self) -> None:
+        self.p.stop()
+
+
+def load_run(run: str | Path, checkpoint: str = "final"):
+    """(cfg, dataset, model in eval mode, state) of a finished or interrupted run."""
+    from varinv import config as config_mod
+
+    run = Path(run)
+    cpath = run / "config.yaml"
+    if not cpath.exists():
+        raise TrainingError(f"{run} is not a run folder (config.yaml missing); train one with `varinv train`")
+    cfg = config_mod.load(cpath)
+    ds = open_dataset(cfg.data.path)
+    model = build_for_dataset(cfg, ds, cfg.train.seed)
+    name = checkpoint
+    if name == "final" and not (run / "checkpoints" / "final.json").exists():
+        name = "last"
+    state = ckpt.load_model(run / "checkpoints", name, model)
+    model.eval()
+    return cfg, ds, model, state
+
+
+def env_threads() -> int:
+    return int(os.environ.get("VARINV_THREADS", "0"))
+
+
+_ = math

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+import torch
+
+from varinv.data.store import from_arrays
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(1)
+
+
+def toy_arrays(n: int, seed: int = 0, length: int = 4):
+    """Tiny image-like sequences: content = which quadrant is lit, style = the colour of the row."""
+    rng = np.random.default_rng(seed)
+    content = np.stack([rng.permutation(4)[:length] for _ in range(n)])
+    style = rng.integers(0, 3, n)
+    colours = np.array([[230, 20, 20], [20, 230, 20], [20, 20, 230]], np.uint8)
+    x = np.full((n, length, 3, 16, 16), 245, np.uint8)
+    for q in range(4):
+        r, c = divmod(q, 2)
+        mask = content == q
+        for ch in range(3):
+            block = x[:, :, ch, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8]
+            block[mask] = colours[style][:, None, ch].repeat(length, 1)[mask][:, None, None]
+    return x, content, style
+
+
+@pytest.fixture
+def toy_dataset(tmp_path):
+    x, c, s = toy_arrays(96)
+    xt, ct, st = toy_arrays(24, seed=1)
+    return from_arrays(tmp_path / "toy", {"train": (x, c, s), "test": (xt, ct, st)},
+                       content_names=list("abcd"), style_names=["red", "green", "blue"])
+
+
+TOY_CFG = {
+    "model": {"method": "v3", "n_atoms": 4, "d_content": 8, "d_style": 8, "n_channels": 16, "n_layers": 2,
+              "d_hidden": 64},
+    "train": {"steps": 60, "batch_size": 16, "log_every": 10, "ckpt_every": 20, "threads": 1},
+    "data": {"n_eval": 50},
+}
