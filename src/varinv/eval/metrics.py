@@ -23,7 +23,9 @@ so memory is ``O(chunk × N)`` and no ``N × N`` matrix is ever held for large `
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
@@ -128,8 +130,17 @@ def _distance_factors(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, b
 
 
-def _auto_chunk(n: int, target_elements: int = 1 << 21) -> int:
-    """Queries per chunk so that one chunk's ``(chunk, N)`` float64 block stays cache-sized (~16 MB)."""
+def _blas_single_thread():
+    """Context that limits BLAS to one thread (threadpoolctl, a scikit-learn dependency) if available."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _auto_chunk(n: int, target_elements: int = 1 << 23) -> int:
+    """Queries per chunk: one chunk's ``(chunk, N)`` float64 block is about 64 MB (8M distances)."""
     return int(max(1, min(4096, target_elements // max(n, 1))))
 
 
@@ -171,6 +182,7 @@ def _tp_chunk(
     k_eff: np.ndarray,
     max_k: int,
     sample: tuple[np.ndarray, int] | None,
+    ws: dict,
 ) -> np.ndarray:
     """True-positive counts ``(len(rows), len(k_eff))`` for one chunk of queries.
 
@@ -184,7 +196,12 @@ def _tp_chunk(
     c = rows.shape[0]
     n = b.shape[1]
     qr = q[rows]
-    dist = qr @ b  # (c, N) squared distances
+    # (c, N) squared distances, written into a reused per-thread buffer (fresh 100 MB arrays cost page
+    # faults that double the time of this product)
+    if "dist" not in ws or ws["dist"].shape[0] < c:
+        ws["dist"] = np.empty((c, n))
+        ws["mask"] = np.empty((c, n), dtype=bool)
+    dist = np.matmul(qr, b, out=ws["dist"][:c])
     ar = np.arange(c)
     dist[ar, rows] = np.inf  # the query never retrieves itself
     qcodes = codes[rows]
@@ -201,26 +218,23 @@ def _tp_chunk(
         # widen the threshold to the top of its 2-ulp bucket so that no bucket is split by the cut
         tau_top = (np.maximum(tau.view(np.int64), 0) | 1).view(np.float64)
         tau = np.where(np.isfinite(tau), tau_top, tau)
-        mask = dist <= tau[:, None]
-        counts = np.count_nonzero(mask, axis=1)
-        flat = np.flatnonzero(mask)
-        del mask
-        r = np.repeat(ar, counts)
-        col = flat - r * n
-        kv = np.maximum(dist.reshape(-1)[flat].view(np.int64), 0)
+        mask = np.less_equal(dist, tau[:, None], out=ws["mask"][:c])
+        flat = np.flatnonzero(mask)  # candidates, row-major: each row's candidates stay contiguous
+        counts = np.diff(np.searchsorted(flat, np.arange(c + 1) * n))
+        match = np.equal(codes[None, :], qcodes[:, None], out=ws["mask"][:c])  # reuse: mask is spent
+        kv = dist.reshape(-1)[flat].view(np.int64)
+        np.maximum(kv, 0, out=kv)
         np.bitwise_and(kv, -2, out=kv)
-        np.bitwise_or(kv, codes[col] == qcodes[r], out=kv)
+        np.bitwise_or(kv, match.reshape(-1)[flat], out=kv)
         width = int(max(counts.max(initial=0), max_k + 1))
         keys = np.full((c, width), _INT64_MAX, dtype=np.int64)
-        offsets = np.cumsum(counts) - counts
-        keys.reshape(-1)[r * width + (np.arange(flat.size) - offsets[r])] = kv
-        del flat, r, col, kv
+        keys[np.arange(width)[None, :] < counts[:, None]] = kv  # row-major fill = candidate order
+        del flat, kv
 
     keys.sort(axis=1)
     tp = np.cumsum(keys[:, :max_k] & 1, axis=1)[:, k_eff - 1]
-    trunc_k = keys[:, k_eff - 1] >> 1
-    trunc_next = keys[:, k_eff] >> 1 if max_k < keys.shape[1] else np.full_like(trunc_k, _INT64_MAX)
-    bad = (trunc_k == trunc_next).any(axis=1) | (counts < max_k)
+    # keys has >= max_k + 1 columns (N >= max_k + 1; padded in the sampled path), so column k exists
+    bad = ((keys[:, k_eff - 1] >> 1) == (keys[:, k_eff] >> 1)).any(axis=1) | (counts < max_k)
     if bad.any():
         d_bad = np.maximum(dist[bad], 0.0)
         order = np.argsort(d_bad, axis=1, kind="stable")[:, :max_k]
@@ -260,7 +274,9 @@ def precision_recall_at_k(
     unclipped k when k > N; the newer reference (bbbc7c9) excludes the query, as here.
 
     Cost: ``O(N_q · N · d)`` for the distances plus a sort of roughly the ``max_k`` nearest per query;
-    memory ``O(chunk · N)``. For ``N ≥ 8192`` and ``4·(max k + 1) ≤ N`` a threshold estimated from a fixed
+    memory ``O(chunk · N)``; no loop over queries or pairs in Python (only over chunks). Measured:
+    N = 100,000, d = 16, max k ≈ 10,000 in about 40 s of CPU on one core
+    (``benchmarks/bench_prauc.py``). For ``N ≥ 8192`` and ``4·(max k + 1) ≤ N`` a threshold estimated from a fixed
     random sample of columns keeps only about the ``max k`` nearest of each query before sorting; rows
     where the threshold kept too few are recomputed exactly, so the result does not depend on the sample.
 
@@ -269,9 +285,10 @@ def precision_recall_at_k(
     emb : (N, d) array of floats.
     labels : (N,) array of labels (any comparable values).
     k_list : increasing positive integers.
-    chunk : queries per block; default keeps a block of about 2M distances.
+    chunk : queries per block; default keeps a block of about 8M distances (64 MB per thread).
     query_idx : optional subset of fragment indices used as queries (they still search all N).
-    n_jobs : threads over chunks (numpy releases the GIL in the heavy calls).
+    n_jobs : threads over chunks (numpy releases the GIL in the heavy calls). BLAS is limited to one
+        thread during the call (via threadpoolctl), since its threads only slow these skinny products.
     per_query : also return ``tp`` (N_q, n_k) and ``n_pos`` (N_q,).
 
     Returns
@@ -314,16 +331,23 @@ def precision_recall_at_k(
     tp = np.empty((nq, k_eff.size), dtype=np.int64)
     starts = range(0, nq, chunk)
 
+    local = threading.local()
+
     def work(s0: int) -> None:
         rows = queries[s0 : s0 + chunk]
-        tp[s0 : s0 + rows.shape[0]] = _tp_chunk(q, b, codes, rows, k_eff, max_k, sample)
+        if not hasattr(local, "ws"):
+            local.ws = {}
+        tp[s0 : s0 + rows.shape[0]] = _tp_chunk(q, b, codes, rows, k_eff, max_k, sample, local.ws)
 
-    if n_jobs > 1 and nq > chunk:
-        with ThreadPoolExecutor(max_workers=int(n_jobs)) as pool:
-            list(pool.map(work, starts))
-    else:
-        for s0 in starts:
-            work(s0)
+    # BLAS threads are pinned to 1 for the call: with skinny (d+2)-deep products they only spin and
+    # compete with each other (measured 1.5-2x slower on 2 cores); parallelism comes from n_jobs.
+    with _blas_single_thread():
+        if n_jobs > 1 and nq > chunk:
+            with ThreadPoolExecutor(max_workers=int(n_jobs)) as pool:
+                list(pool.map(work, starts))
+        else:
+            for s0 in starts:
+                work(s0)
 
     npos = n_pos[queries].astype(np.float64)
     prec = tp / k_eff[None, :]

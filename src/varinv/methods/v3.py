@@ -20,7 +20,7 @@ high entropy, i.e. the fragments of one sample should pick different atoms.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +80,7 @@ class V3Config(BackboneConfig):
     kmeans_iters: int = 10
     w_diversity: float = 0.0
     diversity_temperature: float = 0.1
+    rekmeans_steps: list[int] = field(default_factory=list)  # re-run k-means++ on the batch at these steps
 
     def validate(self) -> None:
         super().validate()
@@ -182,6 +183,8 @@ class V3(ConvAutoencoder):
     def loss(self, batch, step):
         cfg, x = self.cfg, batch["x"]
         zc, zs, b, length = self._encode_flat(x)
+        if self.training and step in cfg.rekmeans_steps:
+            self.quantizer._init(zc.detach().float())
         zq, index, commit = self.quantizer(zc)
         x_hat = self.decoder(zq, zs).view_as(x)
         zc3, zq3, zs3 = zc.view(b, length, -1), zq.view(b, length, -1), zs.view(b, length, -1)

@@ -1,0 +1,125 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import TOY_CFG
+from varinv import config as config_mod
+from varinv.errors import CheckpointError, ConfigError, DataError
+from varinv.train import checkpoint as ckpt
+from varinv.train.trainer import load_run, train
+
+
+def _cfg(ds, **train):
+    raw = json.loads(json.dumps(TOY_CFG))
+    raw["data"]["path"] = str(ds.root)
+    raw["train"].update(train)
+    return config_mod.from_dict(raw)
+
+
+def _losses(run):
+    return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_short_training_reduces_loss(toy_dataset, tmp_path):
+    cfg = _cfg(toy_dataset, steps=80)
+    train(cfg, tmp_path / "run", progress=False, tensorboard=False)
+    log = _losses(tmp_path / "run")
+    first, last = log[0], log[-1]
+    assert last["recon"] < 0.5 * first["recon"]
+    assert last["total"] < first["total"]
+    assert (tmp_path / "run" / "checkpoints" / "final.safetensors").exists()
+
+
+def test_same_seed_same_numbers_and_resume_matches(toy_dataset, tmp_path):
+    cfg = _cfg(toy_dataset, steps=40, ckpt_every=10)
+    train(cfg, tmp_path / "a", progress=False, tensorboard=False)
+    train(cfg, tmp_path / "b", progress=False, tensorboard=False, stop_after=17)  # "killed" at step 17
+    train(cfg, tmp_path / "b", resume=True, progress=False, tensorboard=False)
+    wa = ckpt._load_tensors(tmp_path / "a" / "checkpoints" / "final.safetensors", None)
+    wb = ckpt._load_tensors(tmp_path / "b" / "checkpoints" / "final.safetensors", None)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    assert _losses(tmp_path / "a")[-1]["total"] == _losses(tmp_path / "b")[-1]["total"]
+
+
+def test_existing_run_needs_resume(toy_dataset, tmp_path):
+    cfg = _cfg(toy_dataset, steps=10)
+    train(cfg, tmp_path / "r", progress=False, tensorboard=False)
+    with pytest.raises(Exception, match="--resume"):
+        train(cfg, tmp_path / "r", progress=False, tensorboard=False)
+
+
+def test_unknown_config_key_is_named(toy_dataset):
+    raw = json.loads(json.dumps(TOY_CFG))
+    raw["model"]["n_atom"] = 3
+    with pytest.raises(ConfigError, match="model.n_atom.*n_atoms"):
+        config_mod.from_dict(raw)
+    raw = json.loads(json.dumps(TOY_CFG))
+    raw["model"]["relativity"] = 1.0
+    with pytest.raises(ConfigError, match="relativity"):
+        config_mod.from_dict(raw)
+
+
+def test_missing_dataset(tmp_path):
+    raw = json.loads(json.dumps(TOY_CFG))
+    raw["data"]["path"] = str(tmp_path / "nowhere")
+    with pytest.raises(DataError, match="manifest.json missing"):
+        train(config_mod.from_dict(raw), tmp_path / "r", progress=False)
+
+
+def test_corrupt_checkpoint_is_refused(toy_dataset, tmp_path):
+    cfg = _cfg(toy_dataset, steps=10)
+    run = tmp_path / "r"
+    train(cfg, run, progress=False, tensorboard=False)
+    f = run / "checkpoints" / "final.safetensors"
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_run(run)
+    f.write_bytes(bytes(data[:100]))  # truncated
+    with pytest.raises(CheckpointError):
+        load_run(run)
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "varinv", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_cli_errors_are_one_line(toy_dataset, tmp_path):
+    raw = json.loads(json.dumps(TOY_CFG))
+    raw["data"]["path"] = str(toy_dataset.root)
+    raw["train"]["stepz"] = 3
+    cfgp = tmp_path / "bad.yaml"
+    cfgp.write_text(yaml.safe_dump(raw))
+    r = _cli("train", str(cfgp), "--run", str(tmp_path / "r"))
+    assert r.returncode != 0
+    assert r.stderr.strip().count("\n") == 0 and "train.stepz" in r.stderr and "steps" in r.stderr
+    r = _cli("evaluate", str(tmp_path / "no-run"))
+    assert r.returncode != 0 and r.stderr.startswith("error:") and r.stderr.strip().count("\n") == 0
+
+
+def test_store_roundtrip_and_checksum(tmp_path):
+    from varinv.data.store import from_arrays, open_dataset
+
+    x = np.random.default_rng(0).integers(0, 255, (6, 3, 1, 8, 8)).astype(np.uint8)
+    c = np.tile(np.arange(3), (6, 1))
+    s = np.arange(6) % 2
+    ds = from_arrays(tmp_path / "d", {"train": (x, c, s)})
+    sp = open_dataset(tmp_path / "d").split("train")
+    assert np.array_equal(sp.x, x) and np.array_equal(sp.content, c) and sp.style_per_fragment.shape == (6, 3)
+    ds.verify()
+    path = tmp_path / "d" / "train" / "x.npy"
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="checksum"):
+        ds.verify()
+    with pytest.raises(DataError, match="L >= 2"):
+        from_arrays(tmp_path / "e", {"train": (x[:, :1], c[:, :1], s)})
