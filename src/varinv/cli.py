@@ -125,6 +125,20 @@ def recombine(
     typer.echo(f"wrote {res['files']['grid']} and {len(res['files']['atoms']) + len(res['files']['styles'])} strips")
 
 
+# Commands living beside their subsystem: each module defines register(app).
+_EXTENSIONS: list[str] = []
+
+
+def _register_extensions() -> None:
+    import importlib
+
+    for name in _EXTENSIONS:
+        importlib.import_module(name).register(app)
+
+
+_register_extensions()
+
+
 def main() -> None:
     try:
         app()
