@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import importlib.resources
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +39,17 @@ INSTALL_HINT = (
 )
 
 
+NO_FLUIDSYNTH_ENV = "VARINV_NO_FLUIDSYNTH"
+
+
 def import_fluidsynth():
-    """Import pyfluidsynth, or raise DependencyError with the install hint."""
+    """Import pyfluidsynth, or raise DependencyError with the install hint.
+
+    Setting the environment variable ``VARINV_NO_FLUIDSYNTH=1`` makes this behave as if libfluidsynth
+    were not installed (to test the error path, e.g. of the CLI in a subprocess).
+    """
+    if os.environ.get(NO_FLUIDSYNTH_ENV, "") not in ("", "0"):
+        raise DependencyError(INSTALL_HINT)
     try:
         import fluidsynth
     except (ImportError, OSError):

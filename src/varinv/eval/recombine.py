@@ -3,6 +3,11 @@
 A style is the mean style vector of one style class over the test fragments (as on the V3 demo
 page); an atom is a codebook entry (or a k-means centre for methods without a codebook). The grid
 cell (k, s) is decode(atom k, style s).
+
+Images are drawn as they are; spectrograms (``ds.kind == "spectrogram"``, log-magnitude in model units)
+are drawn with low frequencies at the bottom, through the magma colour map, with one colour scale (the
+1st–99.5th percentile of the whole grid) shared by the grid and every strip, so strips compare. For
+spectrogram datasets the grid is also written as audio (:mod:`varinv.eval.recombine_audio`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from PIL import Image
 
 from varinv.eval.embed import content_index, embed_split
 from varinv.eval.evaluate import n_atoms_of
+from varinv.eval.recombine_audio import DEFAULT_N_ITER, safe_name, write_audio
 from varinv.train.trainer import load_run
 
 
@@ -44,25 +50,61 @@ def grid(model, atoms: np.ndarray, styles: np.ndarray) -> np.ndarray:
     return model.decode(c.reshape(k * s, -1), z.reshape(k * s, -1)).reshape(k, s, *model.fragment_shape).numpy()
 
 
-def _to_image(frags: np.ndarray, scale: float, pad: int = 2) -> Image.Image:
-    """(rows, cols, C, H, W) in model units → one PIL image with a white gutter."""
+def spectrogram_limits(frags: np.ndarray) -> tuple[float, float]:
+    """Colour scale (lo, hi) of a spectrogram grid: its 1st and 99.5th percentiles."""
+    lo, hi = float(np.percentile(frags, 1)), float(np.percentile(frags, 99.5))
+    return lo, max(hi, lo + 1e-6)
+
+
+def _magma() -> np.ndarray:
+    from matplotlib import colormaps
+
+    return (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+
+
+def _to_image(frags: np.ndarray, scale: float, pad: int = 2, lim: tuple[float, float] | None = None,
+              spectrogram: bool | None = None) -> Image.Image:
+    """(rows, cols, C, H, W) in model units → one PIL image with a white gutter.
+
+    Images: values in [0, 1] (× 255). Spectrograms (``spectrogram``; default: ``scale == 1``):
+    log-magnitudes (H = frequency bins, W = frames), coloured with magma over ``lim`` (default: this
+    array's percentiles), low frequencies at the bottom.
+    """
     r, c, ch, h, w = frags.shape
-    arr = np.clip(frags * (255.0 if scale != 1.0 else 1.0), 0, 255)
-    if scale == 1.0:  # spectrograms: min-max to grey levels
-        lo, hi = np.percentile(frags, 1), np.percentile(frags, 99.5)
-        arr = np.clip((frags - lo) / max(hi - lo, 1e-6) * 255, 0, 255)
-        arr = arr[:, :, :, ::-1]  # low frequencies at the bottom
+    if spectrogram is None:
+        spectrogram = scale == 1.0
+    if not spectrogram:
+        arr = np.clip(frags * 255.0, 0, 255).astype(np.uint8)
+        if ch == 1:
+            arr = np.repeat(arr, 3, axis=2)
+        arr = arr.transpose(0, 1, 3, 4, 2)  # (r, c, H, W, 3)
+    else:
+        lo, hi = lim if lim is not None else spectrogram_limits(frags)
+        level = np.clip((frags.mean(axis=2) - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+        arr = _magma()[level[:, :, ::-1]]  # (r, c, H, W, 3), low frequencies at the bottom
     canvas = np.full((r * (h + pad) + pad, c * (w + pad) + pad, 3), 255, np.uint8)
     for i in range(r):
         for j in range(c):
-            tile = arr[i, j].transpose(1, 2, 0)
-            if tile.shape[2] == 1:
-                tile = np.repeat(tile, 3, axis=2)
-            canvas[pad + i * (h + pad): pad + i * (h + pad) + h, pad + j * (w + pad): pad + j * (w + pad) + w] = tile
+            canvas[pad + i * (h + pad): pad + i * (h + pad) + h, pad + j * (w + pad): pad + j * (w + pad) + w] = arr[i, j]
     return Image.fromarray(canvas)
 
 
-def recombine(run: str | Path, out: str | Path | None = None, checkpoint: str = "final", upscale: int = 2) -> dict:
+def atom_labels(index: np.ndarray, content: np.ndarray, order: np.ndarray, n_atoms: int,
+                content_names: list[str]) -> tuple[list[str], list[float]]:
+    """The majority content class ("-" for an unused atom) and its share (purity) of each atom in ``order``."""
+    counts = np.zeros((n_atoms, len(content_names)))
+    np.add.at(counts, (index, content), 1)
+    labels = [content_names[int(counts[a].argmax())] if counts[a].sum() else "-" for a in order]
+    purity = [float(counts[a].max() / counts[a].sum()) if counts[a].sum() else 0.0 for a in order]
+    return labels, purity
+
+
+def recombine(run: str | Path, out: str | Path | None = None, checkpoint: str = "final", upscale: int = 2,
+              n_iter: int = DEFAULT_N_ITER) -> dict:
+    """PNG grid and strips (and, for spectrograms, WAVs under ``out/audio``) of a run; returns the paths.
+
+    ``n_iter``: Griffin-Lim iterations for the audio.
+    """
     run = Path(run)
     cfg, ds, model, _ = load_run(run, checkpoint)
     out = Path(out) if out else run / "recombine"
@@ -79,14 +121,25 @@ def recombine(run: str | Path, out: str | Path | None = None, checkpoint: str = 
     def save(img: Image.Image, path: Path) -> None:
         img.resize((img.width * upscale, img.height * upscale), Image.NEAREST).save(path)
 
-    save(_to_image(frags, ds.scale), out / "atoms_x_styles.png")
+    spec = ds.kind == "spectrogram"
+    lim = spectrogram_limits(frags) if spec else None
+
+    def image(f: np.ndarray) -> Image.Image:
+        return _to_image(f, ds.scale, lim=lim, spectrogram=spec)
+
+    save(image(frags), out / "atoms_x_styles.png")
     for row, atom in enumerate(order):
         p = out / f"atom_{int(atom):03d}_all_styles.png"
-        save(_to_image(frags[row:row + 1], ds.scale), p)
+        save(image(frags[row:row + 1]), p)
         files["atoms"].append(str(p))
     for s, name in enumerate(test.style_names):
-        p = out / f"style_{s:02d}_{name}_all_atoms.png"
-        save(_to_image(frags[:, s:s + 1].transpose(1, 0, 2, 3, 4), ds.scale), p)
+        p = out / f"style_{s:02d}_{safe_name(name)}_all_atoms.png"
+        save(image(frags[:, s:s + 1].transpose(1, 0, 2, 3, 4)), p)
         files["styles"].append(str(p))
     np.save(out / "grid.npy", frags.astype(np.float16))
-    return {"files": files, "atom_order": order.tolist(), "style_names": list(test.style_names)}
+    labels, purity = atom_labels(index, emb["content"], order, k, ds.content_names)
+    if spec:
+        files["audio"] = write_audio(out / "audio", frags, order, test.style_names, ds.manifest.get("params", {}),
+                                     n_iter=n_iter, seed=cfg.train.seed, atom_labels=labels)
+    return {"files": files, "atom_order": order.tolist(), "atom_labels": labels, "atom_purity": purity,
+            "style_names": list(test.style_names)}

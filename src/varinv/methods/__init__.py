@@ -9,6 +9,13 @@ from varinv.errors import ConfigError
 # name -> (module, method class, config class)
 _REGISTRY = {
     "v3": ("varinv.methods.v3", "V3", "V3Config"),
+    "mine": ("varinv.methods.mine", "MINE", "MINEConfig"),
+    "cycle": ("varinv.methods.cycle", "Cycle", "CycleConfig"),
+    "dsae": ("varinv.methods.dsae", "DSAE", "DSAEConfig"),
+    "tsdsae": ("varinv.methods.tsdsae", "TSDSAE", "TSDSAEConfig"),
+    "mvtcvae": ("varinv.methods.mvtcvae", "MVTCVAE", "MVTCVAEConfig"),
+    "betavae": ("varinv.methods.betavae", "BetaVAE", "BetaVAEConfig"),
+    "supervised": ("varinv.methods.supervised", "Supervised", "SupervisedConfig"),
 }
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from varinv.config import _check
 from varinv.methods.base import Encoded, Method
@@ -81,6 +82,14 @@ class V3Config(BackboneConfig):
     w_diversity: float = 0.0
     diversity_temperature: float = 0.1
     rekmeans_steps: list[int] = field(default_factory=list)  # re-run k-means++ on the batch at these steps
+    # Standardise each style dimension over the batch (BatchNorm without affine). Without it the
+    # across-sample hinge is met cheaply by stretching one direction of z_s, which splits the styles
+    # into two far-apart groups and crowds every other distinction (seen on PhoneNums).
+    style_norm: bool = False
+    # Gaussian noise (std, in units of the normalised style) added to z_s on its way to the decoder
+    # during training. The decoder can then only use style differences larger than the noise, so
+    # every distinction it needs (all colours, not just the strongest channel) is spread out in z_s.
+    style_noise: float = 0.0
 
     def validate(self) -> None:
         super().validate()
@@ -166,6 +175,11 @@ class V3(ConvAutoencoder):
             kmeans_iters=cfg.kmeans_iters,
             seed=seed,
         )
+        self.style_norm = nn.BatchNorm1d(cfg.d_style, affine=False) if cfg.style_norm else nn.Identity()
+
+    def _encode_flat(self, x):
+        zc, zs, b, length = super()._encode_flat(x)
+        return zc, self.style_norm(zs), b, length
 
     def codebook(self):
         return self.quantizer.codebook
@@ -186,7 +200,8 @@ class V3(ConvAutoencoder):
         if self.training and step in cfg.rekmeans_steps:
             self.quantizer._init(zc.detach().float())
         zq, index, commit = self.quantizer(zc)
-        x_hat = self.decoder(zq, zs).view_as(x)
+        zs_dec = zs + cfg.style_noise * torch.randn_like(zs) if cfg.style_noise > 0 else zs
+        x_hat = self.decoder(zq, zs_dec).view_as(x)
         zc3, zq3, zs3 = zc.view(b, length, -1), zq.view(b, length, -1), zs.view(b, length, -1)
         terms = v3_terms(zc3.float(), zq3.float(), zs3.float(), cfg.relativity)
         out = {"recon": F.mse_loss(x_hat.float(), x.float()), "commit": commit, **terms}

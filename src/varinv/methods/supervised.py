@@ -1,0 +1,92 @@
+"""Supervised ceiling: the same autoencoder, with content and style classifiers trained on labels.
+
+A linear content classifier on z_c and a linear style classifier on z_s are trained with
+cross-entropy on the batch's per-fragment labels, and the decoder keeps its reconstruction loss so
+that recombination (decode of any content/style pairing) still works:
+
+    total = w_recon · MSE + w_content_ce · CE(content | z_c) + w_style_ce · CE(style | z_s)
+
+It has no codebook (evaluation clusters z_c with k-means like the other continuous methods);
+``predict_content`` gives the classifier's decisions, for the OOD comparisons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from varinv.config import _check
+from varinv.errors import DataError
+from varinv.methods.base import Encoded
+from varinv.methods.v3 import BackboneConfig, ConvAutoencoder
+
+
+@dataclass
+class SupervisedConfig(BackboneConfig):
+    n_content_classes: int = 10  # PhoneNums: digits 0-9
+    n_style_classes: int = 8  # PhoneNums: the training colours
+    w_recon: float = 1.0
+    w_content_ce: float = 1.0
+    w_style_ce: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
+        _check(self.n_content_classes >= 2, "model.n_content_classes", self.n_content_classes, "an integer >= 2")
+        _check(self.n_style_classes >= 2, "model.n_style_classes", self.n_style_classes, "an integer >= 2")
+        for key in ("w_recon", "w_content_ce", "w_style_ce"):
+            _check(getattr(self, key) >= 0, f"model.{key}", getattr(self, key), "a number >= 0")
+
+
+class Supervised(ConvAutoencoder):
+    name = "supervised"
+    uses_labels = True
+
+    def __init__(self, cfg: SupervisedConfig, fragment_shape, seed: int = 0):
+        super().__init__(cfg, fragment_shape)
+        self.content_head = nn.Linear(cfg.d_content, cfg.n_content_classes)
+        self.style_head = nn.Linear(cfg.d_style, cfg.n_style_classes)
+
+    def encode(self, x):
+        zc, zs, b, length = self._encode_flat(x)
+        return Encoded(content=zc.view(b, length, -1), style=zs.view(b, length, -1))
+
+    @torch.no_grad()
+    def predict_content(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, C, H, W) → (B, L) predicted content class."""
+        return self.content_head(self.encode(x).content).argmax(-1)
+
+    @torch.no_grad()
+    def predict_style(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, C, H, W) → (B, L) predicted style class."""
+        return self.style_head(self.encode(x).style).argmax(-1)
+
+    def _labels(self, batch: dict, key: str, n: int) -> torch.Tensor:
+        if key not in batch:
+            raise DataError(f"the supervised method needs '{key}' labels in every batch")
+        y = batch[key].reshape(-1)
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= n):
+            raise DataError(
+                f"{key} label {int(y.max())} is outside 0..{n - 1}; set model.n_{key}_classes to the dataset's "
+                f"number of {key} classes"
+            )
+        return y
+
+    def loss(self, batch, step):
+        cfg, x = self.cfg, batch["x"]
+        zc, zs, b, length = self._encode_flat(x)
+        x_hat = self.decoder(zc, zs).view_as(x)
+        yc = self._labels(batch, "content", cfg.n_content_classes)
+        ys = self._labels(batch, "style", cfg.n_style_classes)
+        logits_c, logits_s = self.content_head(zc).float(), self.style_head(zs).float()
+        out = {
+            "recon": F.mse_loss(x_hat.float(), x.float()),
+            "content_ce": F.cross_entropy(logits_c, yc),
+            "style_ce": F.cross_entropy(logits_s, ys),
+            "content_acc": (logits_c.argmax(-1) == yc).float().mean().detach(),
+            "style_acc": (logits_s.argmax(-1) == ys).float().mean().detach(),
+        }
+        out["total"] = cfg.w_recon * out["recon"] + cfg.w_content_ce * out["content_ce"] + cfg.w_style_ce * out["style_ce"]
+        return out

@@ -1,0 +1,76 @@
+"""The plain VQ autoencoder shared by the MINE and cycle-loss baselines (not a method by itself).
+
+It is V3's autoencoder and content codebook (same Encoder, Decoder and EMAQuantizer) with only the
+reconstruction and commitment terms, so that each baseline differs from V3 in exactly one thing:
+the term that asks content and style to separate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from varinv.config import _check
+from varinv.methods.base import Encoded
+from varinv.methods.v3 import BackboneConfig, ConvAutoencoder
+from varinv.nn.quantizer import EMAQuantizer
+
+
+@dataclass
+class VQConfig(BackboneConfig):
+    n_atoms: int = 10
+    w_recon: float = 1.0
+    w_commit: float = 0.1
+    vq_decay: float = 0.95
+    dead_threshold: float = 2.0
+    kmeans_iters: int = 10
+
+    def validate(self) -> None:
+        super().validate()
+        _check(self.n_atoms >= 1, "model.n_atoms", self.n_atoms, "an integer K >= 1")
+        _check(0 < self.vq_decay < 1, "model.vq_decay", self.vq_decay, "a number in (0, 1)")
+        _check(self.w_recon >= 0, "model.w_recon", self.w_recon, "a number >= 0")
+        _check(self.w_commit >= 0, "model.w_commit", self.w_commit, "a number >= 0")
+
+
+class VQAutoencoder(ConvAutoencoder):
+    """Encoder → (z_c → nearest atom, z_s) → Decoder."""
+
+    def __init__(self, cfg: VQConfig, fragment_shape, seed: int = 0):
+        super().__init__(cfg, fragment_shape)
+        self.quantizer = EMAQuantizer(
+            cfg.d_content,
+            cfg.n_atoms,
+            decay=cfg.vq_decay,
+            dead_threshold=cfg.dead_threshold,
+            kmeans_iters=cfg.kmeans_iters,
+            seed=seed,
+        )
+
+    def codebook(self):
+        return self.quantizer.codebook
+
+    def encode(self, x):
+        zc, zs, b, length = self._encode_flat(x)
+        zq, index, _ = self.quantizer(zc)
+        return Encoded(
+            content=zc.view(b, length, -1),
+            style=zs.view(b, length, -1),
+            content_q=zq.view(b, length, -1),
+            content_index=index.view(b, length),
+        )
+
+    def autoencode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One pass over (B, L, C, H, W): flat (B·L, d) latents, the reconstruction and its two terms."""
+        zc, zs, b, length = self._encode_flat(x)
+        zq, index, commit = self.quantizer(zc)
+        x_hat = self.decoder(zq, zs).view_as(x)
+        return {
+            "zc": zc, "zq": zq, "zs": zs, "index": index, "b": b, "length": length,
+            "recon": F.mse_loss(x_hat.float(), x.float()), "commit": commit,
+        }
+
+    def base_total(self, ae: dict) -> torch.Tensor:
+        return self.cfg.w_recon * ae["recon"] + self.cfg.w_commit * ae["commit"]
