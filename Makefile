@@ -27,7 +27,8 @@ demo: $(STAMP)
 	$(VARINV) train configs/phonenums_v3_demo.yaml --run $(DEMO) --set data.path=data/phonenums-demo
 	$(VARINV) evaluate $(DEMO)
 	$(VARINV) recombine $(DEMO)
-	@echo "demo outputs: $(DEMO)/metrics.json, $(DEMO)/plots/, $(DEMO)/recombine/"
+	$(VARINV) report $(DEMO) -o $(DEMO)/site
+	@echo "demo outputs: $(DEMO)/metrics.json, $(DEMO)/plots/, $(DEMO)/recombine/, page $(DEMO)/site/index.html"
 
 test: $(STAMP)
 	$(PY) -m pytest -q -x; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc

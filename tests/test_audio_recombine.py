@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from varinv.audio.features import estimate_f0, midi_to_hz, semitones
+from varinv.audio.features import HOP, N_FFT, SR, estimate_f0, log_stft, midi_to_hz, reduce_bins, semitones
 from varinv.audio.render import fluidsynth_available
 from varinv.data import insnotes, waveforms
 from varinv.eval.recombine_audio import safe_name, write_audio
@@ -30,19 +30,28 @@ def read_wav(path):
     return data, sr
 
 
+# f0 is searched within the InsNotes octave C4-B4 widened by a semitone each side: every label lies in
+# it, and it keeps YIN's octave errors out (on Griffin-Lim audio of a blurred decoded spectrogram it
+# sometimes locks onto the 2nd harmonic; TimGM6mb's church organ also sounds a sub-octave).
+F0_RANGE = (midi_to_hz(insnotes.LOW_PITCH - 1), midi_to_hz(insnotes.LOW_PITCH + insnotes.N_PITCHES))
+
+
 def pitch_error(path, pitch_class: int) -> float:
     """Semitones between the WAV's estimated f0 and the pitch C4 + pitch_class."""
     data, sr = read_wav(path)
-    return semitones(estimate_f0(data, sr), midi_to_hz(insnotes.LOW_PITCH + pitch_class))
+    f0 = estimate_f0(data, sr, fmin=F0_RANGE[0], fmax=F0_RANGE[1])
+    return semitones(f0, midi_to_hz(insnotes.LOW_PITCH + pitch_class))
 
 
 @pytest.fixture(scope="module")
 def tiny_insnotes(tmp_path_factory):
     if not fluidsynth_available():
         pytest.skip("libfluidsynth/pyfluidsynth not installed")
-    # 3 files per instrument: train / val / test one file each (10 samples of the 12 pitches)
+    # 3 files per instrument: train / val / test one file each (10 samples of the 12 pitches); 64 bins
+    # (0-984 Hz: the fundamentals and most 2nd harmonics) keep the training below a minute
     return insnotes.generate(tmp_path_factory.mktemp("ins") / "insnotes", files_per_instrument=3, seed=0,
-                             instruments=INSTRUMENTS, ood=False, write_midi=False, workers=1, progress=False)
+                             instruments=INSTRUMENTS, n_bins=64, ood=False, write_midi=False, workers=1,
+                             progress=False)
 
 
 def test_safe_name():
@@ -52,18 +61,16 @@ def test_safe_name():
 
 # -- the audio path with the decoder replaced by the identity ---------------------------------------
 def test_write_audio_files_and_layout(tmp_path):
-    """Waveforms fragments (no FluidSynth needed) as a 3-atom x 2-style grid: files, lengths, pitch."""
-    ds = waveforms.generate(tmp_path / "wf", n_samples=20, seed=0, n_fragments=8, progress=False)
-    te = ds.split("train")
-    x, c, s = np.asarray(te.x, np.float32), te.content, te.style_per_fragment
-    classes = [2, 9, 16]
-    styles = sorted(set(s[:, 0].tolist()))[:2]
-    grid = np.stack([[x[tuple(np.argwhere((c == k) & (s == st))[0])] for st in styles] for k in classes])
-    params = ds.manifest["params"]
-    files = write_audio(tmp_path / "audio", grid, [7, 3, 5], [te.style_names[i] for i in styles], params, n_iter=32)
+    """Synthesised Waveforms tones (no FluidSynth needed) as a 3-atom x 2-style grid: files, lengths, pitch."""
+    classes, styles = [2, 9, 16], [1, 2]  # 3 frequencies x (sawtooth, square)
+    tones = waveforms.synthesize(np.tile(styles, 3), np.repeat(waveforms.FREQS[classes], 2))  # row-major (k, s)
+    grid = reduce_bins(log_stft(tones), 256).numpy()[..., :32].reshape(3, 2, 1, 256, 32)
+    params = {"sr": SR, "n_fft": N_FFT, "hop": HOP, "n_bins": 256}
+    names = [waveforms.WAVEFORMS[i] for i in styles]
+    files = write_audio(tmp_path / "audio", grid, [7, 3, 5], names, params, n_iter=32)
     assert [Path(p).name for p in files["atoms"]] == [f"atom_{a:03d}_all_styles.wav" for a in (7, 3, 5)]
-    assert [Path(p).name for p in files["styles"]] == [f"style_{j:02d}_{te.style_names[i]}_all_atoms.wav"
-                                                        for j, i in enumerate(styles)]
+    assert [Path(p).name for p in files["styles"]] == ["style_00_sawtooth_all_atoms.wav",
+                                                        "style_01_square_all_atoms.wav"]
     assert Path(files["cells"][1][0]).name == "cell_atom003_style00.wav"
     cell, sr = read_wav(files["cells"][0][0])
     assert sr == params["sr"] and len(cell) == params["hop"] * 31
@@ -91,10 +98,12 @@ def test_identity_decoder_on_real_insnotes_fragments(tiny_insnotes, tmp_path):
 
 
 # -- the whole path on a trained tiny V3 -----------------------------------------------------------
+# 200 steps of batch 8 on 30 training samples: about 30 CPU-seconds. Over seeds 0-2 it gave 6, 8 and 10
+# atoms of purity >= 0.9 (of 12), and every one of their cells passed the pitch check.
 TINY_V3 = {
-    "model": {"method": "v3", "n_atoms": 12, "d_content": 8, "d_style": 8, "n_channels": 16, "n_layers": 5,
+    "model": {"method": "v3", "n_atoms": 12, "d_content": 8, "d_style": 8, "n_channels": 16, "n_layers": 4,
               "d_hidden": 64, "relativity": 15, "dead_threshold": 2},
-    "train": {"steps": 400, "batch_size": 8, "log_every": 50, "ckpt_every": 1000, "threads": 1},
+    "train": {"steps": 200, "batch_size": 8, "log_every": 50, "ckpt_every": 1000, "threads": 1, "seed": 0},
     "data": {"n_eval": 100},
 }
 
@@ -111,10 +120,10 @@ def test_trained_recombination_wav_has_the_atoms_pitch(tiny_insnotes, tmp_path):
     raw["data"]["path"] = str(tiny_insnotes.root)
     train(config.from_dict(raw), tmp_path / "run", progress=False, tensorboard=False)
     res = recombine(tmp_path / "run", n_iter=32)
-    check_recombination(res, tiny_insnotes.content_names)
+    check_recombination(res, tiny_insnotes.content_names, min_atoms=4)
 
 
-def check_recombination(res: dict, content_names: list[str], min_atoms: int = 6) -> None:
+def check_recombination(res: dict, content_names: list[str], min_atoms: int) -> None:
     """For every pure atom (>= 90 % of its test fragments hold one pitch X) and every timbre Y, the cell
     WAV's f0 is within a semitone of X; there are at least ``min_atoms`` such atoms."""
     audio = res["files"]["audio"]

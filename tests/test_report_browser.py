@@ -81,11 +81,10 @@ def _real_image_runs(root: Path) -> None:
 
 def _fake_audio_runs(root: Path) -> None:
     """Spectrogram dataset (real, tiny) + run folders written with the project's own writers: a V3 run
-    at K = 3 with strip WAVs and one per-cell WAV, and a second method run only at K = 5."""
-    from varinv.audio.features import HOP, SR
-    from varinv.audio.griffinlim import write_wav
+    at K = 3 with its recombination WAVs, and a second method run only at K = 5 (never recombined)."""
     from varinv.eval.plots import plot_confusion, save_latent_json
     from varinv.eval.recombine import _to_image
+    from varinv.eval.recombine_audio import write_audio
 
     rng = np.random.default_rng(0)
     n, length, f, t = 12, 4, 32, 8
@@ -99,7 +98,6 @@ def _fake_audio_runs(root: Path) -> None:
                 x[i, j, 0, (8 + 12 * content[i, j]) % f] = 0.5  # an overtone for the second timbre
     ds = from_arrays(root / "data" / "tones", {"train": (x, content, style), "test": (x, content, style)},
                      kind="spectrogram", content_names=["C", "E", "G"], style_names=["flute", "organ"])
-    wave = np.sin(2 * np.pi * 440 * np.arange(SR // 2) / SR).astype(np.float32)
     for method, k in (("v3", 3), ("cycle", 5)):
         run = root / "bench" / f"tones_{method}_K{k}_s0"
         (run / "plots").mkdir(parents=True)
@@ -122,16 +120,15 @@ def _fake_audio_runs(root: Path) -> None:
             continue  # this run was never recombined: the page must say so
         rec = run / "recombine"
         rec.mkdir()
-        frags = rng.normal(size=(k, 2, 1, f, t)).astype(np.float32)
+        frags = rng.normal(-3, 1, size=(k, 2, 1, f, t)).astype(np.float32)
         for a in range(k):
             img = _to_image(frags[a:a + 1], 1.0)
             img.resize((img.width * 2, img.height * 2)).save(rec / f"atom_{a:03d}_all_styles.png")
-            write_wav(rec / f"atom_{a:03d}_all_styles.wav", wave * (a + 1) / k, SR)
         for si, name in enumerate(ds.style_names):
             img = _to_image(frags[:, si:si + 1].transpose(1, 0, 2, 3, 4), 1.0)
             img.resize((img.width * 2, img.height * 2)).save(rec / f"style_{si:02d}_{name}_all_atoms.png")
-            write_wav(rec / f"style_{si:02d}_{name}_all_atoms.wav", wave, SR)
-        write_wav(rec / "atom_000_style_01.wav", wave[: 4 * HOP], SR)
+        # WAVs as `varinv recombine` writes them: strips and one clip per cell under recombine/audio/
+        write_audio(rec / "audio", frags, list(range(k)), ds.style_names, {"n_bins": f}, n_iter=4)
     (root / "bench" / "results.csv").write_text("dataset,method,K,seed,prauc_zc_content\ntones,v3,3,0,0.9\n")
 
 
@@ -180,6 +177,25 @@ def test_missing_folder_is_a_clear_error(tmp_path):
     index = build_site([tmp_path / "run"], tmp_path / "site", log=lambda m: None)
     html = index.read_text()
     assert "not evaluated" in html and "Dataset not found" in html
+
+
+def test_metrics_table_mean_std_and_missing(tmp_path):
+    from varinv.report.build import build_site
+
+    for seed, purity in ((0, 0.4), (1, 0.6)):
+        run = tmp_path / "bench" / f"v3_s{seed}"
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text(yaml.safe_dump(
+            {"data": {"path": "data/pn"}, "model": {"method": "v3", "n_atoms": 10}, "train": {"seed": seed}}))
+        (run / "metrics.json").write_text(json.dumps({"method": "v3", "n_atoms": 10, "codebook_purity": purity}))
+    run = tmp_path / "bench" / "mine_K20"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"path": "data/pn"}, "model": {"method": "mine"}}))
+    (run / "metrics.json").write_text(json.dumps({"method": "mine", "n_atoms": 20, "codebook_purity": 0.9}))
+    html = build_site([tmp_path / "bench"], tmp_path / "site", log=lambda m: None).read_text()
+    assert "0.500 <span class=\"sd\">± 0.141</span>" in html  # mean ± sample std over the two seeds
+    assert "not run for K=20" in html and "not run for K=10" in html
+    assert html.count('type="radio" name="ds-pn-k"') == 2
 
 
 def _driver(chromium: str, chromedriver: str):
@@ -255,7 +271,7 @@ def test_page_in_chromium(site):
 
         # every <audio> source exists and decodes
         audios = driver.find_elements(By.TAG_NAME, "audio")
-        assert len(audios) >= 4  # 3 examples + the atom strip + the per-cell clip
+        assert len(audios) >= 3 + 2 + 1  # 3 examples, one clip per style, the atom strip
         for a in audios:
             path = Path(unquote(urlparse(a.get_attribute("src")).path))
             assert path.is_file(), path
@@ -273,6 +289,12 @@ def test_page_in_chromium(site):
         for r in result:
             assert r["error"] is None and r["duration"] and r["duration"] > 0, r
 
+        # a cell's play button plays its clip
+        tones.find_element(By.CSS_SELECTOR, 'td.strip[data-method="v3"] figure.tile button.play').click()
+        WebDriverWait(driver, 10).until(lambda d: d.execute_script(
+            "var a = document.querySelector('#ds-tones td.strip[data-method=\"v3\"] figure.tile audio');"
+            "return !a.paused || a.ended;"))
+
         # the 3-D views are drawn (some non-white pixel on the first z_c canvas)
         driver.execute_script("document.getElementById('ds-toy').scrollIntoView()")
         time.sleep(0.5)
@@ -281,6 +303,16 @@ def test_page_in_chromium(site):
             "var d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
             "for (var i = 3; i < d.length; i += 4) if (d[i] > 0) return true; return false;")
         assert painted
+
+        # dragging a 3-D view rotates it (its pixels change)
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        snap = ("var c = document.querySelector('#ds-toy canvas.scatter[data-space=\"zc\"]');"
+                "return c.toDataURL();")
+        before = driver.execute_script(snap)
+        canvas = toy.find_element(By.CSS_SELECTOR, 'canvas.scatter[data-space="zc"]')
+        ActionChains(driver).move_to_element(canvas).click_and_hold().move_by_offset(60, 25).release().perform()
+        assert driver.execute_script(snap) != before
 
         assert _severe(driver) == []
 

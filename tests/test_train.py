@@ -32,7 +32,7 @@ def test_short_training_reduces_loss(toy_dataset, tmp_path):
     first, last = log[0], log[-1]
     assert last["recon"] < 0.5 * first["recon"]
     assert last["total"] < first["total"]
-    assert (tmp_path / "run" / "checkpoints" / "final.safetensors").exists()
+    assert ckpt.model_path(tmp_path / "run" / "checkpoints", "final").exists()
 
 
 def test_same_seed_same_numbers_and_resume_matches(toy_dataset, tmp_path):
@@ -40,8 +40,8 @@ def test_same_seed_same_numbers_and_resume_matches(toy_dataset, tmp_path):
     train(cfg, tmp_path / "a", progress=False, tensorboard=False)
     train(cfg, tmp_path / "b", progress=False, tensorboard=False, stop_after=17)  # "killed" at step 17
     train(cfg, tmp_path / "b", resume=True, progress=False, tensorboard=False)
-    wa = ckpt._load_tensors(tmp_path / "a" / "checkpoints" / "final.safetensors", None)
-    wb = ckpt._load_tensors(tmp_path / "b" / "checkpoints" / "final.safetensors", None)
+    wa = ckpt._load_tensors(ckpt.model_path(tmp_path / "a" / "checkpoints", "final"), None)
+    wb = ckpt._load_tensors(ckpt.model_path(tmp_path / "b" / "checkpoints", "final"), None)
     assert wa.keys() == wb.keys()
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
@@ -77,7 +77,7 @@ def test_corrupt_checkpoint_is_refused(toy_dataset, tmp_path):
     cfg = _cfg(toy_dataset, steps=10)
     run = tmp_path / "r"
     train(cfg, run, progress=False, tensorboard=False)
-    f = run / "checkpoints" / "final.safetensors"
+    f = ckpt.model_path(run / "checkpoints", "final")
     data = bytearray(f.read_bytes())
     data[len(data) // 2] ^= 0xFF
     f.write_bytes(bytes(data))

@@ -49,7 +49,7 @@ class ClassifierSettings:
     """How a classifier is trained on the ID training split (every field enters the cache key)."""
 
     steps: int = 300
-    batch_size: int = 16  # samples per step (× L fragments)
+    batch_size: int = 8  # samples per step (× L fragments)
     lr: float = 1e-3
     weight_decay: float = 0.01
     seed: int = 0

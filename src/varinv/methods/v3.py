@@ -46,6 +46,7 @@ class BackboneConfig:
     kernel: int = 3
     d_hidden: int = 256
     norm: str = "batch"
+    film: bool = False
 
     def validate(self) -> None:
         _check(self.d_content >= 1, "model.d_content", self.d_content, "an integer >= 1")
@@ -63,6 +64,7 @@ class BackboneConfig:
             kernel=self.kernel,
             d_hidden=self.d_hidden,
             norm=self.norm,
+            film=self.film,
         )
 
 

@@ -23,6 +23,7 @@ class BackboneSpec:
     kernel: int = 3
     d_hidden: int = 256  # the shared linear layer before the content/style heads
     norm: str = "batch"  # batch | group | none
+    film: bool = False  # style modulates every decoder layer (scale and shift per channel)
 
 
 def _norm(kind: str, ch: int) -> nn.Module:
@@ -114,10 +115,23 @@ class Decoder(nn.Module):
             c_in = c
         self.ups = nn.ModuleList(ups)
         self.out = nn.Conv2d(chans[0], shape[0], spec.kernel, 1, spec.kernel // 2)
+        # FiLM: rendering attributes such as colour are global per fragment, so letting the style set
+        # each layer's per-channel gain and offset makes them cheap to render and keeps the content
+        # path free of them.
+        self.film = (
+            nn.ModuleList(nn.Linear(d_style, 2 * c) for c in chans[::-1][1:] + [chans[0]]) if spec.film else None
+        )
+        if self.film is not None:
+            for lin in self.film:
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
 
     def forward(self, content, style):
         h = torch.cat([self.from_content(content), self.from_style(style)], dim=-1)
         h = self.fc(h).view(-1, self.c0, *self.hw0)
-        for up, size in zip(self.ups, self.sizes):
+        for i, (up, size) in enumerate(zip(self.ups, self.sizes)):
             h = up(F.interpolate(h, size=size, mode="nearest"))
+            if self.film is not None:
+                gamma, beta = self.film[i](style)[:, :, None, None].chunk(2, dim=1)
+                h = h * (1 + gamma) + beta
         return self.out(h)

@@ -48,8 +48,8 @@ _DATASET_TITLES = {
     "insnotes": ("InsNotes", "pitches and timbres"),
     "waveforms": ("Waveforms", "frequencies and waveforms"),
 }
-_ATOM_WAV = re.compile(r"atom_(\d+)")
-_STYLE_WAV = re.compile(r"style_(\d+)")
+_ATOM_WAV = re.compile(r"atom_?(\d+)")
+_STYLE_WAV = re.compile(r"style_?(\d+)")
 
 
 def _slug(s: str) -> str:
@@ -125,32 +125,41 @@ def _atom_rows(group_run: RunInfo, tiles: dict, content_names: list[str]) -> lis
 def _recombination(site: _Site, g: Group, run: RunInfo, ds, gdir: Path, content_names: list[str],
                    jobs: list[dict]) -> dict | None:
     shape_hw = None
-    grey = False
+    spec = False
+    style_names: list[str] = []
     if ds is not None:
         fs = ds.fragment_shape  # (C, H, W)
         shape_hw = (int(fs[-2]), int(fs[-1]))
-        grey = ds.manifest.get("kind") == "spectrogram"
+        spec = ds.manifest.get("kind") == "spectrogram"
+        split = (run.config.get("data") or {}).get("eval_split", "test")
+        try:
+            style_names = ds.split(split).style_names if split in ds.splits else ds.style_names
+        except Exception:  # noqa: BLE001 - the file names still carry the style names
+            style_names = ds.style_names
     got = A.read_strips(run.recombine, shape_hw)
     if got is None:
         if run.has_recombine:
             site.warnings.append(f"{run.path}: recombination strips have an unexpected layout; left out")
         return None
     tiles, styles = got
+    styles = [(i, style_names[i] if 0 <= i < len(style_names) else n) for i, n in styles]
     rows = _atom_rows(run, tiles, content_names)
+    grey = all(np.array_equal(t[..., 0], t[..., 1]) and np.array_equal(t[..., 1], t[..., 2])
+               for row in tiles.values() for t in row)
     sprite = A.save_sprite([tiles[a] for a, _ in rows], gdir / "recombine", grey=grey)
     h, w = next(iter(tiles.values()))[0].shape[:2]
     zy = float(np.clip(96.0 / h, 0.25, 3.0))
-    zx = zy * (2.0 if grey and w < h else 1.0)
+    zx = zy * (2.0 if spec and w < h else 1.0)
     rec = {
         "sprite": site.rel(sprite), "h": h, "w": w, "dh": round(h * zy), "dw": round(w * zx),
         "atoms": [{"id": a, "label": lab} for a, lab in rows],
         "styles": [{"i": i, "name": n} for i, n in styles],
         "cell_audio": {}, "row_audio": {}, "col_audio": {},
     }
-    band = A._band_hz(shape_hw[0]) if (grey and shape_hw) else None
+    band = A._band_hz(shape_hw[0]) if (spec and shape_hw) else None
     row_of = {a: r for r, (a, _) in enumerate(rows)}
     col_of = {i: c for c, (i, _) in enumerate(styles)}
-    for f in sorted(run.recombine.glob("*.wav")) if run.recombine.is_dir() else []:
+    for f in sorted(run.recombine.rglob("*.wav")) if run.recombine.is_dir() else []:
         a, s = _ATOM_WAV.search(f.stem), _STYLE_WAV.search(f.stem)
         r = row_of.get(int(a.group(1))) if a else None
         c = col_of.get(int(s.group(1))) if s else None
@@ -162,7 +171,7 @@ def _recombination(site: _Site, g: Group, run: RunInfo, ds, gdir: Path, content_
             slot, key, rank = "col_audio", str(c), 2
         else:
             continue
-        jobs.append({"rank": rank, "src": f, "dst": gdir / "audio" / f.name, "rec": rec, "slot": slot, "key": key,
+        jobs.append({"rank": rank, "src": f, "dst": gdir / "audio" / f"{slot.split('_')[0]}_{key.replace(',', '_')}.wav", "rec": rec, "slot": slot, "key": key,
                      "band": band})
     return rec
 
@@ -307,8 +316,9 @@ def _dataset_section(site: _Site, name: str, groups: list[Group], budget: A.Audi
     _encode_audio(site, jobs, budget)
 
     n_runs = sum(len(g.runs) for g in groups)
-    meta = {"id": ds_id, "name": name, "kind": kind, "ks": [_kstr(k) for k in ks], "methods": [{"key": m, "title": method_title(m)}
-            for m in methods], "content_names": content_names, "style_names": style_names, "cells": cells}
+    meta = {"id": ds_id, "name": name, "kind": kind, "ks": [_kstr(k) for k in ks],
+            "methods": [{"key": m, "title": method_title(m)} for m in methods],
+            "content_names": content_names, "style_names": style_names, "cells": cells}
 
     # -- markup -----------------------------------------------------------------------------------
     if examples:
@@ -396,6 +406,8 @@ def build_site(paths, out: str | Path = "site", audio_budget_mb: float = 20.0, l
     t0 = time.time()
     if not paths:
         raise ReportError("give at least one run or benchmark folder")
+    if not audio_budget_mb >= 0:
+        raise ReportError(f"--audio-budget-mb = {audio_budget_mb} must be >= 0 (0 leaves all audio out)")
     run_dirs, csvs = find_runs(paths)
     runs = [read_run(p) for p in run_dirs]
     out = Path(out)

@@ -12,9 +12,12 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def report(
         runs: Annotated[
-            list[Path], typer.Argument(help="Run folders (made by `varinv train`) and/or benchmark folders holding them.")
+            list[Path],
+            typer.Argument(help="Run folders (made by `varinv train`) and/or benchmark folders holding them."),
         ],
-        out: Annotated[Path, typer.Option("--out", "-o", help="Site folder to write (replaced if it is a previous report).")] = Path("site"),
+        out: Annotated[
+            Path, typer.Option("--out", "-o", help="Site folder to write (replaced if it is a previous report).")
+        ] = Path("site"),
         audio_budget_mb: Annotated[
             float, typer.Option(help="Most megabytes of audio clips to copy into the site.")
         ] = 20.0,
@@ -24,5 +27,8 @@ def register(app: typer.Typer) -> None:
         traversals, and the metrics table (mean ± std over seeds)."""
         from varinv.report.build import build_site
 
-        index = build_site(runs, out, audio_budget_mb=audio_budget_mb, log=lambda m: typer.echo(m, err=m.startswith("warning")))
+        def log(msg: str) -> None:
+            typer.echo(msg, err=msg.startswith("warning"))
+
+        index = build_site(runs, out, audio_budget_mb=audio_budget_mb, log=log)
         typer.echo(f"demo page: {index.resolve()}")

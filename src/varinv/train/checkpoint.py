@@ -1,10 +1,11 @@
 """Checkpoints: safetensors tensors + a JSON state. Loading never unpickles.
 
-A checkpoint NAME in a folder is three files: NAME.safetensors (model weights and buffers),
-NAME.optim.safetensors (optimizer moments) and NAME.json (step, scalars, RNG states, the optimizer's
-param-group settings, sha256 of both tensor files). Every file is written to a temporary name and
-renamed, and the JSON (which vouches for the other two by checksum) is renamed last, so a crash
-mid-write leaves the previous checkpoint intact.
+A checkpoint NAME in a folder is NAME.json (step, scalars, RNG states, the optimizer's param-group
+settings, and the names and sha256 of its tensor files) plus two tensor files named after the step,
+NAME-<step>.safetensors (model weights and buffers) and NAME-<step>.optim.safetensors (optimizer
+moments). Tensor files are new files each time, the JSON is written to a temporary name and renamed
+last, and only then are older tensor files removed: a process killed at any point leaves the
+previous checkpoint complete and loadable.
 """
 
 from __future__ import annotations
@@ -44,18 +45,24 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
 def save(folder: Path, name: str, model: torch.nn.Module, opt: torch.optim.Optimizer | None, state: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    mpath = folder / f"{name}.safetensors"
+    stem = f"{name}-{int(state.get('step', 0)):08d}"
+    mpath = folder / f"{stem}.safetensors"
     _atomic_write_bytes(mpath, lambda p: save_file(weights, str(p)))
     state = dict(state)
-    state["model_sha256"] = sha256_file(mpath)
+    state["model_file"], state["model_sha256"] = mpath.name, sha256_file(mpath)
+    keep = {mpath.name}
     if opt is not None:
         tensors, meta = _optimizer_tensors(opt)
-        opath = folder / f"{name}.optim.safetensors"
+        opath = folder / f"{stem}.optim.safetensors"
         _atomic_write_bytes(opath, lambda p: save_file(tensors, str(p)))
         state["optimizer"] = meta
-        state["optim_sha256"] = sha256_file(opath)
+        state["optim_file"], state["optim_sha256"] = opath.name, sha256_file(opath)
+        keep.add(opath.name)
     jpath = folder / f"{name}.json"
     _atomic_write_bytes(jpath, lambda p: p.write_text(json.dumps(state, indent=1)))
+    for old in folder.glob(f"{name}-*.safetensors"):
+        if old.name not in keep:
+            old.unlink(missing_ok=True)
 
 
 def read_state(folder: Path, name: str) -> dict:
@@ -68,8 +75,13 @@ def read_state(folder: Path, name: str) -> dict:
         raise CheckpointError(f"checkpoint state {jpath} is corrupt (invalid JSON); retrain or restore it") from None
 
 
+def model_path(folder: Path, name: str) -> Path:
+    """The weights file of checkpoint ``name`` (for tools that read the tensors directly)."""
+    return folder / str(read_state(folder, name).get("model_file", ""))
+
+
 def _load_tensors(path: Path, expected_sha: str | None) -> dict[str, torch.Tensor]:
-    if not path.exists():
+    if not path.is_file():
         raise CheckpointError(f"checkpoint file {path} is missing; retrain or restore it")
     if expected_sha and sha256_file(path) != expected_sha:
         raise CheckpointError(f"checkpoint file {path} does not match its recorded checksum (truncated or tampered)")
@@ -81,7 +93,7 @@ def _load_tensors(path: Path, expected_sha: str | None) -> dict[str, torch.Tenso
 
 def load_model(folder: Path, name: str, model: torch.nn.Module) -> dict:
     state = read_state(folder, name)
-    weights = _load_tensors(folder / f"{name}.safetensors", state.get("model_sha256"))
+    weights = _load_tensors(folder / str(state.get("model_file", "")), state.get("model_sha256"))
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
@@ -91,7 +103,7 @@ def load_model(folder: Path, name: str, model: torch.nn.Module) -> dict:
 
 
 def load_optimizer(folder: Path, name: str, opt: torch.optim.Optimizer, state: dict) -> None:
-    tensors = _load_tensors(folder / f"{name}.optim.safetensors", state.get("optim_sha256"))
+    tensors = _load_tensors(folder / str(state.get("optim_file", "")), state.get("optim_sha256"))
     meta = state["optimizer"]
     per: dict[int, dict] = {}
     for key, v in tensors.items():

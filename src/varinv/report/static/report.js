@@ -186,10 +186,11 @@
     box.textContent = text;
     box.hidden = false;
   }
-  function audioEl(src, cls) {
-    var a = el("audio", { controls: "", preload: "metadata", src: src });
-    if (cls) a.className = cls;
-    return a;
+  function audioEl(src, label) {
+    var box = el("div", { "class": "strip-audio" });
+    if (label) box.appendChild(el("span", { "class": "label" }, label));
+    box.appendChild(el("audio", { controls: "", preload: "metadata", src: src }));
+    return box;
   }
 
   // ---- one dataset section -----------------------------------------------------------------------
@@ -313,6 +314,7 @@
   };
   function tile(rec, r, c, caption, audio) {
     var fig = el("figure", { "class": "tile" });
+    fig.style.width = Math.max(rec.dw + 2, 72) + "px";
     var crop = el("div", { "class": "crop" });
     crop.style.width = rec.dw + "px";
     crop.style.height = rec.dh + "px";
@@ -324,7 +326,21 @@
     crop.appendChild(img);
     fig.appendChild(crop);
     fig.appendChild(el("figcaption", { title: caption }, caption));
-    if (audio) fig.appendChild(audioEl(audio));
+    if (audio) {
+      var a = el("audio", { preload: "none", src: audio });
+      var b = el("button", { type: "button", "class": "play", title: "play this cell" }, "▶");
+      b.addEventListener("click", function () {
+        if (!a.paused) { a.pause(); return; }
+        document.querySelectorAll("audio").forEach(function (o) { if (o !== a) o.pause(); });
+        a.currentTime = 0;
+        a.play();
+      });
+      a.addEventListener("play", function () { b.textContent = "❚❚"; });
+      a.addEventListener("pause", function () { b.textContent = "▶"; });
+      a.addEventListener("ended", function () { b.textContent = "▶"; });
+      fig.appendChild(a);
+      fig.appendChild(b);
+    }
     return fig;
   }
   Section.prototype.traverse = function () {
@@ -346,7 +362,7 @@
           (a.label ? " (majority class " + a.label + ")" : "") + ", with every style:"));
         rec.styles.forEach(function (s, c) { tiles.appendChild(tile(rec, r, c, s.name, rec.cell_audio[r + "," + c])); });
         td.appendChild(tiles);
-        if (rec.row_audio[r]) td.appendChild(audioEl(rec.row_audio[r]));
+        if (rec.row_audio[r]) td.appendChild(audioEl(rec.row_audio[r], "the whole traversal:"));
         else if (rec.audio_left_out) td.appendChild(el("div", { "class": "note" }, "audio of this traversal left out to keep the page small"));
       } else {
         var c = -1;
@@ -357,7 +373,7 @@
           tiles.appendChild(tile(rec, r, c, "#" + r + (a.label ? " · " + a.label : ""), rec.cell_audio[r + "," + c]));
         });
         td.appendChild(tiles);
-        if (rec.col_audio[c]) td.appendChild(audioEl(rec.col_audio[c]));
+        if (rec.col_audio[c]) td.appendChild(audioEl(rec.col_audio[c], "the whole traversal:"));
         else if (rec.audio_left_out) td.appendChild(el("div", { "class": "note" }, "audio of this traversal left out to keep the page small"));
       }
     });
