@@ -387,6 +387,9 @@ def test_supervised_cross_entropy_and_predictions():
     assert close(out["total"], out["recon"] + ce_c + ce_s)
     pred = m.predict_content(b["x"])
     assert pred.shape == (5, 4) and torch.equal(pred, lc.argmax(-1))
+    assert torch.allclose(torch.log_softmax(m.content_logits(b["x"]), -1), lc, atol=1e-5)
+    unlabelled = m.loss({"x": b["x"]}, 0)  # the evaluator's unsupervised fine-tuning: recon only
+    assert set(unlabelled) == {"recon", "total"} and close(unlabelled["total"], out["recon"])
     bad = dict(b, content=b["content"] + 4)
     with pytest.raises(Exception, match="n_content_classes"):
         m.loss(bad, 0)

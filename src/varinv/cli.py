@@ -164,7 +164,8 @@ def _brief(part: str, res: dict) -> dict:
         out = {"zero_shot": (res.get("zero_shot") or {}).get("accuracy")}
         for k, v in (res.get("few_shot") or {}).items():
             if isinstance(v, dict) and "unsupervised" in v:
-                out[f"{k}shot"] = {t: f"{v[t]['mean']:.3f} ± {v[t]['std']:.3f}" for t in ("unsupervised", "supervised")}
+                out[f"{k}shot"] = {t: (f"{v[t]['mean']:.3f} ± {v[t]['std']:.3f}" if v[t]["mean"] is not None else None)
+                                   for t in ("unsupervised", "supervised")}
         if "note" in res:
             out["note"] = res["note"]
         return out

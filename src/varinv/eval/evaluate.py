@@ -295,6 +295,9 @@ def part_ood(ctx: _Context) -> dict:
     pool_style = np.asarray(pool.style if pool.style.ndim == 1 else pool.style[:, 0])
     bs = int(ctx.cfg.train.batch_size)
     step = int(ctx.state.get("step", 0))
+    if getattr(ctx.model, "uses_labels", False):
+        out["few_shot_note"] = (f"{ctx.cfg.method} is trained with labels: the unsupervised few-shot fine-tuning does "
+                                "not apply (its 'unsupervised' entries are empty)")
     few: dict = {
         "protocol": ("deep copy; codebook frozen; 1 epoch of model.loss (no labels) over the shots; AdamW lr 1e-4; "
                      "train() mode; classify ood_test through the ID atom→class map. Supervised: ID-trained "
@@ -310,10 +313,11 @@ def part_ood(ctx: _Context) -> dict:
         unsup, supv = [], []
         for d, shots_d in enumerate(subsets):
             seed_d = ctx.seed * 1000 + 10 * n + d
-            m = O.finetune_unsupervised(ctx.model, shots_d, ds.scale, batch_size=bs, seed=seed_d, step=step)
-            i2, c2 = ctx.ood_index(m, ood)
-            unsup.append(O.map_accuracy(i2, c2, amap))
-            del m
+            if not getattr(ctx.model, "uses_labels", False):
+                m = O.finetune_unsupervised(ctx.model, shots_d, ds.scale, batch_size=bs, seed=seed_d, step=step)
+                i2, c2 = ctx.ood_index(m, ood)
+                unsup.append(O.map_accuracy(i2, c2, amap))
+                del m
             s = O.finetune_supervised(sup, shots_d, ds.scale, batch_size=bs, seed=seed_d)
             supv.append(accuracy_on(s, ood, ds.scale, "content"))
             del s

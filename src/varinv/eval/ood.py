@@ -23,8 +23,11 @@ Few-shot (:func:`few_shot_unsupervised`, :func:`few_shot_supervised`, :func:`sho
     order; a final batch of a single sample is merged into the previous one (V3's loss compares
     samples). The ``step`` passed to ``model.loss`` is the checkpoint's step.
 
-    The supervised counterpart is a classifier trained on the ID train split
-    (:mod:`varinv.eval.classifier`) and fine-tuned on the **same** shot batches with their content
+    The supervised counterpart is the registered ``supervised`` method (built with
+    ``build_method("supervised", …)`` from the run's backbone settings; a plain
+    :class:`~varinv.eval.classifier.FragmentClassifier` if that method is absent) trained on the ID
+    train split (short, cached in ``RUN/eval_cache``; :mod:`varinv.eval.classifier`) and fine-tuned on
+    the **same** shot batches with their content
     labels (cross-entropy on the content scores; OOD style labels name new colours that the ID
     style head does not have, so they are not used), one epoch, AdamW lr 1e-4, ``train()`` mode; its
     accuracy is measured on the same ``ood_test`` fragments.

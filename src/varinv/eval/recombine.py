@@ -85,7 +85,8 @@ def _to_image(frags: np.ndarray, scale: float, pad: int = 2, lim: tuple[float, f
     canvas = np.full((r * (h + pad) + pad, c * (w + pad) + pad, 3), 255, np.uint8)
     for i in range(r):
         for j in range(c):
-            canvas[pad + i * (h + pad): pad + i * (h + pad) + h, pad + j * (w + pad): pad + j * (w + pad) + w] = arr[i, j]
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            canvas[y:y + h, x:x + w] = arr[i, j]
     return Image.fromarray(canvas)
 
 

@@ -6,8 +6,10 @@ that recombination (decode of any content/style pairing) still works:
 
     total = w_recon · MSE + w_content_ce · CE(content | z_c) + w_style_ce · CE(style | z_s)
 
-It has no codebook (evaluation clusters z_c with k-means like the other continuous methods);
-``predict_content`` gives the classifier's decisions, for the OOD comparisons.
+A batch without labels (the unsupervised few-shot fine-tuning of the evaluator passes only ``x``)
+gets the reconstruction term alone. It has no codebook (evaluation clusters z_c with k-means like the
+other continuous methods); ``predict_content`` gives the classifier's decisions and
+``content_logits`` its scores, for the OOD comparisons.
 """
 
 from __future__ import annotations
@@ -53,10 +55,14 @@ class Supervised(ConvAutoencoder):
         zc, zs, b, length = self._encode_flat(x)
         return Encoded(content=zc.view(b, length, -1), style=zs.view(b, length, -1))
 
+    def content_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, C, H, W) → (B, L, n_content_classes) content scores (with gradient)."""
+        return self.content_head(self.encode(x).content)
+
     @torch.no_grad()
     def predict_content(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L, C, H, W) → (B, L) predicted content class."""
-        return self.content_head(self.encode(x).content).argmax(-1)
+        return self.content_logits(x).argmax(-1)
 
     @torch.no_grad()
     def predict_style(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,8 +70,6 @@ class Supervised(ConvAutoencoder):
         return self.style_head(self.encode(x).style).argmax(-1)
 
     def _labels(self, batch: dict, key: str, n: int) -> torch.Tensor:
-        if key not in batch:
-            raise DataError(f"the supervised method needs '{key}' labels in every batch")
         y = batch[key].reshape(-1)
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= n):
             raise DataError(
@@ -78,15 +82,16 @@ class Supervised(ConvAutoencoder):
         cfg, x = self.cfg, batch["x"]
         zc, zs, b, length = self._encode_flat(x)
         x_hat = self.decoder(zc, zs).view_as(x)
-        yc = self._labels(batch, "content", cfg.n_content_classes)
-        ys = self._labels(batch, "style", cfg.n_style_classes)
-        logits_c, logits_s = self.content_head(zc).float(), self.style_head(zs).float()
-        out = {
-            "recon": F.mse_loss(x_hat.float(), x.float()),
-            "content_ce": F.cross_entropy(logits_c, yc),
-            "style_ce": F.cross_entropy(logits_s, ys),
-            "content_acc": (logits_c.argmax(-1) == yc).float().mean().detach(),
-            "style_acc": (logits_s.argmax(-1) == ys).float().mean().detach(),
-        }
-        out["total"] = cfg.w_recon * out["recon"] + cfg.w_content_ce * out["content_ce"] + cfg.w_style_ce * out["style_ce"]
+        out = {"recon": F.mse_loss(x_hat.float(), x.float())}
+        total = cfg.w_recon * out["recon"]
+        for key, head, z, n, w in (("content", self.content_head, zc, cfg.n_content_classes, cfg.w_content_ce),
+                                   ("style", self.style_head, zs, cfg.n_style_classes, cfg.w_style_ce)):
+            if key not in batch:  # unlabelled batch: reconstruction only
+                continue
+            y = self._labels(batch, key, n)
+            logits = head(z).float()
+            out[f"{key}_ce"] = F.cross_entropy(logits, y)
+            out[f"{key}_acc"] = (logits.argmax(-1) == y).float().mean().detach()
+            total = total + w * out[f"{key}_ce"]
+        out["total"] = total
         return out

@@ -92,6 +92,10 @@ class V3Config(BackboneConfig):
     # during training. The decoder can then only use style differences larger than the noise, so
     # every distinction it needs (all colours, not just the strongest channel) is spread out in z_s.
     style_noise: float = 0.0
+    # Spread the across-sample style variance over many directions (0 when isotropic). The hinge
+    # terms, once met, leave z_s stretched along whichever direction grew first (on PhoneNums the
+    # red channel), so every other colour difference ends up tiny in Euclidean distance.
+    w_isotropy: float = 0.0
 
     def validate(self) -> None:
         super().validate()
@@ -141,6 +145,15 @@ def diversity_loss(sqdist: torch.Tensor, temperature: float) -> torch.Tensor:
     usage = logits.softmax(-1).mean(1)  # (B, K)
     ent = -(usage * (usage + 1e-12).log()).sum(-1)
     return (1 - ent / math.log(min(length, k))).clamp(min=0).mean() if min(length, k) > 1 else ent.new_zeros(())
+
+
+def isotropy_loss(z: torch.Tensor) -> torch.Tensor:
+    """d·Σλ²/(Σλ)² − 1 for the eigenvalues λ of the covariance of z (B, d): 0 when isotropic,
+    d − 1 when all variance lies along one direction."""
+    zc = z - z.mean(0, keepdim=True)
+    cov = zc.t() @ zc / max(z.shape[0] - 1, 1)
+    tr, tr2 = torch.diagonal(cov).sum(), (cov * cov).sum()  # Σλ and Σλ² without an eigendecomposition
+    return z.shape[1] * tr2 / (tr * tr + EPS) - 1
 
 
 class ConvAutoencoder(Method):
@@ -215,6 +228,9 @@ class V3(ConvAutoencoder):
             + cfg.w_sample * terms["sample"]
             + cfg.w_fragment * terms["fragment"]
         )
+        if cfg.w_isotropy > 0:
+            out["isotropy"] = isotropy_loss(zs3.float().mean(1))
+            total = total + cfg.w_isotropy * out["isotropy"]
         if cfg.w_diversity > 0:
             sq = self.quantizer.distances(zc.float()).view(b, length, -1)
             out["diversity"] = diversity_loss(sq, cfg.diversity_temperature)

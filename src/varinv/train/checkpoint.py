@@ -77,7 +77,7 @@ def read_state(folder: Path, name: str) -> dict:
 
 def model_path(folder: Path, name: str) -> Path:
     """The weights file of checkpoint ``name`` (for tools that read the tensors directly)."""
-    return folder / str(read_state(folder, name).get("model_file", ""))
+    return folder / str(read_state(folder, name).get("model_file", f"{name}.safetensors"))
 
 
 def _load_tensors(path: Path, expected_sha: str | None) -> dict[str, torch.Tensor]:
@@ -93,7 +93,7 @@ def _load_tensors(path: Path, expected_sha: str | None) -> dict[str, torch.Tenso
 
 def load_model(folder: Path, name: str, model: torch.nn.Module) -> dict:
     state = read_state(folder, name)
-    weights = _load_tensors(folder / str(state.get("model_file", "")), state.get("model_sha256"))
+    weights = _load_tensors(folder / str(state.get("model_file", f"{name}.safetensors")), state.get("model_sha256"))
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
@@ -103,7 +103,7 @@ def load_model(folder: Path, name: str, model: torch.nn.Module) -> dict:
 
 
 def load_optimizer(folder: Path, name: str, opt: torch.optim.Optimizer, state: dict) -> None:
-    tensors = _load_tensors(folder / str(state.get("optim_file", "")), state.get("optim_sha256"))
+    tensors = _load_tensors(folder / str(state.get("optim_file", f"{name}.optim.safetensors")), state.get("optim_sha256"))
     meta = state["optimizer"]
     per: dict[int, dict] = {}
     for key, v in tensors.items():
