@@ -37,7 +37,7 @@ from torch import nn
 
 from varinv.config import _check
 from varinv.methods.base import Encoded, Method
-from varinv.methods.v3 import BackboneConfig
+from varinv.methods.autoencoder import BackboneConfig
 from varinv.nn.backbones import Decoder, Encoder
 from varinv.nn.gaussian import kl_normal, reparameterise, split_params
 

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from varinv.config import _check
 from varinv.methods.base import Encoded
-from varinv.methods.v3 import BackboneConfig, ConvAutoencoder
+from varinv.methods.autoencoder import BackboneConfig, ConvAutoencoder
 from varinv.nn.backbones import Encoder
 from varinv.nn.gaussian import log_normal, reparameterise, split_params
 

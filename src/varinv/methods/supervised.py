@@ -23,7 +23,7 @@ from torch import nn
 from varinv.config import _check
 from varinv.errors import DataError
 from varinv.methods.base import Encoded
-from varinv.methods.v3 import BackboneConfig, ConvAutoencoder
+from varinv.methods.autoencoder import BackboneConfig, ConvAutoencoder
 
 
 @dataclass

@@ -27,60 +27,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from varinv.config import _check
-from varinv.methods.base import Encoded, Method
-from varinv.nn.backbones import BackboneSpec, Decoder, Encoder
-from varinv.nn.quantizer import EMAQuantizer
+from varinv.methods.vqae import VQAutoencoder, VQConfig
 
 EPS = 1e-5
 
 
 @dataclass
-class BackboneConfig:
-    """Fields shared by every method built on the conv autoencoder."""
-
-    d_content: int = 16
-    d_style: int = 16
-    n_channels: int = 32
-    n_layers: int = 3
-    blocks_per_layer: int = 1
-    kernel: int = 3
-    d_hidden: int = 256
-    norm: str = "batch"
-    film: bool = False
-
-    def validate(self) -> None:
-        _check(self.d_content >= 1, "model.d_content", self.d_content, "an integer >= 1")
-        _check(self.d_style >= 1, "model.d_style", self.d_style, "an integer >= 1")
-        _check(self.n_channels >= 8, "model.n_channels", self.n_channels, "an integer >= 8")
-        _check(self.n_layers >= 1, "model.n_layers", self.n_layers, "an integer >= 1")
-        _check(self.kernel % 2 == 1, "model.kernel", self.kernel, "an odd integer")
-        _check(self.norm in ("batch", "group", "none"), "model.norm", self.norm, "'batch', 'group' or 'none'")
-
-    def spec(self) -> BackboneSpec:
-        return BackboneSpec(
-            n_channels=self.n_channels,
-            n_layers=self.n_layers,
-            blocks_per_layer=self.blocks_per_layer,
-            kernel=self.kernel,
-            d_hidden=self.d_hidden,
-            norm=self.norm,
-            film=self.film,
-        )
-
-
-@dataclass
-class V3Config(BackboneConfig):
-    n_atoms: int = 10
+class V3Config(VQConfig):
     relativity: float = 15.0
-    w_recon: float = 1.0
     w_content: float = 1.0
     w_style: float = 1.0
     w_sample: float = 1.0
     w_fragment: float = 1.0
-    w_commit: float = 0.1
-    vq_decay: float = 0.95
-    dead_threshold: float = 2.0
-    kmeans_iters: int = 10
     w_diversity: float = 0.0
     diversity_temperature: float = 0.1
     rekmeans_steps: list[int] = field(default_factory=list)  # re-run k-means++ on the batch at these steps
@@ -99,9 +57,7 @@ class V3Config(BackboneConfig):
 
     def validate(self) -> None:
         super().validate()
-        _check(self.n_atoms >= 1, "model.n_atoms", self.n_atoms, "an integer K >= 1")
         _check(self.relativity > 1, "model.relativity", self.relativity, "a number r > 1")
-        _check(0 < self.vq_decay < 1, "model.vq_decay", self.vq_decay, "a number in (0, 1)")
         _check(self.diversity_temperature > 0, "model.diversity_temperature", self.diversity_temperature, "> 0")
 
 
@@ -156,58 +112,16 @@ def isotropy_loss(z: torch.Tensor) -> torch.Tensor:
     return z.shape[1] * tr2 / (tr * tr + EPS) - 1
 
 
-class ConvAutoencoder(Method):
-    """Shared encoder/decoder plumbing: fragments are flattened to (B·L, C, H, W) for the convs."""
-
-    def __init__(self, cfg: BackboneConfig, fragment_shape: tuple[int, int, int]):
-        super().__init__()
-        self.cfg = cfg
-        self.fragment_shape = tuple(fragment_shape)
-        self.encoder = Encoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style)
-        self.decoder = Decoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style)
-
-    def _encode_flat(self, x: torch.Tensor):
-        b, length = x.shape[:2]
-        zc, zs = self.encoder(x.reshape(b * length, *x.shape[2:]))
-        return zc, zs, b, length
-
-    def decode(self, content, style):
-        lead = content.shape[:-1]
-        out = self.decoder(content.reshape(-1, content.shape[-1]), style.reshape(-1, style.shape[-1]))
-        return out.reshape(*lead, *out.shape[1:])
-
-
-class V3(ConvAutoencoder):
+class V3(VQAutoencoder):
     name = "v3"
 
     def __init__(self, cfg: V3Config, fragment_shape, seed: int = 0):
-        super().__init__(cfg, fragment_shape)
-        self.quantizer = EMAQuantizer(
-            cfg.d_content,
-            cfg.n_atoms,
-            decay=cfg.vq_decay,
-            dead_threshold=cfg.dead_threshold,
-            kmeans_iters=cfg.kmeans_iters,
-            seed=seed,
-        )
+        super().__init__(cfg, fragment_shape, seed=seed)
         self.style_norm = nn.BatchNorm1d(cfg.d_style, affine=False) if cfg.style_norm else nn.Identity()
 
     def _encode_flat(self, x):
         zc, zs, b, length = super()._encode_flat(x)
         return zc, self.style_norm(zs), b, length
-
-    def codebook(self):
-        return self.quantizer.codebook
-
-    def encode(self, x):
-        zc, zs, b, length = self._encode_flat(x)
-        zq, index, _ = self.quantizer(zc)
-        return Encoded(
-            content=zc.view(b, length, -1),
-            style=zs.view(b, length, -1),
-            content_q=zq.view(b, length, -1),
-            content_index=index.view(b, length),
-        )
 
     def loss(self, batch, step):
         cfg, x = self.cfg, batch["x"]
