@@ -1,0 +1,60 @@
+"""Samples → fragment batches, with the next batch prepared in a background thread."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import numpy as np
+import torch
+
+from varinv.data.store import Split
+
+
+def to_tensor(x: np.ndarray, scale: float) -> torch.Tensor:
+    """Stored fragments → float32 model input."""
+    t = torch.from_numpy(np.ascontiguousarray(x)).float()
+    return t / scale if scale != 1.0 else t
+
+
+def make_batch(split: Split, idx: np.ndarray, scale: float) -> dict[str, torch.Tensor]:
+    idx = np.sort(idx)  # sorted fancy-indexing is much faster on memory maps
+    return {
+        "x": to_tensor(split.x[idx], scale),
+        "content": torch.from_numpy(np.asarray(split.content[idx], dtype=np.int64)),
+        "style": torch.from_numpy(np.asarray(split.style_per_fragment[idx], dtype=np.int64)),
+    }
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """The sample indices of training step ``step``: a pure function of (seed, step), so a resumed
+    run draws exactly the batches an uninterrupted one would."""
+    rng = np.random.default_rng([seed, step])
+    return rng.choice(n, size=min(batch_size, n), replace=False)
+
+
+class Prefetcher:
+    """Yields batches for steps start..stop-1, preparing the next one while the current trains."""
+
+    def __init__(self, split: Split, scale: float, batch_size: int, seed: int, start: int, stop: int):
+        self.q: queue.Queue = queue.Queue(maxsize=2)
+        self.split, self.scale, self.bs, self.seed = split, scale, batch_size, seed
+        self.thread = threading.Thread(target=self._work, args=(start, stop), daemon=True)
+        self.thread.start()
+
+    def _work(self, start: int, stop: int) -> None:
+        for step in range(start, stop):
+            idx = batch_indices(len(self.split), self.bs, self.seed, step)
+            self.q.put(make_batch(self.split, idx, self.scale))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.q.get()
+
+
+def iterate(split: Split, scale: float, batch_size: int = 64):
+    """Deterministic in-order batches over a whole split (evaluation)."""
+    for start in range(0, len(split), batch_size):
+        yield make_batch(split, np.arange(start, min(start + batch_size, len(split))), scale)
