@@ -21,6 +21,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 
 
 def folder_bytes(root: Path) -> int:
@@ -31,14 +32,6 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:

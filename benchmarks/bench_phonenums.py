@@ -27,18 +27,11 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from varinv.data import phonenums  # noqa: E402
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 
 LIMIT_S = 30.0
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from varinv.eval import metrics as M
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 
 ROOT = Path(__file__).resolve().parent
 
@@ -133,14 +134,6 @@ def bench_large(n: int, n_jobs: int, n_check: int = 16, seed: int = 0) -> dict:
     }
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main(argv=None) -> int:
