@@ -199,7 +199,7 @@ def recombine(
 
 
 # Commands living beside their subsystem: each module defines register(app).
-_EXTENSIONS: list[str] = ["varinv.report.cli"]
+_EXTENSIONS: list[str] = ["varinv.report.cli", "varinv.bench"]
 
 
 def _register_extensions() -> None:

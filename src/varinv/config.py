@@ -28,6 +28,8 @@ class DataConfig:
     path: str = "data/phonenums"
     n_eval: int = 1000  # test fragments for retrieval metrics (the paper-era size)
     eval_split: str = "test"
+    # K of the k-means content index for methods without a codebook (0: the number of content classes)
+    n_clusters: int = 0
 
     def validate(self) -> None:
         _check(self.n_eval >= 10, "data.n_eval", self.n_eval, "an integer >= 10")

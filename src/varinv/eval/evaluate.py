@@ -49,7 +49,7 @@ PARTS = ("core", "ood", "probes", "mi", "swap", "judged", "eer")
 
 
 def n_atoms_of(cfg, ds) -> int:
-    return int(getattr(cfg.model, "n_atoms", 0) or len(ds.content_names))
+    return int(getattr(cfg.model, "n_atoms", 0) or cfg.data.n_clusters or len(ds.content_names))
 
 
 def core_metrics(emb: dict, index: np.ndarray, n_atoms: int, n_classes: int, n_eval: int, seed: int = 0) -> dict:

@@ -1,0 +1,157 @@
+"""`varinv benchmark GRID.yaml`: methods × K × seeds as separate processes, resumable, one table.
+
+A grid file::
+
+    name: phonenums-cpu            # results go to benchmarks/results/<date>-<name>.{md,csv}
+    out: runs/bench-phonenums-cpu  # one run folder per cell: <config stem>-K<k>-seed<s>
+    parallel: 2                    # processes at once; threads per process = cores // parallel
+    seeds: [0, 1, 2]
+    set: [data.path=data/phonenums-10k]        # overrides for every cell
+    cells:
+      - {config: configs/phonenums_v3_small.yaml, k: [10, 20, 40]}
+      - {config: configs/phonenums_betavae_small.yaml, k: [10, 20, 40]}
+
+K is the codebook size for methods with a codebook and the k-means K (data.n_clusters) otherwise.
+Finished cells (metrics.json present) are skipped; interrupted ones resume from their checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from varinv.errors import ConfigError
+
+METRICS = ["codebook_purity", "one_to_one_accuracy", "prauc_zc_content", "prauc_zs_style", "prauc_zs_content",
+           "prauc_zc_style", "atoms_used", "recon_mse", "train_seconds", "n_parameters"]
+
+
+@dataclasses.dataclass
+class Cell:
+    config: Path
+    method: str
+    dataset: str
+    k: int
+    seed: int
+    run: Path
+    k_key: str
+
+
+def load_grid(path: Path) -> tuple[dict, list[Cell]]:
+    from varinv import config as config_mod
+    from varinv.methods import config_class
+
+    if not path.exists():
+        raise ConfigError(f"benchmark grid {path} does not exist")
+    grid = yaml.safe_load(path.read_text()) or {}
+    unknown = set(grid) - {"name", "out", "parallel", "seeds", "set", "cells"}
+    if unknown:
+        raise ConfigError(f"unknown benchmark key(s) {sorted(unknown)}; valid: name, out, parallel, seeds, set, cells")
+    if not grid.get("cells"):
+        raise ConfigError(f"benchmark grid {path} has no cells")
+    out = Path(grid.get("out", f"runs/bench-{grid.get('name', path.stem)}"))
+    cells = []
+    for entry in grid["cells"]:
+        cfg_path = Path(entry["config"])
+        cfg = config_mod.load(cfg_path, list(grid.get("set", [])))  # validates the config up front
+        has_book = any(f.name == "n_atoms" for f in dataclasses.fields(config_class(cfg.method)))
+        dataset = Path(cfg.data.path).name
+        for k in entry.get("k", [getattr(cfg.model, "n_atoms", 0) or 10]):
+            for seed in grid.get("seeds", [0]):
+                cells.append(Cell(cfg_path, cfg.method, dataset, int(k), int(seed),
+                                  out / f"{cfg_path.stem}-K{k}-seed{seed}", "model.n_atoms" if has_book else "data.n_clusters"))
+    return grid, cells
+
+
+def _command(cell: Cell, grid: dict, threads: int) -> list[str]:
+    cmd = [sys.executable, "-m", "varinv", "train", str(cell.config), "--run", str(cell.run), "--no-progress"]
+    for s in [*grid.get("set", []), f"{cell.k_key}={cell.k}", f"train.seed={cell.seed}", f"train.threads={threads}"]:
+        cmd += ["--set", s]
+    if (cell.run / "checkpoints" / "last.json").exists():
+        cmd.append("--resume")
+    return cmd
+
+
+def run_grid(path: Path, results_dir: Path = Path("benchmarks/results")) -> Path:
+    grid, cells = load_grid(path)
+    parallel = int(grid.get("parallel", 1))
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    pending = [c for c in cells if not (c.run / "metrics.json").exists()]
+    running: list[tuple[Cell, subprocess.Popen]] = []
+    t0 = time.time()
+    while pending or running:
+        while pending and len(running) < parallel:
+            cell = pending.pop(0)
+            cell.run.parent.mkdir(parents=True, exist_ok=True)
+            log = open(cell.run.parent / f"{cell.run.name}.log", "a")
+            running.append((cell, subprocess.Popen(_command(cell, grid, threads), env=env, stdout=log, stderr=log)))
+        time.sleep(1)
+        for item in list(running):
+            cell, proc = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            if proc.returncode == 0:
+                subprocess.run([sys.executable, "-m", "varinv", "evaluate", str(cell.run), "--no-tsne"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            else:
+                print(f"cell {cell.run.name} failed (exit {proc.returncode}); see {cell.run.parent / cell.run.name}.log")
+    return write_table(grid, cells, path, results_dir, time.time() - t0)
+
+
+def write_table(grid: dict, cells: list[Cell], path: Path, results_dir: Path, wall: float) -> Path:
+    groups: dict[tuple, list[dict]] = {}
+    for c in cells:
+        mp = c.run / "metrics.json"
+        if mp.exists():
+            groups.setdefault((c.dataset, c.method, c.k), []).append(json.loads(mp.read_text()))
+    today = datetime.date.today().isoformat()
+    name = grid.get("name", path.stem)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for (dataset, method, k), ms in sorted(groups.items()):
+        row = {"dataset": dataset, "method": method, "K": k, "seeds": len(ms)}
+        for key in METRICS:
+            vals = [float(m[key]) for m in ms if key in m]
+            row[key] = statistics.mean(vals) if vals else float("nan")
+            row[key + "_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        rows.append(row)
+    csv_path = results_dir / f"{today}-{name}.csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["dataset"])
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [f"# Benchmark {name} ({today})", "",
+             f"Command: `varinv benchmark {path}`; {os.cpu_count()} CPU cores, parallel {grid.get('parallel', 1)}, "
+             f"wall {wall / 60:.1f} min. Mean ± std over seeds; test split.", "",
+             "| dataset | method | K | seeds | " + " | ".join(METRICS) + " |", "|" + "---|" * (len(METRICS) + 4)]
+    for r in rows:
+        cells_txt = [f"{r[k]:.3g} ± {r[k + '_std']:.2g}" for k in METRICS]
+        lines.append(f"| {r['dataset']} | {r['method']} | {r['K']} | {r['seeds']} | " + " | ".join(cells_txt) + " |")
+    md_path = results_dir / f"{today}-{name}.md"
+    md_path.write_text("\n".join(lines) + "\n")
+    return md_path
+
+
+def register(app) -> None:
+    @app.command()
+    def benchmark(
+        grid: Annotated[Path, typer.Argument(help="Benchmark grid YAML (methods × K × seeds).")],
+        results: Annotated[Path, typer.Option(help="Where the dated .md/.csv table goes.")] = Path("benchmarks/results"),
+    ):
+        """Run a grid of trainings as separate processes (resumable), evaluate each, and write a mean ± std table."""
+        md = run_grid(grid, results)
+        typer.echo(f"wrote {md} and {md.with_suffix('.csv')}")
