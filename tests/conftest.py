@@ -10,12 +10,19 @@ def _threads():
     torch.set_num_threads(1)
 
 
-def toy_arrays(n: int, seed: int = 0, length: int = 4):
-    """Tiny image-like sequences: content = which quadrant is lit, style = the colour of the row."""
+TOY_COLOURS = np.array([[230, 20, 20], [20, 230, 20], [20, 20, 230], [230, 200, 20], [20, 200, 220]], np.uint8)
+
+
+def toy_arrays(n: int, seed: int = 0, length: int = 4, styles=None):
+    """Tiny image-like sequences: content = which quadrant is lit, style = the colour of the row.
+
+    Styles are drawn at random from the first 3 colours, or cycle through ``styles`` (indices into
+    TOY_COLOURS) when given.
+    """
     rng = np.random.default_rng(seed)
     content = np.stack([rng.permutation(4)[:length] for _ in range(n)])
-    style = rng.integers(0, 3, n)
-    colours = np.array([[230, 20, 20], [20, 230, 20], [20, 20, 230]], np.uint8)
+    style = rng.integers(0, 3, n) if styles is None else np.asarray(styles)[np.arange(n) % len(styles)]
+    colours = TOY_COLOURS
     x = np.full((n, length, 3, 16, 16), 245, np.uint8)
     for q in range(4):
         r, c = divmod(q, 2)

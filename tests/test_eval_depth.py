@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TOY_CFG
+from conftest import TOY_CFG, toy_arrays
 from varinv.data.store import from_arrays
 from varinv.eval import judged as J
 from varinv.eval import ood as O
@@ -153,22 +153,8 @@ def test_judged_generation_with_an_oracle_judge():
 
 
 # ----------------------------------------------------------------------------------------- end to end
-COLOURS = np.array([[230, 20, 20], [20, 230, 20], [20, 20, 230], [230, 200, 20], [20, 200, 220]], np.uint8)
-
-
 def _toy(n, seed, styles, length=4):
-    """content = which quadrant is lit, style = its colour (``styles`` picks colours of COLOURS)."""
-    rng = np.random.default_rng(seed)
-    content = np.stack([rng.permutation(4)[:length] for _ in range(n)])
-    style_idx = np.asarray(styles)[np.arange(n) % len(styles)]
-    x = np.full((n, length, 3, 16, 16), 245, np.uint8)
-    for q in range(4):
-        r, c = divmod(q, 2)
-        mask = content == q
-        for ch in range(3):
-            block = x[:, :, ch, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8]
-            block[mask] = COLOURS[style_idx][:, None, ch].repeat(length, 1)[mask][:, None, None]
-    return x, content, style_idx
+    return toy_arrays(n, seed, length, styles=styles)
 
 
 @pytest.fixture

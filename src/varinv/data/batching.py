@@ -19,11 +19,11 @@ def to_tensor(x: np.ndarray, scale: float) -> torch.Tensor:
 
 def make_batch(split: Split, idx: np.ndarray, scale: float) -> dict[str, torch.Tensor]:
     idx = np.sort(idx)  # sorted fancy-indexing is much faster on memory maps
-    return {
-        "x": to_tensor(split.x[idx], scale),
-        "content": torch.from_numpy(np.asarray(split.content[idx], dtype=np.int64)),
-        "style": torch.from_numpy(np.asarray(split.style_per_fragment[idx], dtype=np.int64)),
-    }
+    content = np.asarray(split.content[idx], dtype=np.int64)
+    style = np.asarray(split.style[idx], dtype=np.int64)
+    if style.ndim == 1:  # per-sample labels: broadcast over the batch's fragments only
+        style = np.repeat(style[:, None], content.shape[1], axis=1)
+    return {"x": to_tensor(split.x[idx], scale), "content": torch.from_numpy(content), "style": torch.from_numpy(style)}
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:

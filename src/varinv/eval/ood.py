@@ -228,25 +228,36 @@ def _freeze_codebook(model) -> None:
         q.frozen = True
 
 
-def finetune_unsupervised(model, shots: Split, scale: float, *, batch_size: int, seed: int, step: int = 0,
-                          lr: float = 1e-4, epochs: int = 1):
-    """A deep copy of ``model`` fine-tuned on ``shots`` with its own unsupervised loss, codebook frozen
-    (paper protocol, see the module docstring). Returns the copy in eval mode."""
+def _finetune(model, shots: Split, scale: float, loss_of, *, batch_size: int, seed: int, lr: float, epochs: int,
+              freeze_codebook: bool):
+    """A deep copy of ``model`` trained on ``shots`` with ``loss_of(copy, batch)``; the shared loop of
+    both few-shot arms, so they see the same batches in the same order. Returns the copy in eval mode."""
     m = copy.deepcopy(model)
-    _freeze_codebook(m)
+    if freeze_codebook:
+        _freeze_codebook(m)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(m.parameters(), lr=lr)
     m.train()
     for e in range(epochs):
         for idx in shot_batches(len(shots), batch_size, seed + 7919 * e):
-            batch = make_batch(shots, idx, scale)
-            batch = {"x": batch["x"]}  # unsupervised: no labels reach the loss
-            losses = m.loss(batch, step)
+            loss = loss_of(m, make_batch(shots, idx, scale))
             opt.zero_grad(set_to_none=True)
-            losses["total"].backward()
+            loss.backward()
             opt.step()
     m.eval()
     return m
+
+
+def finetune_unsupervised(model, shots: Split, scale: float, *, batch_size: int, seed: int, step: int = 0,
+                          lr: float = 1e-4, epochs: int = 1):
+    """A deep copy of ``model`` fine-tuned on ``shots`` with its own unsupervised loss, codebook frozen
+    (paper protocol, see the module docstring). Returns the copy in eval mode."""
+
+    def loss_of(m, batch):
+        return m.loss({"x": batch["x"]}, step)["total"]  # unsupervised: no labels reach the loss
+
+    return _finetune(model, shots, scale, loss_of, batch_size=batch_size, seed=seed, lr=lr, epochs=epochs,
+                     freeze_codebook=True)
 
 
 def finetune_supervised(model, shots: Split, scale: float, *, batch_size: int, seed: int, lr: float = 1e-4,
@@ -255,18 +266,10 @@ def finetune_supervised(model, shots: Split, scale: float, *, batch_size: int, s
     labels, same batches as :func:`finetune_unsupervised`. Returns the copy in eval mode."""
     from varinv.eval.classifier import content_logits
 
-    m = copy.deepcopy(model)
-    torch.manual_seed(seed)
-    opt = torch.optim.AdamW(m.parameters(), lr=lr)
-    m.train()
-    for e in range(epochs):
-        for idx in shot_batches(len(shots), batch_size, seed + 7919 * e):
-            batch = make_batch(shots, idx, scale)
-            logits = content_logits(m, batch["x"])
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch["content"].reshape(-1),
-                                   ignore_index=-1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    m.eval()
-    return m
+    def loss_of(m, batch):
+        logits = content_logits(m, batch["x"])
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch["content"].reshape(-1),
+                               ignore_index=-1)
+
+    return _finetune(model, shots, scale, loss_of, batch_size=batch_size, seed=seed, lr=lr, epochs=epochs,
+                     freeze_codebook=False)

@@ -20,11 +20,10 @@ high entropy, i.e. the fragments of one sample should pick different atoms.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from varinv.config import _check
 from varinv.methods.vqae import VQAutoencoder, VQConfig
@@ -41,15 +40,6 @@ class V3Config(VQConfig):
     w_fragment: float = 1.0
     w_diversity: float = 0.0
     diversity_temperature: float = 0.1
-    rekmeans_steps: list[int] = field(default_factory=list)  # re-run k-means++ on the batch at these steps
-    # Standardise each style dimension over the batch (BatchNorm without affine). Without it the
-    # across-sample hinge is met cheaply by stretching one direction of z_s, which splits the styles
-    # into two far-apart groups and crowds every other distinction (seen on PhoneNums).
-    style_norm: bool = False
-    # Gaussian noise (std, in units of the normalised style) added to z_s on its way to the decoder
-    # during training. The decoder can then only use style differences larger than the noise, so
-    # every distinction it needs (all colours, not just the strongest channel) is spread out in z_s.
-    style_noise: float = 0.0
     # Spread the across-sample style variance over many directions (0 when isotropic). The hinge
     # terms, once met, leave z_s stretched along whichever direction grew first (on PhoneNums the
     # red channel), so every other colour difference ends up tiny in Euclidean distance.
@@ -115,38 +105,25 @@ def isotropy_loss(z: torch.Tensor) -> torch.Tensor:
 class V3(VQAutoencoder):
     name = "v3"
 
-    def __init__(self, cfg: V3Config, fragment_shape, seed: int = 0):
-        super().__init__(cfg, fragment_shape, seed=seed)
-        self.style_norm = nn.BatchNorm1d(cfg.d_style, affine=False) if cfg.style_norm else nn.Identity()
-
-    def _encode_flat(self, x):
-        zc, zs, b, length = super()._encode_flat(x)
-        return zc, self.style_norm(zs), b, length
-
     def loss(self, batch, step):
-        cfg, x = self.cfg, batch["x"]
-        zc, zs, b, length = self._encode_flat(x)
-        if self.training and step in cfg.rekmeans_steps:
-            self.quantizer._init(zc.detach().float())
-        zq, index, commit = self.quantizer(zc)
-        zs_dec = zs + cfg.style_noise * torch.randn_like(zs) if cfg.style_noise > 0 else zs
-        x_hat = self.decoder(zq, zs_dec).view_as(x)
-        zc3, zq3, zs3 = zc.view(b, length, -1), zq.view(b, length, -1), zs.view(b, length, -1)
-        terms = v3_terms(zc3.float(), zq3.float(), zs3.float(), cfg.relativity)
-        out = {"recon": F.mse_loss(x_hat.float(), x.float()), "commit": commit, **terms}
+        cfg = self.cfg
+        ae = self.autoencode(batch["x"])
+        b, length = ae["b"], ae["length"]
+        zc3, zq3, zs3 = (ae[k].view(b, length, -1).float() for k in ("zc", "zq", "zs"))
+        terms = v3_terms(zc3, zq3, zs3, cfg.relativity)
+        out = {"recon": ae["recon"], "commit": ae["commit"], **terms}
         total = (
-            cfg.w_recon * out["recon"]
-            + cfg.w_commit * commit
+            self.base_total(ae)
             + cfg.w_content * terms["content"]
             + cfg.w_style * terms["style"]
             + cfg.w_sample * terms["sample"]
             + cfg.w_fragment * terms["fragment"]
         )
         if cfg.w_isotropy > 0:
-            out["isotropy"] = isotropy_loss(zs3.float().mean(1))
+            out["isotropy"] = isotropy_loss(zs3.mean(1))
             total = total + cfg.w_isotropy * out["isotropy"]
         if cfg.w_diversity > 0:
-            sq = self.quantizer.distances(zc.float()).view(b, length, -1)
+            sq = self.quantizer.distances(ae["zc"].float()).view(b, length, -1)
             out["diversity"] = diversity_loss(sq, cfg.diversity_temperature)
             total = total + cfg.w_diversity * out["diversity"]
         out["total"] = total

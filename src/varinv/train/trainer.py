@@ -173,7 +173,7 @@ def train(
     stop = t.steps if stop_after is None else min(t.steps, stop_after)
     batches = Prefetcher(train_split, ds.scale, t.batch_size, t.seed, start, stop)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.precision == "bf16")
-    bar = _progress(progress, t.steps, start)
+    bar = _ProgressBar(t.steps, start) if progress else None
     t0, last = time.time(), {}
     elapsed0 = 0.0
     if resume and start > 0:
@@ -233,15 +233,10 @@ def train(
     return {"step": stop, "train_seconds": elapsed0 + time.time() - t0, "losses": last}
 
 
-class _progress:
+class _ProgressBar:
     """A rich progress bar with ETA and the main loss terms (refreshed a few times a second)."""
 
-    def __new__(cls, enabled: bool, total: int, start: int):
-        if not enabled:
-            return None
-        return super().__new__(cls)
-
-    def __init__(self, enabled: bool, total: int, start: int):
+    def __init__(self, total: int, start: int):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.p = Progress(
