@@ -12,7 +12,10 @@ A grid file::
       - {config: configs/phonenums_betavae_small.yaml, k: [10, 20, 40]}
 
 K is the codebook size for methods with a codebook and the k-means K (data.n_clusters) otherwise.
-Finished cells (metrics.json present) are skipped; interrupted ones resume from their checkpoint.
+Finished cells are skipped; interrupted ones resume from their checkpoint. Each finished cell's metrics
+(without the curves) are also kept in ``<results>/cells/<name>/<run>.json``: that folder is meant to be
+committed, so a grid too large for one machine or session accumulates across them (a cell recorded there
+counts as done even where its run folder is absent).
 """
 
 from __future__ import annotations
@@ -84,12 +87,48 @@ def _command(cell: Cell, grid: dict, threads: int) -> list[str]:
     return cmd
 
 
+def _record(cell: Cell, grid: dict, results_dir: Path) -> Path:
+    return results_dir / "cells" / str(grid.get("name", "grid")) / f"{cell.run.name}.json"
+
+
+def _metrics(cell: Cell, grid: dict, results_dir: Path) -> dict | None:
+    for p in (_record(cell, grid, results_dir), cell.run / "metrics.json"):
+        if p.exists():
+            return json.loads(p.read_text())
+    return None
+
+
+def _machine() -> str:
+    import platform
+
+    import torch
+
+    model = platform.processor() or "unknown CPU"
+    try:
+        model = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                     if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{os.cpu_count()} cores, {model}{gpu}"
+
+
+def _keep_record(cell: Cell, grid: dict, results_dir: Path) -> None:
+    m = json.loads((cell.run / "metrics.json").read_text())
+    keep = {k: v for k, v in m.items() if not isinstance(v, (dict, list))}
+    keep.update(config=str(cell.config), seed=cell.seed, machine=_machine(),
+                date=datetime.date.today().isoformat())
+    rec = _record(cell, grid, results_dir)
+    rec.parent.mkdir(parents=True, exist_ok=True)
+    rec.write_text(json.dumps(keep, indent=1) + "\n")
+
+
 def run_grid(path: Path, results_dir: Path = Path("benchmarks/results")) -> Path:
     grid, cells = load_grid(path)
     parallel = int(grid.get("parallel", 1))
     threads = max(1, (os.cpu_count() or 1) // parallel)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    pending = [c for c in cells if not (c.run / "metrics.json").exists()]
+    pending = [c for c in cells if _metrics(c, grid, results_dir) is None]
     running: list[tuple[Cell, subprocess.Popen]] = []
     t0 = time.time()
     while pending or running:
@@ -107,6 +146,8 @@ def run_grid(path: Path, results_dir: Path = Path("benchmarks/results")) -> Path
             if proc.returncode == 0:
                 subprocess.run([sys.executable, "-m", "varinv", "evaluate", str(cell.run), "--no-tsne"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+                if (cell.run / "metrics.json").exists():
+                    _keep_record(cell, grid, results_dir)
             else:
                 print(f"cell {cell.run.name} failed (exit {proc.returncode}); see {cell.run.parent / cell.run.name}.log")
     return write_table(grid, cells, path, results_dir, time.time() - t0)
@@ -115,9 +156,9 @@ def run_grid(path: Path, results_dir: Path = Path("benchmarks/results")) -> Path
 def write_table(grid: dict, cells: list[Cell], path: Path, results_dir: Path, wall: float) -> Path:
     groups: dict[tuple, list[dict]] = {}
     for c in cells:
-        mp = c.run / "metrics.json"
-        if mp.exists():
-            groups.setdefault((c.dataset, c.method, c.k), []).append(json.loads(mp.read_text()))
+        m = _metrics(c, grid, results_dir)
+        if m is not None:
+            groups.setdefault((c.dataset, c.method, c.k), []).append(m)
     today = datetime.date.today().isoformat()
     name = grid.get("name", path.stem)
     results_dir.mkdir(parents=True, exist_ok=True)
