@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import yaml
 
 from conftest import TOY_CFG
@@ -39,3 +40,37 @@ def test_benchmark_grid_runs_skips_finished_and_tabulates(toy_dataset, tmp_path)
     md = run_grid(gpath, tmp_path / "results")
     assert not (tmp_path / "runs" / "v3-K4-seed0").exists()  # not retrained
     assert "| toy | v3 | 4 | 2 |" in md.read_text()
+
+
+def test_benchmark_grid_mixes_datasets_and_evaluates_probes(toy_dataset, tmp_path):
+    from conftest import toy_arrays
+    from varinv.data.store import from_arrays
+    from varinv.errors import ConfigError
+
+    other = from_arrays(tmp_path / "toy2", {"train": toy_arrays(64, seed=2), "test": toy_arrays(24, seed=3)},
+                        content_names=list("abcd"), style_names=["red", "green", "blue"])
+    beta = {"model": {"method": "betavae", "d_content": 4, "d_style": 4, "n_channels": 16, "n_layers": 2,
+                      "d_hidden": 32},
+            "train": {"steps": 4, "batch_size": 8, "log_every": 2, "threads": 1}, "data": {"n_eval": 40}}
+    paths = []
+    for name, ds in (("a", toy_dataset), ("b", other)):  # each config carries its own data.path
+        paths.append(tmp_path / f"{name}.yaml")
+        paths[-1].write_text(yaml.safe_dump({**beta, "data": {"n_eval": 40, "path": str(ds.root)}}))
+    grid = {"name": "mixed", "out": str(tmp_path / "runs"), "parallel": 1, "seeds": [0],
+            "evaluate": ["core", "probes"], "cells": [{"config": str(p), "k": [4]} for p in paths]}
+    gpath = tmp_path / "grid.yaml"
+    gpath.write_text(yaml.safe_dump(grid))
+    _, cells = load_grid(gpath)
+    assert [c.dataset for c in cells] == ["toy", "toy2"]
+    md = run_grid(gpath, tmp_path / "results")
+    text = md.read_text()
+    assert "| toy | betavae | 4 | 1 |" in text and "| toy2 | betavae | 4 | 1 |" in text
+    assert "probes.z_s.style.linear" in text.splitlines()[4]
+    m = json.loads((tmp_path / "runs" / "b-K4-seed0" / "metrics.json").read_text())
+    assert m["dataset"].endswith("toy2") and 0 <= m["probes"]["z_s"]["style"]["linear"] <= 1
+    assert "prauc_zc_content" in m  # the core part still runs
+    rec = json.loads((tmp_path / "results" / "cells" / "mixed" / "b-K4-seed0.json").read_text())
+    assert rec["probes"] == m["probes"]
+    gpath.write_text(yaml.safe_dump({**grid, "evaluate": ["core", "probe"]}))
+    with pytest.raises(ConfigError, match="probe"):
+        load_grid(gpath)

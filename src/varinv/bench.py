@@ -7,6 +7,7 @@ A grid file::
     parallel: 2                    # processes at once; threads per process = cores // parallel
     seeds: [0, 1, 2]
     set: [data.path=data/phonenums-10k]        # overrides for every cell
+    evaluate: [core, probes]       # optional: `varinv evaluate --what` parts per cell (default [core])
     cells:
       - {config: configs/phonenums_v3_small.yaml, k: [10, 20, 40]}
       - {config: configs/phonenums_betavae_small.yaml, k: [10, 20, 40]}
@@ -15,7 +16,11 @@ K is the codebook size for methods with a codebook and the k-means K (data.n_clu
 Finished cells are skipped; interrupted ones resume from their checkpoint. Each finished cell's metrics
 (without the curves) are also kept in ``<results>/cells/<name>/<run>.json``: that folder is meant to be
 committed, so a grid too large for one machine or session accumulates across them (a cell recorded there
-counts as done even where its run folder is absent).
+counts as done even where its run folder is absent). Parts other than ``core`` named in ``evaluate`` keep
+their metrics.json entry in the record, and ``probes`` adds the z_c/z_s × content/style probe accuracies
+to the table.
+
+Leave ``data.path`` out of ``set`` to mix datasets in one grid: each config's own path then holds.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ from varinv.errors import ConfigError
 
 METRICS = ["codebook_purity", "one_to_one_accuracy", "prauc_zc_content", "prauc_zs_style", "prauc_zs_content",
            "prauc_zc_style", "atoms_used", "recon_mse", "train_seconds", "n_parameters"]
+# Table columns added when a grid evaluates "probes": dotted paths into metrics.json["probes"].
+PROBE_METRICS = [f"probes.{z}.{factor}.{kind}" for kind in ("linear", "mlp") for z in ("z_c", "z_s")
+                 for factor in ("content", "style")]
 
 
 @dataclasses.dataclass
@@ -59,11 +67,13 @@ def load_grid(path: Path) -> tuple[dict, list[Cell]]:
     if not path.exists():
         raise ConfigError(f"benchmark grid {path} does not exist")
     grid = yaml.safe_load(path.read_text()) or {}
-    unknown = set(grid) - {"name", "out", "parallel", "seeds", "set", "cells"}
+    unknown = set(grid) - {"name", "out", "parallel", "seeds", "set", "evaluate", "cells"}
     if unknown:
-        raise ConfigError(f"unknown benchmark key(s) {sorted(unknown)}; valid: name, out, parallel, seeds, set, cells")
+        raise ConfigError(f"unknown benchmark key(s) {sorted(unknown)}; valid: name, out, parallel, seeds, set, "
+                          "evaluate, cells")
     if not grid.get("cells"):
         raise ConfigError(f"benchmark grid {path} has no cells")
+    eval_parts(grid)  # validates the parts up front
     out = Path(grid.get("out", f"runs/bench-{grid.get('name', path.stem)}"))
     cells = []
     for entry in grid["cells"]:
@@ -76,6 +86,18 @@ def load_grid(path: Path) -> tuple[dict, list[Cell]]:
                 cells.append(Cell(cfg_path, cfg.method, dataset, int(k), int(seed),
                                   out / f"{cfg_path.stem}-K{k}-seed{seed}", "model.n_atoms" if has_book else "data.n_clusters"))
     return grid, cells
+
+
+def eval_parts(grid: dict) -> list[str]:
+    """The grid's ``evaluate`` parts, validated and in evaluation order (default ``["core"]``)."""
+    from varinv.eval.evaluate import parse_parts
+
+    parts = grid.get("evaluate") or ["core"]
+    if isinstance(parts, str):
+        parts = [parts]
+    if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+        raise ConfigError(f"benchmark key 'evaluate' must be a list of part names, got {parts!r}")
+    return parse_parts(",".join(parts))
 
 
 def _command(cell: Cell, grid: dict, threads: int) -> list[str]:
@@ -116,6 +138,7 @@ def _machine() -> str:
 def _keep_record(cell: Cell, grid: dict, results_dir: Path) -> None:
     m = json.loads((cell.run / "metrics.json").read_text())
     keep = {k: v for k, v in m.items() if not isinstance(v, (dict, list))}
+    keep.update({p: m[p] for p in eval_parts(grid) if p != "core" and p in m})
     keep.update(config=str(cell.config), seed=cell.seed, machine=_machine(),
                 date=datetime.date.today().isoformat())
     rec = _record(cell, grid, results_dir)
@@ -144,7 +167,8 @@ def run_grid(path: Path, results_dir: Path = Path("benchmarks/results")) -> Path
                 continue
             running.remove(item)
             if proc.returncode == 0:
-                subprocess.run([sys.executable, "-m", "varinv", "evaluate", str(cell.run), "--no-tsne"], env=env,
+                subprocess.run([sys.executable, "-m", "varinv", "evaluate", str(cell.run), "--no-tsne",
+                                "--what", ",".join(eval_parts(grid))], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
                 if (cell.run / "metrics.json").exists():
                     _keep_record(cell, grid, results_dir)
@@ -162,11 +186,12 @@ def write_table(grid: dict, cells: list[Cell], path: Path, results_dir: Path, wa
     today = datetime.date.today().isoformat()
     name = grid.get("name", path.stem)
     results_dir.mkdir(parents=True, exist_ok=True)
+    columns = METRICS + (PROBE_METRICS if "probes" in eval_parts(grid) else [])
     rows = []
     for (dataset, method, k), ms in sorted(groups.items()):
         row = {"dataset": dataset, "method": method, "K": k, "seeds": len(ms)}
-        for key in METRICS:
-            vals = [float(m[key]) for m in ms if key in m]
+        for key in columns:
+            vals = [float(v) for v in (_lookup(m, key) for m in ms) if v is not None]
             row[key] = statistics.mean(vals) if vals else float("nan")
             row[key + "_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
         rows.append(row)
@@ -178,13 +203,24 @@ def write_table(grid: dict, cells: list[Cell], path: Path, results_dir: Path, wa
     lines = [f"# Benchmark {name} ({today})", "",
              f"Command: `varinv benchmark {path}`; {os.cpu_count()} CPU cores, parallel {grid.get('parallel', 1)}, "
              f"wall {wall / 60:.1f} min. Mean ± std over seeds; test split.", "",
-             "| dataset | method | K | seeds | " + " | ".join(METRICS) + " |", "|" + "---|" * (len(METRICS) + 4)]
+             "| dataset | method | K | seeds | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 4)]
     for r in rows:
-        cells_txt = [f"{r[k]:.3g} ± {r[k + '_std']:.2g}" for k in METRICS]
+        cells_txt = [f"{r[k]:.3g} ± {r[k + '_std']:.2g}" for k in columns]
         lines.append(f"| {r['dataset']} | {r['method']} | {r['K']} | {r['seeds']} | " + " | ".join(cells_txt) + " |")
     md_path = results_dir / f"{today}-{name}.md"
     md_path.write_text("\n".join(lines) + "\n")
     return md_path
+
+
+def _lookup(m: dict, key: str):
+    """``m[key]``, or for a dotted key (``probes.z_s.style.linear``) the nested value; None when absent."""
+    if key in m:
+        return m[key]
+    for part in key.split("."):
+        if not isinstance(m, dict) or part not in m:
+            return None
+        m = m[part]
+    return m
 
 
 def register(app) -> None:
