@@ -6,6 +6,7 @@ Errors a user can cause print one line (`error: ...`) and exit non-zero; `--debu
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -91,7 +92,8 @@ def train(
 
     cfg = config_mod.load(config, set_)
     state = run_train(cfg, run, resume=resume, progress=progress and sys.stderr.isatty())
-    typer.echo(f"trained {cfg.method} to step {state['step']} in {state['train_seconds']:.0f} s; run folder {run}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line rather than one per process
+        typer.echo(f"trained {cfg.method} to step {state['step']} in {state['train_seconds']:.0f} s; run folder {run}")
 
 
 @app.command()

@@ -54,12 +54,16 @@ class TrainConfig:
     ckpt_every: int = 500
     grad_clip: float = 0.0
     precision: str = "fp32"  # fp32 | bf16
+    # NHWC ("channels-last") layout for the conv weights and activations: the same functions, a faster
+    # oneDNN path on CPU, different rounding (benchmarks/results/2026-11-22-speed.md; varinv.train.speed).
+    channels_last: bool = False
 
     def validate(self) -> None:
         _check(self.steps >= 1, "train.steps", self.steps, "an integer >= 1")
         _check(self.batch_size >= 2, "train.batch_size", self.batch_size, "an integer >= 2 (V3 compares samples)")
         _check(self.lr > 0, "train.lr", self.lr, "a positive number")
         _check(self.precision in ("fp32", "bf16"), "train.precision", self.precision, "'fp32' or 'bf16'")
+        _check(isinstance(self.channels_last, bool), "train.channels_last", self.channels_last, "true or false")
         _check(0 < self.lr_decay <= 1, "train.lr_decay", self.lr_decay, "a number in (0, 1]")
 
 

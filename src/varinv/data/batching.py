@@ -26,6 +26,14 @@ def make_batch(split: Split, idx: np.ndarray, scale: float) -> dict[str, torch.T
     return {"x": to_tensor(split.x[idx], scale), "content": torch.from_numpy(content), "style": torch.from_numpy(style)}
 
 
+def shard(indices: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """Process ``rank``'s contiguous slice of a global batch, in sorted order (the order ``make_batch``
+    stacks a whole batch in), so rows gathered over processes line up with the 1-process rows."""
+    idx = np.sort(indices)
+    per = len(idx) // world
+    return idx[rank * per:(rank + 1) * per]
+
+
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     """The sample indices of training step ``step``: a pure function of (seed, step), so a resumed
     run draws exactly the batches an uninterrupted one would."""
@@ -34,17 +42,25 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
 
 
 class Prefetcher:
-    """Yields batches for steps start..stop-1, preparing the next one while the current trains."""
+    """Yields batches for steps start..stop-1, preparing the next one while the current trains.
 
-    def __init__(self, split: Split, scale: float, batch_size: int, seed: int, start: int, stop: int):
+    With ``world`` > 1 processes, each yields its contiguous slice (``rank``) of the global batch.
+    """
+
+    def __init__(
+        self, split: Split, scale: float, batch_size: int, seed: int, start: int, stop: int, rank: int = 0, world: int = 1
+    ):
         self.q: queue.Queue = queue.Queue(maxsize=2)
         self.split, self.scale, self.bs, self.seed = split, scale, batch_size, seed
+        self.rank, self.world = rank, world
         self.thread = threading.Thread(target=self._work, args=(start, stop), daemon=True)
         self.thread.start()
 
     def _work(self, start: int, stop: int) -> None:
         for step in range(start, stop):
             idx = batch_indices(len(self.split), self.bs, self.seed, step)
+            if self.world > 1:
+                idx = shard(idx, self.rank, self.world)
             self.q.put(make_batch(self.split, idx, self.scale))
 
     def __iter__(self):

@@ -15,6 +15,10 @@ hundred steps, after which nothing stops two co-occurring contents from sharing 
 calibration's failure mode). ``w_diversity`` applies the same "content varies within a sample"
 prior to the codebook itself: the soft atom usage averaged over one sample's fragments should have
 high entropy, i.e. the fragments of one sample should pick different atoms.
+
+Data parallelism: every term here is a statistic of the whole batch, so under torch.distributed
+each process gathers the per-sample summaries of all processes (with gradients) and computes the
+global loss; see ``varinv.nn.distributed`` for why the gradients then come out right.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch.nn.functional as F
 
 from varinv.config import _check
 from varinv.methods.vqae import VQAutoencoder, VQConfig
+from varinv.nn.distributed import gather_samples, global_mean
 
 EPS = 1e-5
 
@@ -63,11 +68,15 @@ def hinge(ratio: torch.Tensor, r: float) -> torch.Tensor:
 
 
 def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float) -> dict[str, torch.Tensor]:
-    """The four V3 hinge terms and their statistics from (B, L, d) tensors."""
-    vc_frag = 0.5 * mpd(zc).mean() + 0.5 * mpd(zq).mean()
-    vc_samp = 0.5 * mpd(zc.mean(1)) + 0.5 * mpd(zq.mean(1))
-    vs_frag = mpd(zs).mean()
-    vs_samp = mpd(zs.mean(1))
+    """The four V3 hinge terms and their statistics from (B, L, d) tensors.
+
+    Only per-sample summaries (within-sample MPDs, sample means) cross processes under DDP.
+    """
+    fc, fq, fs, mc, mq, ms = gather_samples(mpd(zc), mpd(zq), mpd(zs), zc.mean(1), zq.mean(1), zs.mean(1))
+    vc_frag = 0.5 * fc.mean() + 0.5 * fq.mean()
+    vc_samp = 0.5 * mpd(mc) + 0.5 * mpd(mq)
+    vs_frag = fs.mean()
+    vs_samp = mpd(ms)
     return {
         "content": hinge(vc_frag / (vc_samp + EPS), r),
         "style": hinge(vs_samp / (vs_frag + EPS), r),
@@ -83,19 +92,23 @@ def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float) -> 
 def diversity_loss(sqdist: torch.Tensor, temperature: float) -> torch.Tensor:
     """1 - H(mean soft usage over a sample's fragments) / log(min(L, K)), averaged over samples.
 
-    sqdist: (B, L, K) squared distances to the atoms; the temperature is relative to their mean so
-    the term is scale-free.
+    sqdist: (B, L, K) squared distances to the atoms; the temperature is relative to their mean over
+    the (global) batch so the term is scale-free.
     """
     b, length, k = sqdist.shape
-    logits = -sqdist / (temperature * sqdist.mean().detach() + EPS)
+    logits = -sqdist / (temperature * global_mean(sqdist.mean().detach()) + EPS)
     usage = logits.softmax(-1).mean(1)  # (B, K)
     ent = -(usage * (usage + 1e-12).log()).sum(-1)
-    return (1 - ent / math.log(min(length, k))).clamp(min=0).mean() if min(length, k) > 1 else ent.new_zeros(())
+    if min(length, k) <= 1:
+        return ent.new_zeros(())
+    (per_sample,) = gather_samples((1 - ent / math.log(min(length, k))).clamp(min=0))
+    return per_sample.mean()
 
 
 def isotropy_loss(z: torch.Tensor) -> torch.Tensor:
     """d·Σλ²/(Σλ)² − 1 for the eigenvalues λ of the covariance of z (B, d): 0 when isotropic,
-    d − 1 when all variance lies along one direction."""
+    d − 1 when all variance lies along one direction. A batch statistic: z is gathered under DDP."""
+    (z,) = gather_samples(z)
     zc = z - z.mean(0, keepdim=True)
     cov = zc.t() @ zc / max(z.shape[0] - 1, 1)
     tr, tr2 = torch.diagonal(cov).sum(), (cov * cov).sum()  # Σλ and Σλ² without an eigendecomposition

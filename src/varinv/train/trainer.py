@@ -7,6 +7,9 @@ run folder::
     checkpoints/last.*     periodic checkpoint (see checkpoint.py); checkpoints/final.* at the end
     tb/                    TensorBoard scalars (every loss term by name, lr)
     train_log.jsonl        the same scalars as JSON lines
+
+Under ``torchrun --nproc_per_node=N`` the same loop runs data-parallel (see distributed.py):
+process 0 writes the run folder, and the numbers match a 1-process run of the same config.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from varinv.data.store import Dataset, open_dataset
 from varinv.errors import DataError, TrainingError
 from varinv.methods import build_method
 from varinv.train import checkpoint as ckpt
+from varinv.train import distributed as ddp
+from varinv.train import speed
 
 
 def lr_factor(step: int, t) -> float:
@@ -91,6 +96,45 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+def train_step(
+    model, opt, batch: dict, step: int, autocast, grad_clip: float, ck_dir: Path, ctx: ddp.Context | None = None
+) -> dict:
+    """One optimisation step exactly as ``train`` runs it (benchmarks/bench_speed.py times this).
+
+    Returns the detached loss terms; under data parallelism (``ctx``) they are averaged over
+    processes, i.e. the global batch's values, so every process takes the same NaN decision.
+    """
+    ctx = ctx or ddp.Context()
+    with autocast:
+        losses = model.loss(batch, step)
+    scalars = ddp.mean_scalars(losses, ctx)
+    bad = [k for k, v in scalars.items() if not torch.isfinite(v).all()]
+    if bad:
+        raise TrainingError(
+            f"loss term '{bad[0]}' became {scalars[bad[0]].item()} at step {step}; training stopped and "
+            f"the last good checkpoint is kept in {ck_dir} (lower train.lr or enable train.grad_clip)"
+        )
+    opt.zero_grad(set_to_none=True)
+    losses["total"].backward()
+    ddp.average_gradients(model.parameters(), ctx)
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    if hasattr(model, "after_step"):
+        model.after_step(step)
+    return scalars
+
+
+class _NoLogger:
+    """What processes other than 0 log to: nothing."""
+
+    def log(self, step: int, scalars: dict[str, float]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class _Logger:
     def __init__(self, run: Path, enabled: bool):
         self.jsonl = open(run / "train_log.jsonl", "a")
@@ -126,7 +170,27 @@ def train(
     stop_after: int | None = None,
 ) -> dict:
     """Train ``cfg`` into folder ``run``; returns the final state dict. ``stop_after`` ends the
-    process early (tests of resume) exactly as a kill between steps would."""
+    process early (tests of resume) exactly as a kill between steps would.
+
+    Launched by torchrun (WORLD_SIZE > 1), or inside an initialised process group, it trains
+    data-parallel and every process returns the same dict."""
+    ctx = ddp.setup()
+    try:
+        return _train(cfg, run, ctx, resume=resume, progress=progress, tensorboard=tensorboard, stop_after=stop_after)
+    finally:
+        ddp.teardown(ctx)
+
+
+def _train(
+    cfg: RunConfig,
+    run: str | Path,
+    ctx: ddp.Context,
+    *,
+    resume: bool,
+    progress: bool,
+    tensorboard: bool,
+    stop_after: int | None,
+) -> dict:
     run = Path(run)
     t = cfg.train
     set_threads(t.threads)
@@ -135,15 +199,17 @@ def train(
     train_split = ds.split("train")
     if len(train_split) < 2:
         raise DataError(f"dataset {ds.root} has {len(train_split)} training samples; V3 needs at least 2")
+    ddp.check_batch(min(t.batch_size, len(train_split)), ctx.world)
     ck_dir = run / "checkpoints"
     if not resume and (ck_dir / "last.json").exists():
         raise TrainingError(
             f"run folder {run} already holds a checkpoint; pass --resume to continue it or choose a new --run folder"
         )
     _seed_all(t.seed)
-    model = build_for_dataset(cfg, ds, t.seed)
+    model = ddp.prepare_model(build_for_dataset(cfg, ds, t.seed), ctx)
+    speed.setup(model, t)  # channels-last etc. (speed.py); before the optimizer and any checkpoint load
     n_bytes = sum(p.numel() * p.element_size() for p in model.state_dict().values())
-    check_run_folder(run, need_bytes=8 * n_bytes + 50_000_000)
+    ddp.run_on_main(lambda: check_run_folder(run, need_bytes=8 * n_bytes + 50_000_000), ctx)
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
     start = 0
     if resume and (ck_dir / "last.json").exists():
@@ -151,6 +217,68 @@ def train(
         ckpt.load_optimizer(ck_dir, "last", opt, state)
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
         start = int(state["step"])
+        per_rank = state.get("torch_rng_ranks")
+        if ctx.parallel and per_rank is not None and len(per_rank) == ctx.world:
+            torch.set_rng_state(torch.tensor(per_rank[ctx.rank], dtype=torch.uint8))
+        else:  # a fresh per-process stream (also when the process count changed)
+            ddp.seed_process(t.seed, start, ctx)
+    else:
+        ddp.seed_process(t.seed, 0, ctx)
+    ddp.run_on_main(lambda: _write_run_files(run, cfg, ds, ctx), ctx)
+    logger = _Logger(run, tensorboard) if ctx.main else _NoLogger()
+    model.train()
+    stop = t.steps if stop_after is None else min(t.steps, stop_after)
+    batches = Prefetcher(train_split, ds.scale, t.batch_size, t.seed, start, stop, rank=ctx.rank, world=ctx.world)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.precision == "bf16")
+    bar = _ProgressBar(t.steps, start) if progress and ctx.main else None
+    t0, last = time.time(), {}
+    elapsed0 = 0.0
+    if resume and start > 0:
+        elapsed0 = float(state.get("train_seconds", 0.0))
+
+    def save(name: str, step: int) -> None:
+        rngs = ddp.rng_states(ctx)  # a collective: every process calls save
+        if not ctx.main:
+            return
+        state = {
+            "step": step,
+            "torch_rng": rngs[0],
+            "train_seconds": elapsed0 + time.time() - t0,
+            "losses": last,
+            "method": cfg.method,
+        }
+        if ctx.parallel:
+            state["torch_rng_ranks"] = rngs
+        ckpt.save(ck_dir, name, model, opt, state)
+
+    try:
+        for step in range(start, stop):
+            batch = next(batches)
+            for g in opt.param_groups:
+                g["lr"] = t.lr * lr_factor(step, t)
+            losses = train_step(model, opt, batch, step, autocast, t.grad_clip, ck_dir, ctx)
+            if (step + 1) % t.log_every == 0 or step == stop - 1:
+                last = {k: float(v.detach()) for k, v in losses.items()}
+                logger.log(step + 1, {**last, "lr": opt.param_groups[0]["lr"]})
+            if bar is not None:
+                bar.update(step + 1, losses)
+            if (step + 1) % t.ckpt_every == 0 and step + 1 < stop:
+                save("last", step + 1)
+        if stop == t.steps:
+            save("last", stop)
+            save("final", stop)
+        else:
+            save("last", stop)
+        ddp.barrier(ctx)  # no process returns before the checkpoint is on disk
+    finally:
+        logger.close()
+        if bar is not None:
+            bar.close()
+    return {"step": stop, "train_seconds": elapsed0 + time.time() - t0, "losses": last}
+
+
+def _write_run_files(run: Path, cfg: RunConfig, ds: Dataset, ctx: ddp.Context) -> None:
+    t = cfg.train
     (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     (run / "provenance.json").write_text(
         json.dumps(
@@ -164,73 +292,11 @@ def train(
                 "dataset_seed": ds.manifest.get("seed"),
                 "argv": sys.argv,
                 "threads": torch.get_num_threads(),
+                "processes": ctx.world,
             },
             indent=1,
         )
     )
-    logger = _Logger(run, tensorboard)
-    model.train()
-    stop = t.steps if stop_after is None else min(t.steps, stop_after)
-    batches = Prefetcher(train_split, ds.scale, t.batch_size, t.seed, start, stop)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.precision == "bf16")
-    bar = _ProgressBar(t.steps, start) if progress else None
-    t0, last = time.time(), {}
-    elapsed0 = 0.0
-    if resume and start > 0:
-        elapsed0 = float(state.get("train_seconds", 0.0))
-
-    def save(name: str, step: int) -> None:
-        ckpt.save(
-            ck_dir,
-            name,
-            model,
-            opt,
-            {
-                "step": step,
-                "torch_rng": torch.get_rng_state().tolist(),
-                "train_seconds": elapsed0 + time.time() - t0,
-                "losses": last,
-                "method": cfg.method,
-            },
-        )
-
-    try:
-        for step in range(start, stop):
-            batch = next(batches)
-            for g in opt.param_groups:
-                g["lr"] = t.lr * lr_factor(step, t)
-            with autocast:
-                losses = model.loss(batch, step)
-            bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
-            if bad:
-                raise TrainingError(
-                    f"loss term '{bad[0]}' became {losses[bad[0]].item()} at step {step}; training stopped and "
-                    f"the last good checkpoint is kept in {ck_dir} (lower train.lr or enable train.grad_clip)"
-                )
-            opt.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            if t.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            opt.step()
-            if hasattr(model, "after_step"):
-                model.after_step(step)
-            if (step + 1) % t.log_every == 0 or step == stop - 1:
-                last = {k: float(v.detach()) for k, v in losses.items()}
-                logger.log(step + 1, {**last, "lr": opt.param_groups[0]["lr"]})
-            if bar is not None:
-                bar.update(step + 1, losses)
-            if (step + 1) % t.ckpt_every == 0 and step + 1 < stop:
-                save("last", step + 1)
-        if stop == t.steps:
-            save("last", stop)
-            save("final", stop)
-        else:
-            save("last", stop)
-    finally:
-        logger.close()
-        if bar is not None:
-            bar.close()
-    return {"step": stop, "train_seconds": elapsed0 + time.time() - t0, "losses": last}
 
 
 class _ProgressBar:

@@ -1,0 +1,171 @@
+"""Data-parallel training on torch.distributed (``torchrun --nproc_per_node=N -m varinv train ...``).
+
+The design goal is that N processes compute what one process computes, only faster:
+
+- every process draws the same global batch (``batch_indices`` is a pure function of seed and
+  step) and keeps its contiguous slice of B/N samples (``batching.shard``), so the gathered batch
+  is in the 1-process order;
+- statistics over samples (V3's MPDs, BatchNorm, the codebook's k-means and EMA) are global
+  (``varinv.nn.distributed``, ``varinv.nn.quantizer``);
+- gradients are averaged explicitly after backward (one all-reduce of all gradients). The methods
+  expose ``loss`` rather than ``forward``, which DistributedDataParallel's hooks would not see, and
+  an explicit average is exact and easy to reason about;
+- process 0 alone writes the run folder; every process reads a checkpoint on ``--resume``.
+
+Without WORLD_SIZE > 1 in the environment nothing here touches torch.distributed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from varinv.errors import ConfigError, VarinvError
+from varinv.nn.distributed import convert_sync_batchnorm
+
+
+@dataclass
+class Context:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    owned: bool = False  # this module initialised the process group, so it destroys it
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def parallel(self) -> bool:
+        return self.world > 1
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"environment variable {name} = {raw!r} is not an integer; launch with torchrun") from None
+
+
+def backend_for(device: torch.device | str) -> str:
+    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
+def setup(device: torch.device | str = "cpu") -> Context:
+    """Join the process group described by torchrun's environment (or one already initialised)."""
+    if dist.is_available() and dist.is_initialized():
+        return Context(dist.get_rank(), dist.get_world_size(), _env_int("LOCAL_RANK", 0), owned=False)
+    world = _env_int("WORLD_SIZE", 1)
+    if world <= 1:
+        return Context()
+    if not dist.is_available():
+        raise ConfigError("WORLD_SIZE > 1 but this torch build has no torch.distributed; run one process")
+    local_rank = _env_int("LOCAL_RANK", 0)
+    if torch.device(device).type == "cuda":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend_for(device))
+    return Context(dist.get_rank(), dist.get_world_size(), local_rank, owned=True)
+
+
+def teardown(ctx: Context) -> None:
+    if ctx.owned and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def check_batch(batch_size: int, world: int) -> None:
+    """Each process must get the same number of samples (global means are means of shard means)."""
+    if batch_size % world:
+        lower, upper = (batch_size // world) * world, -(-batch_size // world) * world
+        hint = f"{lower} or {upper}" if lower > 0 else f"{upper}"
+        raise ConfigError(
+            f"train.batch_size = {batch_size} is not divisible by the {world} processes; set train.batch_size to a "
+            f"multiple of {world} (e.g. {hint}) or change --nproc_per_node"
+        )
+
+
+def prepare_model(model: torch.nn.Module, ctx: Context, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """Synchronise BatchNorm and make every process start from process 0's weights and buffers."""
+    if not ctx.parallel:
+        return model
+    model = convert_sync_batchnorm(model, device)
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            dist.broadcast(t, 0)
+    return model
+
+
+def average_gradients(params, ctx: Context) -> None:
+    """Replace every gradient by its mean over processes (one flat all-reduce)."""
+    if not ctx.parallel:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= ctx.world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def mean_scalars(losses: dict[str, torch.Tensor], ctx: Context) -> dict[str, torch.Tensor]:
+    """Detached loss terms averaged over processes: the global batch's values (terms computed from
+    gathered tensors are already equal on every process and stay so)."""
+    out = {k: v.detach() for k, v in losses.items()}
+    if not ctx.parallel:
+        return out
+    keys = list(out)
+    vec = torch.stack([out[k].float().reshape(()) for k in keys])
+    dist.all_reduce(vec)
+    vec /= ctx.world
+    return dict(zip(keys, vec.unbind()))
+
+
+def run_on_main(fn, ctx: Context):
+    """Run ``fn`` on process 0 only; a VarinvError it raises is raised on every process, so that none
+    is left waiting in a collective for a process that has stopped."""
+    err, result = None, None
+    if ctx.main:
+        try:
+            result = fn()
+        except VarinvError as e:
+            err = e
+    if ctx.parallel:
+        box = [None if err is None else (type(err), str(err))]
+        dist.broadcast_object_list(box, 0)
+        if box[0] is not None and err is None:
+            err = box[0][0](box[0][1])
+    if err is not None:
+        raise err
+    return result
+
+
+def rng_states(ctx: Context) -> list[list[int]]:
+    """Every process's torch RNG state (gathered on all; only process 0 uses them)."""
+    mine = torch.get_rng_state().tolist()
+    if not ctx.parallel:
+        return [mine]
+    out: list = [None] * ctx.world
+    dist.all_gather_object(out, mine)
+    return out
+
+
+def seed_process(seed: int, step: int, ctx: Context) -> None:
+    """A distinct torch RNG stream per process (noise, permutations), reproducible from
+    (seed, rank, step), so processes do not draw identical noise for different samples."""
+    if ctx.parallel:
+        torch.manual_seed(int(np.random.default_rng([seed, ctx.rank, step]).integers(2**63 - 1)))
+
+
+def barrier(ctx: Context) -> None:
+    if ctx.parallel:
+        dist.barrier()
