@@ -49,16 +49,9 @@ class V3Config(VQConfig):
     # terms, once met, leave z_s stretched along whichever direction grew first (on PhoneNums the
     # red channel), so every other colour difference ends up tiny in Euclidean distance.
     w_isotropy: float = 0.0
-    # In training, decode each fragment with the style of another fragment of the same sample with
-    # this probability. The hinge terms leave a little within-sample variance in z_s, enough for a
-    # decoder to read which of two look-alike digits (3/5, 0/8) a fragment is; then the codebook can
-    # give two atoms to the pair in either order per sample, which no V3 statistic sees. Without a
-    # fragment-specific style, that identity has to live in z_c.
-    style_shuffle: float = 0.0
 
     def validate(self) -> None:
         super().validate()
-        _check(0 <= self.style_shuffle <= 1, "model.style_shuffle", self.style_shuffle, "a probability in [0, 1]")
         _check(self.relativity > 1, "model.relativity", self.relativity, "a number r > 1")
         _check(self.diversity_temperature > 0, "model.diversity_temperature", self.diversity_temperature, "> 0")
 
@@ -124,18 +117,6 @@ def isotropy_loss(z: torch.Tensor) -> torch.Tensor:
 
 class V3(VQAutoencoder):
     name = "v3"
-
-    def decoder_style(self, zs, b, length):
-        p = self.cfg.style_shuffle
-        if not self.training or p <= 0 or length < 2:
-            return zs
-        z = zs.view(b, length, -1)
-        # another fragment of the same sample: shift each position by 1..L-1 (never itself)
-        shift = torch.randint(1, length, (b, length), device=zs.device)
-        src = (torch.arange(length, device=zs.device) + shift) % length
-        other = torch.gather(z, 1, src.unsqueeze(-1).expand_as(z))
-        swap = torch.rand(b, length, 1, device=zs.device) < p
-        return torch.where(swap, other, z).view_as(zs)
 
     def loss(self, batch, step):
         cfg = self.cfg

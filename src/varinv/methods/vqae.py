@@ -66,15 +66,11 @@ class VQAutoencoder(ConvAutoencoder):
         """One pass over (B, L, C, H, W): flat (B·L, d) latents, the reconstruction and its two terms."""
         zc, zs, b, length = self._encode_flat(x)
         zq, index, commit = self.quantizer(zc)
-        x_hat = self.decoder(zq, self.decoder_style(zs, b, length)).view_as(x)
+        x_hat = self.decoder(zq, zs).view_as(x)
         return {
             "zc": zc, "zq": zq, "zs": zs, "index": index, "b": b, "length": length,
             "recon": F.mse_loss(x_hat.float(), x.float()), "commit": commit,
         }
-
-    def decoder_style(self, zs: torch.Tensor, b: int, length: int) -> torch.Tensor:
-        """The style the decoder sees for each fragment (V3 may swap it within a sample)."""
-        return zs
 
     def base_total(self, ae: dict) -> torch.Tensor:
         return self.cfg.w_recon * ae["recon"] + self.cfg.w_commit * ae["commit"]
