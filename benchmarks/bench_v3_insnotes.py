@@ -10,11 +10,6 @@ benchmarks/results/<date>-v3-insnotes.md with every number, the targets and the 
 
 Smoke test (minutes): ``--seeds 0 --extra-k '' --wf-seeds 0 --set train.steps=100 --data data/insnotes-f10
 --files 10 --wf-samples 200 --wf-data /tmp/wf-200 --out /tmp/bench-smoke --report /tmp/smoke.md``.
-
-Training processes get ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` set (unless already in
-the environment): without them glibc maps and unmaps the large activation buffers of every step,
-which on 1-thread CPU runs doubled the cost of an InsNotes step (1.9 → 0.84 CPU-s, half of it in the
-kernel).
 """
 
 from __future__ import annotations
@@ -41,7 +36,6 @@ WF_KEYS = ["prauc_zc_content", "prauc_zs_style", "prauc_zs_content", "prauc_zc_s
 WF_TARGETS = {"prauc_zc_content": (">=", 0.80), "prauc_zs_style": (">=", 0.80)}
 LABELS = {"prauc_zc_content": "PR-AUC(z_c, content)", "prauc_zs_style": "PR-AUC(z_s, style)",
           "prauc_zs_content": "PR-AUC(z_s, content) (cross)", "prauc_zc_style": "PR-AUC(z_c, style) (cross)"}
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "1000000000000", "MALLOC_TRIM_THRESHOLD_": "1000000000000"}
 
 
 def main() -> None:
@@ -64,7 +58,7 @@ def main() -> None:
     args = ap.parse_args()
     os.chdir(ROOT)
     varinv = [sys.executable, "-m", "varinv"]
-    env = {**MALLOC_ENV, **os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     t_data = time.time()
     if not (Path(args.data) / "manifest.json").exists():
         subprocess.run(varinv + ["data", "insnotes", "--out", args.data, "--size", str(args.files),
