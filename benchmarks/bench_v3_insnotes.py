@@ -101,7 +101,9 @@ def main() -> None:
                                    stdout=subprocess.DEVNULL)
     audio = None
     first = next((run_dir(args, t, k, s) for t, _, _, k, s in cells if t == "insnotes"), None)
-    if first is not None and not args.no_recombine and (first / "metrics.json").exists():
+    if first is not None and (first / "recombine" / "audio").is_dir() and args.no_recombine:
+        audio = first / "recombine" / "audio"  # from an earlier invocation
+    elif first is not None and not args.no_recombine and (first / "metrics.json").exists():
         res = subprocess.run(varinv + ["recombine", str(first)], env=env, check=False, capture_output=True, text=True)
         audio = (first / "recombine" / "audio") if res.returncode == 0 else f"failed: {res.stderr.strip()[-300:]}"
     rows = {}
