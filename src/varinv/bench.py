@@ -120,19 +120,24 @@ def _metrics(cell: Cell, grid: dict, results_dir: Path) -> dict | None:
     return None
 
 
-def _machine() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (benchmark records and results files say what they ran on)."""
     import platform
 
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _machine() -> str:
     import torch
 
-    model = platform.processor() or "unknown CPU"
-    try:
-        model = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                     if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{os.cpu_count()} cores, {model}{gpu}"
+    return f"{os.cpu_count()} cores, {cpu_model()}{gpu}"
 
 
 def _keep_record(cell: Cell, grid: dict, results_dir: Path) -> None:

@@ -25,6 +25,6 @@ import torch
 
 def setup(model: torch.nn.Module, t) -> torch.nn.Module:
     """Apply the speed options of TrainConfig ``t`` to ``model`` in place; returns the model."""
-    if getattr(t, "channels_last", False):
+    if t.channels_last:
         model.to(memory_format=torch.channels_last)
     return model
