@@ -40,6 +40,9 @@ def test_benchmark_grid_runs_skips_finished_and_tabulates(toy_dataset, tmp_path)
     md = run_grid(gpath, tmp_path / "results")
     assert not (tmp_path / "runs" / "v3-K4-seed0").exists()  # not retrained
     assert "| toy | v3 | 4 | 2 |" in md.read_text()
+    rec.unlink()  # --table-only: the table of what is recorded, nothing trained for the missing cell
+    md = run_grid(gpath, tmp_path / "results", train=False)
+    assert "| toy | v3 | 4 | 1 |" in md.read_text() and not (tmp_path / "runs" / "v3-K4-seed1").exists()
 
 
 def test_benchmark_grid_mixes_datasets_and_evaluates_probes(toy_dataset, tmp_path):

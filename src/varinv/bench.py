@@ -151,34 +151,41 @@ def _keep_record(cell: Cell, grid: dict, results_dir: Path) -> None:
     rec.write_text(json.dumps(keep, indent=1) + "\n")
 
 
-def run_grid(path: Path, results_dir: Path = Path("benchmarks/results")) -> Path:
+def run_grid(path: Path, results_dir: Path = Path("benchmarks/results"), train: bool = True) -> Path:
+    """Train and evaluate the grid's unfinished cells (``train=False``: none), then write the table of
+    every finished one."""
     grid, cells = load_grid(path)
     parallel = int(grid.get("parallel", 1))
     threads = max(1, (os.cpu_count() or 1) // parallel)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    pending = [c for c in cells if _metrics(c, grid, results_dir) is None]
-    running: list[tuple[Cell, subprocess.Popen]] = []
+    evaluate = [sys.executable, "-m", "varinv", "evaluate", "--no-tsne", "--what", ",".join(eval_parts(grid))]
+    pending = [c for c in cells if train and _metrics(c, grid, results_dir) is None]
+    # (cell, process, phase): a cell's evaluation takes its slot after its training, so that the
+    # other slots keep training meanwhile
+    running: list[tuple[Cell, subprocess.Popen, str]] = []
     t0 = time.time()
     while pending or running:
         while pending and len(running) < parallel:
             cell = pending.pop(0)
             cell.run.parent.mkdir(parents=True, exist_ok=True)
             log = open(cell.run.parent / f"{cell.run.name}.log", "a")
-            running.append((cell, subprocess.Popen(_command(cell, grid, threads), env=env, stdout=log, stderr=log)))
+            running.append((cell, subprocess.Popen(_command(cell, grid, threads), env=env, stdout=log, stderr=log),
+                            "train"))
         time.sleep(1)
         for item in list(running):
-            cell, proc = item
+            cell, proc, phase = item
             if proc.poll() is None:
                 continue
             running.remove(item)
-            if proc.returncode == 0:
-                subprocess.run([sys.executable, "-m", "varinv", "evaluate", str(cell.run), "--no-tsne",
-                                "--what", ",".join(eval_parts(grid))], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-                if (cell.run / "metrics.json").exists():
-                    _keep_record(cell, grid, results_dir)
-            else:
-                print(f"cell {cell.run.name} failed (exit {proc.returncode}); see {cell.run.parent / cell.run.name}.log")
+            if proc.returncode != 0:
+                print(f"cell {cell.run.name} failed in {phase} (exit {proc.returncode}); "
+                      f"see {cell.run.parent / cell.run.name}.log")
+            elif phase == "train":
+                log = open(cell.run.parent / f"{cell.run.name}.log", "a")
+                running.append((cell, subprocess.Popen(evaluate + [str(cell.run)], env=env, stdout=log, stderr=log),
+                                "evaluate"))
+            elif (cell.run / "metrics.json").exists():
+                _keep_record(cell, grid, results_dir)
     return write_table(grid, cells, path, results_dir, time.time() - t0)
 
 
@@ -206,7 +213,7 @@ def write_table(grid: dict, cells: list[Cell], path: Path, results_dir: Path, wa
         writer.writeheader()
         writer.writerows(rows)
     lines = [f"# Benchmark {name} ({today})", "",
-             f"Command: `varinv benchmark {path}`; {os.cpu_count()} CPU cores, parallel {grid.get('parallel', 1)}, "
+             f"Command: `varinv benchmark {path}`; {_machine()}, parallel {grid.get('parallel', 1)}, "
              f"wall {wall / 60:.1f} min. Mean ± std over seeds; test split.", "",
              "| dataset | method | K | seeds | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 4)]
     for r in rows:
@@ -233,7 +240,9 @@ def register(app) -> None:
     def benchmark(
         grid: Annotated[Path, typer.Argument(help="Benchmark grid YAML (methods × K × seeds).")],
         results: Annotated[Path, typer.Option(help="Where the dated .md/.csv table goes.")] = Path("benchmarks/results"),
+        table_only: Annotated[bool, typer.Option("--table-only", help="Train nothing: write the table of the cells "
+                                                 "already recorded (e.g. run elsewhere).")] = False,
     ):
         """Run a grid of trainings as separate processes (resumable), evaluate each, and write a mean ± std table."""
-        md = run_grid(grid, results)
+        md = run_grid(grid, results, train=not table_only)
         typer.echo(f"wrote {md} and {md.with_suffix('.csv')}")

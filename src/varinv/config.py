@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,9 @@ class TrainConfig:
     # NHWC ("channels-last") layout for the conv weights and activations: the same functions, a faster
     # oneDNN path on CPU, different rounding (benchmarks/results/2026-11-22-speed.md; varinv.train.speed).
     channels_last: bool = False
+    # Where training runs: "cpu" (the default, bit-reproducible here), "cuda" or "cuda:N". Under
+    # torchrun, "cuda" means each process's own GPU (cuda:LOCAL_RANK). Evaluation runs on the CPU.
+    device: str = "cpu"
 
     def validate(self) -> None:
         _check(self.steps >= 1, "train.steps", self.steps, "an integer >= 1")
@@ -65,6 +69,8 @@ class TrainConfig:
         _check(self.precision in ("fp32", "bf16"), "train.precision", self.precision, "'fp32' or 'bf16'")
         _check(isinstance(self.channels_last, bool), "train.channels_last", self.channels_last, "true or false")
         _check(0 < self.lr_decay <= 1, "train.lr_decay", self.lr_decay, "a number in (0, 1]")
+        _check(re.fullmatch(r"cpu|cuda(:\d+)?", str(self.device)) is not None, "train.device", self.device,
+               "'cpu', 'cuda' or 'cuda:N'")
 
 
 def _check(ok: bool, key: str, value, expected: str) -> None:

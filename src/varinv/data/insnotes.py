@@ -259,7 +259,7 @@ def generate(
 
     Paper size: ``files_per_instrument=100`` (1200 files + 80 OOD files, 144k + 9.6k notes).
     ``ood_files_per_instrument`` (files per OOD instrument in ``ood_test``) defaults to the test-set
-    size of a training instrument. ``workers`` processes render in parallel (default: up to 2; 1 for
+    size of a training instrument. ``workers`` processes render in parallel (default: one per core, up to 16; 1 for
     small jobs); worker processes are spawned, so call this under ``if __name__ == "__main__":`` in a
     script. With ``write_midi`` each file's played MIDI goes to ``out/midi/`` and the file behind every
     sample to ``out/files.json``.
@@ -319,7 +319,7 @@ def generate(
     unique = sorted({(p, i) for files in split_files.values() for p, i, _ in files})
     tasks = [(int(seed), p, i, key_offsets[p], n_bins, sf_arg, float(gain)) for p, i in unique]
     if workers is None:
-        workers = min(2, os.cpu_count() or 1) if len(tasks) >= 16 else 1
+        workers = min(16, os.cpu_count() or 1) if len(tasks) >= 16 else 1
     workers = max(1, int(workers))
 
     buffers = {name: (np.empty((len(f) * SAMPLES_PER_FILE, L, 1, n_bins, FRAGMENT_FRAMES), np.float16),

@@ -81,15 +81,15 @@ class EMAQuantizer(nn.Module):
         self.frozen = False
 
     def _generator(self) -> torch.Generator:
-        g = torch.Generator()
-        g.set_state(self.rng_state)
+        g = torch.Generator()  # a CPU generator, also for a model on a GPU: the same draws on every device
+        g.set_state(self.rng_state.cpu())
         return g
 
     @torch.no_grad()
     def _init(self, x: torch.Tensor) -> None:
         g = self._generator()
         x = _all_gather_rows(x)
-        c = kmeans(x, self.n_atoms, self.kmeans_iters, g)
+        c = kmeans(x.cpu(), self.n_atoms, self.kmeans_iters, g)
         self.codebook.copy_(c)
         self.embed_sum.copy_(c)
         self.cluster_size.fill_(1.0)
@@ -122,7 +122,7 @@ class EMAQuantizer(nn.Module):
             return
         g = self._generator()
         pool = _all_gather_rows(x)
-        pick = torch.randint(pool.shape[0], (n_dead,), generator=g)
+        pick = torch.randint(pool.shape[0], (n_dead,), generator=g).to(pool.device)
         self.codebook[dead] = pool[pick]
         self.embed_sum[dead] = pool[pick] * self.dead_threshold
         self.cluster_size[dead] = self.dead_threshold

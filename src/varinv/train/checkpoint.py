@@ -36,7 +36,7 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
     for pid, st in sd["state"].items():
         for k, v in st.items():
             if torch.is_tensor(v):
-                tensors[f"{pid}.{k}"] = v.contiguous()
+                tensors[f"{pid}.{k}"] = v.cpu().contiguous()
             else:
                 scalars[f"{pid}.{k}"] = v
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
@@ -44,7 +44,7 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
 
 def save(folder: Path, name: str, model: torch.nn.Module, opt: torch.optim.Optimizer | None, state: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    weights = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     stem = f"{name}-{int(state.get('step', 0)):08d}"
     mpath = folder / f"{stem}.safetensors"
     _atomic_write_bytes(mpath, lambda p: save_file(weights, str(p)))

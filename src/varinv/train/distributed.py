@@ -149,14 +149,43 @@ def run_on_main(fn, ctx: Context):
     return result
 
 
-def rng_states(ctx: Context) -> list[list[int]]:
-    """Every process's torch RNG state (gathered on all; only process 0 uses them)."""
-    mine = torch.get_rng_state().tolist()
+def device_for(name: str, ctx: Context) -> torch.device:
+    """The torch device of ``train.device``; under torchrun "cuda" is this process's own GPU."""
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device = {name} but torch sees no CUDA GPU on this machine; set train.device=cpu")
+        if device.index is None:
+            device = torch.device("cuda", ctx.local_rank if ctx.parallel else torch.cuda.current_device())
+    return device
+
+
+def rng_states(ctx: Context, device: torch.device) -> dict:
+    """Checkpoint fields holding every process's torch RNG states (CPU, and the GPU's when training on
+    one); a collective: gathered on all processes, only process 0 writes them."""
+    mine = {"torch_rng": torch.get_rng_state().tolist()}
+    if device.type == "cuda":
+        mine["cuda_rng"] = torch.cuda.get_rng_state(device).tolist()
     if not ctx.parallel:
-        return [mine]
+        return mine
     out: list = [None] * ctx.world
     dist.all_gather_object(out, mine)
-    return out
+    return {**out[0], **{f"{k}_ranks": [o[k] for o in out] for k in mine}}
+
+
+def restore_rng(state: dict, ctx: Context, device: torch.device) -> bool:
+    """Restore this process's RNG states from a checkpoint; False when it holds none for this process
+    (saved with another process count), and the caller draws a fresh stream."""
+    suffix = "_ranks" if ctx.parallel else ""
+    cpu = state.get("torch_rng" + suffix)
+    if cpu is None or (ctx.parallel and len(cpu) != ctx.world):
+        return False
+    as_bytes = lambda v: torch.tensor(v[ctx.rank] if ctx.parallel else v, dtype=torch.uint8)  # noqa: E731
+    torch.set_rng_state(as_bytes(cpu))
+    gpu = state.get("cuda_rng" + suffix)
+    if device.type == "cuda" and gpu is not None and (not ctx.parallel or len(gpu) == ctx.world):
+        torch.cuda.set_rng_state(as_bytes(gpu), device)
+    return True
 
 
 def seed_process(seed: int, step: int, ctx: Context) -> None:

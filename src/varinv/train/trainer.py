@@ -177,7 +177,7 @@ def train(
 
     Launched by torchrun (WORLD_SIZE > 1), or inside an initialised process group, it trains
     data-parallel and every process returns the same dict."""
-    ctx = ddp.setup()
+    ctx = ddp.setup(cfg.train.device)
     try:
         return _train(cfg, run, ctx, resume=resume, progress=progress, tensorboard=tensorboard, stop_after=stop_after)
     finally:
@@ -209,7 +209,8 @@ def _train(
             f"run folder {run} already holds a checkpoint; pass --resume to continue it or choose a new --run folder"
         )
     _seed_all(t.seed)
-    model = ddp.prepare_model(build_for_dataset(cfg, ds, t.seed), ctx)
+    device = ddp.device_for(t.device, ctx)
+    model = ddp.prepare_model(build_for_dataset(cfg, ds, t.seed).to(device), ctx, device)
     speed.setup(model, t)  # channels-last etc. (speed.py); before the optimizer and any checkpoint load
     n_bytes = sum(p.numel() * p.element_size() for p in model.state_dict().values())
     ddp.run_on_main(lambda: check_run_folder(run, need_bytes=8 * n_bytes + 50_000_000), ctx)
@@ -218,12 +219,8 @@ def _train(
     if resume and (ck_dir / "last.json").exists():
         state = ckpt.load_model(ck_dir, "last", model)
         ckpt.load_optimizer(ck_dir, "last", opt, state)
-        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
         start = int(state["step"])
-        per_rank = state.get("torch_rng_ranks")
-        if ctx.parallel and per_rank is not None and len(per_rank) == ctx.world:
-            torch.set_rng_state(torch.tensor(per_rank[ctx.rank], dtype=torch.uint8))
-        else:  # a fresh per-process stream (also when the process count changed)
+        if not ddp.restore_rng(state, ctx, device):  # a fresh per-process stream (the process count changed)
             ddp.seed_process(t.seed, start, ctx)
     else:
         ddp.seed_process(t.seed, 0, ctx)
@@ -232,7 +229,7 @@ def _train(
     model.train()
     stop = t.steps if stop_after is None else min(t.steps, stop_after)
     batches = Prefetcher(train_split, ds.scale, t.batch_size, t.seed, start, stop, rank=ctx.rank, world=ctx.world)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.precision == "bf16")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
     bar = _ProgressBar(t.steps, start) if progress and ctx.main else None
     t0, last = time.time(), {}
     elapsed0 = 0.0
@@ -240,23 +237,15 @@ def _train(
         elapsed0 = float(state.get("train_seconds", 0.0))
 
     def save(name: str, step: int) -> None:
-        rngs = ddp.rng_states(ctx)  # a collective: every process calls save
+        rngs = ddp.rng_states(ctx, device)  # a collective: every process calls save
         if not ctx.main:
             return
-        state = {
-            "step": step,
-            "torch_rng": rngs[0],
-            "train_seconds": elapsed0 + time.time() - t0,
-            "losses": last,
-            "method": cfg.method,
-        }
-        if ctx.parallel:
-            state["torch_rng_ranks"] = rngs
-        ckpt.save(ck_dir, name, model, opt, state)
+        state = {"step": step, "train_seconds": elapsed0 + time.time() - t0, "losses": last, "method": cfg.method}
+        ckpt.save(ck_dir, name, model, opt, {**state, **rngs})
 
     try:
         for step in range(start, stop):
-            batch = next(batches)
+            batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
             for g in opt.param_groups:
                 g["lr"] = t.lr * lr_factor(step, t)
             losses = train_step(model, opt, batch, step, autocast, t.grad_clip, ck_dir, ctx)
