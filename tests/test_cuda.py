@@ -45,14 +45,16 @@ def test_cuda_matches_cpu_first_step_resumes_and_loads_on_cpu(toy_dataset, tmp_p
     train(_cfg(toy_dataset, **opts), tmp_path / "cpu", progress=False, tensorboard=False)
     gpu = _cfg(toy_dataset, device="cuda", **opts)
     train(gpu, tmp_path / "a", progress=False, tensorboard=False)
+    train(gpu, tmp_path / "a2", progress=False, tensorboard=False)
     train(gpu, tmp_path / "b", progress=False, tensorboard=False, stop_after=7)
     train(gpu, tmp_path / "b", resume=True, progress=False, tensorboard=False)
     first = lambda run: json.loads((run / "train_log.jsonl").read_text().splitlines()[0])  # noqa: E731
     assert first(tmp_path / "a")["total"] == pytest.approx(first(tmp_path / "cpu")["total"], rel=1e-3)
-    wa = ckpt._load_tensors(ckpt.model_path(tmp_path / "a" / "checkpoints", "final"), None)
-    wb = ckpt._load_tensors(ckpt.model_path(tmp_path / "b" / "checkpoints", "final"), None)
-    for k in wa:  # cuDNN may pick non-deterministic kernels: equal up to float noise, not bit for bit
-        assert torch.allclose(wa[k].float(), wb[k].float(), rtol=1e-3, atol=1e-4), k
+    w = {r: ckpt._load_tensors(ckpt.model_path(tmp_path / r / "checkpoints", "final"), None) for r in ("a", "a2", "b")}
+    gap = lambda r: max(float((w["a"][k].float() - w[r][k].float()).abs().max()) for k in w["a"])  # noqa: E731
+    # cuDNN and atomics make two identical GPU runs differ slightly; a resumed run may differ from the
+    # straight one by that noise, not more (a lost optimizer or RNG state shows up far above it)
+    assert gap("b") <= 10 * gap("a2") + 1e-5, (gap("b"), gap("a2"))
     _, _, model, _ = load_run(tmp_path / "a")
     assert all(p.device.type == "cpu" for p in model.parameters())
 

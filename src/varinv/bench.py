@@ -159,7 +159,8 @@ def run_grid(path: Path, results_dir: Path = Path("benchmarks/results"), train: 
     threads = max(1, (os.cpu_count() or 1) // parallel)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     evaluate = [sys.executable, "-m", "varinv", "evaluate", "--no-tsne", "--what", ",".join(eval_parts(grid))]
-    pending = [c for c in cells if train and _metrics(c, grid, results_dir) is None]
+    # seed by seed, so that a grid stopped part-way has covered every (method, K) before repeating any
+    pending = sorted((c for c in cells if train and _metrics(c, grid, results_dir) is None), key=lambda c: c.seed)
     # (cell, process, phase): a cell's evaluation takes its slot after its training, so that the
     # other slots keep training meanwhile
     running: list[tuple[Cell, subprocess.Popen, str]] = []
