@@ -187,10 +187,10 @@ def run_grid(path: Path, results_dir: Path = Path("benchmarks/results"), train: 
                                 "evaluate"))
             elif (cell.run / "metrics.json").exists():
                 _keep_record(cell, grid, results_dir)
-    return write_table(grid, cells, path, results_dir, time.time() - t0)
+    return write_table(grid, cells, path, results_dir, time.time() - t0 if train else None)
 
 
-def write_table(grid: dict, cells: list[Cell], path: Path, results_dir: Path, wall: float) -> Path:
+def write_table(grid: dict, cells: list[Cell], path: Path, results_dir: Path, wall: float | None) -> Path:
     groups: dict[tuple, list[dict]] = {}
     for c in cells:
         m = _metrics(c, grid, results_dir)
@@ -213,9 +213,11 @@ def write_table(grid: dict, cells: list[Cell], path: Path, results_dir: Path, wa
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["dataset"])
         writer.writeheader()
         writer.writerows(rows)
+    machines = sorted({str(m.get("machine", "unrecorded")) for ms in groups.values() for m in ms}) or [_machine()]
     lines = [f"# Benchmark {name} ({today})", "",
-             f"Command: `varinv benchmark {path}`; {_machine()}, parallel {grid.get('parallel', 1)}, "
-             f"wall {wall / 60:.1f} min. Mean ± std over seeds; test split.", "",
+             f"Command: `varinv benchmark {path}`; ran on {'; '.join(machines)}; parallel {grid.get('parallel', 1)}, "
+             + (f"wall {wall / 60:.1f} min. " if wall is not None else "table of recorded cells only (--table-only). ")
+             + "Mean ± std over seeds; test split.", "",
              "| dataset | method | K | seeds | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 4)]
     for r in rows:
         cells_txt = [f"{r[k]:.3g} ± {r[k + '_std']:.2g}" for k in columns]

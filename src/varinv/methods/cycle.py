@@ -80,7 +80,7 @@ class Cycle(VQAutoencoder):
         return {"style_cycle": style_cycle, "content_cycle": content_cycle}
 
     def loss(self, batch, step):
-        ae = self.autoencode(batch["x"])
+        ae = self.autoencode(batch["x"], step)
         b, length = ae["b"], ae["length"]
         perm = derangement(b, device=ae["zc"].device)
         terms = self.swap_terms(ae["zc"].view(b, length, -1), ae["zq"].view(b, length, -1),

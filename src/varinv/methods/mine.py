@@ -136,7 +136,7 @@ class MINE(VQAutoencoder):
         return {"mine_mi": dv_bound(t_joint, t_marg).detach(), "mine_loss": -surrogate, "mine_log_ma": log_ma.detach()}
 
     def loss(self, batch, step):
-        ae = self.autoencode(batch["x"])
+        ae = self.autoencode(batch["x"], step)
         perm = torch.randperm(ae["zc"].shape[0], device=ae["zc"].device)
         terms = self.mine_terms(ae["zc"], ae["zs"], perm)
         total = self.base_total(ae) + terms["mine_loss"]

@@ -120,7 +120,7 @@ class V3(VQAutoencoder):
 
     def loss(self, batch, step):
         cfg = self.cfg
-        ae = self.autoencode(batch["x"])
+        ae = self.autoencode(batch["x"], step)
         b, length = ae["b"], ae["length"]
         zc3, zq3, zs3 = (ae[k].view(b, length, -1).float() for k in ("zc", "zq", "zs"))
         terms = v3_terms(zc3, zq3, zs3, cfg.relativity)
@@ -135,7 +135,7 @@ class V3(VQAutoencoder):
         if cfg.w_isotropy > 0:
             out["isotropy"] = isotropy_loss(zs3.mean(1))
             total = total + cfg.w_isotropy * out["isotropy"]
-        if cfg.w_diversity > 0:
+        if cfg.w_diversity > 0 and self.quantizing(step):
             sq = self.quantizer.distances(ae["zc"].float()).view(b, length, -1)
             out["diversity"] = diversity_loss(sq, cfg.diversity_temperature)
             total = total + cfg.w_diversity * out["diversity"]

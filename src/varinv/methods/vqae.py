@@ -26,9 +26,14 @@ class VQConfig(BackboneConfig):
     vq_decay: float = 0.95
     dead_threshold: float = 2.0
     kmeans_iters: int = 10
+    # Steps before quantisation starts: until then the decoder reads z_c itself, and at this step
+    # the codebook is k-means-initialised from the encoder's z_c. Seeding atoms from a random
+    # encoder lets look-alike contents share atoms, and the commitment term then locks that in.
+    vq_warmup: int = 0
 
     def validate(self) -> None:
         super().validate()
+        _check(self.vq_warmup >= 0, "model.vq_warmup", self.vq_warmup, "an integer >= 0")
         _check(self.n_atoms >= 1, "model.n_atoms", self.n_atoms, "an integer K >= 1")
         _check(0 < self.vq_decay < 1, "model.vq_decay", self.vq_decay, "a number in (0, 1)")
         _check(self.w_recon >= 0, "model.w_recon", self.w_recon, "a number >= 0")
@@ -62,10 +67,17 @@ class VQAutoencoder(ConvAutoencoder):
             content_index=index.view(b, length),
         )
 
-    def autoencode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def quantizing(self, step: int | None) -> bool:
+        """False during training steps before ``vq_warmup``."""
+        return not (self.training and step is not None and step < self.cfg.vq_warmup)
+
+    def autoencode(self, x: torch.Tensor, step: int | None = None) -> dict[str, torch.Tensor]:
         """One pass over (B, L, C, H, W): flat (B·L, d) latents, the reconstruction and its two terms."""
         zc, zs, b, length = self._encode_flat(x)
-        zq, index, commit = self.quantizer(zc)
+        if self.quantizing(step):
+            zq, index, commit = self.quantizer(zc)
+        else:
+            zq, index, commit = zc, torch.zeros(zc.shape[0], dtype=torch.long, device=zc.device), zc.new_zeros(())
         x_hat = self.decoder(zq, zs).view_as(x)
         return {
             "zc": zc, "zq": zq, "zs": zs, "index": index, "b": b, "length": length,
