@@ -77,3 +77,21 @@ def test_benchmark_grid_mixes_datasets_and_evaluates_probes(toy_dataset, tmp_pat
     gpath.write_text(yaml.safe_dump({**grid, "evaluate": ["core", "probe"]}))
     with pytest.raises(ConfigError, match="probe"):
         load_grid(gpath)
+
+
+def test_methods_without_codebook_train_once_per_seed_and_evaluate_every_k(toy_dataset, tmp_path):
+    beta = {"model": {"method": "betavae", "d_content": 4, "d_style": 4, "n_channels": 16, "n_layers": 2,
+                      "d_hidden": 32},
+            "train": {"steps": 4, "batch_size": 8, "log_every": 2, "threads": 1}, "data": {"n_eval": 40}}
+    (tmp_path / "beta.yaml").write_text(yaml.safe_dump(beta))
+    grid = {"name": "twins", "out": str(tmp_path / "runs"), "parallel": 3, "seeds": [0],
+            "set": [f"data.path={toy_dataset.root}"], "cells": [{"config": str(tmp_path / "beta.yaml"), "k": [2, 3, 5]}]}
+    gpath = tmp_path / "grid.yaml"
+    gpath.write_text(yaml.safe_dump(grid))
+    run_grid(gpath, tmp_path / "results")
+    runs = [tmp_path / "runs" / f"beta-K{k}-seed0" for k in (2, 3, 5)]
+    logs = [(r.parent / f"{r.name}.log").read_text() for r in runs]
+    assert sum("trained betavae" in text for text in logs) == 1  # one training, three evaluations
+    metrics = [json.loads((r / "metrics.json").read_text()) for r in runs]
+    assert [m["n_atoms"] for m in metrics] == [2, 3, 5]
+    assert len({m["prauc_zc_content"] for m in metrics}) == 1  # the same model

@@ -109,6 +109,30 @@ def _command(cell: Cell, grid: dict, threads: int) -> list[str]:
     return cmd
 
 
+def _twin_key(cell: Cell):
+    """Cells with the same key train the same model: without a codebook K is only the k-means K of
+    the evaluation, so the grid trains each (config, seed) once and evaluates it at every K."""
+    return (str(cell.config), cell.seed) if cell.k_key == "data.n_clusters" else None
+
+
+def _trained_twin(cell: Cell, cells: list[Cell]) -> Cell | None:
+    key = _twin_key(cell)
+    if key is None or (cell.run / "checkpoints" / "last.json").exists():
+        return None
+    return next((c for c in cells if c is not cell and _twin_key(c) == key
+                 and (c.run / "checkpoints" / "final.json").exists()), None)
+
+
+def _clone_run(twin: Cell, cell: Cell) -> None:
+    import shutil
+
+    shutil.copytree(twin.run, cell.run, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("metrics.json", "plots", "recombine", "eval_cache", "tb"))
+    cfg = yaml.safe_load((cell.run / "config.yaml").read_text())
+    cfg["data"]["n_clusters"] = cell.k
+    (cell.run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
 def _record(cell: Cell, grid: dict, results_dir: Path) -> Path:
     return results_dir / "cells" / str(grid.get("name", "grid")) / f"{cell.run.name}.json"
 
@@ -165,13 +189,29 @@ def run_grid(path: Path, results_dir: Path = Path("benchmarks/results"), train: 
     # other slots keep training meanwhile
     running: list[tuple[Cell, subprocess.Popen, str]] = []
     t0 = time.time()
+
+    def start(cell: Cell) -> str:
+        cell.run.parent.mkdir(parents=True, exist_ok=True)
+        log = open(cell.run.parent / f"{cell.run.name}.log", "a")
+        twin = _trained_twin(cell, cells)
+        if twin is not None:  # same model, another k-means K: evaluate a copy of the trained run
+            _clone_run(twin, cell)
+            running.append((cell, subprocess.Popen(evaluate + [str(cell.run)], env=env, stdout=log, stderr=log),
+                            "evaluate"))
+            return "evaluate"
+        running.append((cell, subprocess.Popen(_command(cell, grid, threads), env=env, stdout=log, stderr=log),
+                        "train"))
+        return "train"
+
     while pending or running:
-        while pending and len(running) < parallel:
-            cell = pending.pop(0)
-            cell.run.parent.mkdir(parents=True, exist_ok=True)
-            log = open(cell.run.parent / f"{cell.run.name}.log", "a")
-            running.append((cell, subprocess.Popen(_command(cell, grid, threads), env=env, stdout=log, stderr=log),
-                            "train"))
+        training = {_twin_key(c) for c, _, phase in running if phase == "train"} - {None}
+        while len(running) < parallel:
+            cell = next((c for c in pending if _twin_key(c) not in training), None)
+            if cell is None:  # what is left waits for a twin's training
+                break
+            pending.remove(cell)
+            if start(cell) == "train" and _twin_key(cell) is not None:
+                training.add(_twin_key(cell))
         time.sleep(1)
         for item in list(running):
             cell, proc, phase = item
