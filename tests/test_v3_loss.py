@@ -116,3 +116,24 @@ def test_vq_warmup_decodes_z_c_then_seeds_the_codebook_from_it():
     m.eval()
     ae = m.autoencode(x, step=0)  # evaluation always quantises
     assert torch.allclose(ae["zq"], m.quantizer.codebook[ae["index"]])
+
+
+def test_reassignment_targets_the_atom_that_reconstructs_best_and_leaves_batch_norm_alone():
+    torch.manual_seed(0)
+    cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_reassign=1.0,
+                   reassign_fragments=6)
+    m = V3(cfg, (3, 16, 16))
+    m.train()
+    m.quantizer.codebook.copy_(torch.randn(5, 4) * 3)
+    m.quantizer.initted.fill_(True)
+    zs = torch.randn(6, 4)
+    want = torch.tensor([4, 0, 2, 2, 1, 3])
+    m.decoder.eval()
+    with torch.no_grad():
+        x = m.decoder(m.quantizer.codebook[want], zs)  # each fragment is exactly atom want[i]'s decoding
+    m.decoder.train()
+    stats = {k: v.clone() for k, v in m.decoder.state_dict().items() if "running" in k}
+    assert torch.equal(m.best_atoms(x, zs), want)
+    assert all(torch.equal(v, m.decoder.state_dict()[k]) for k, v in stats.items())
+    out = m.loss({"x": torch.rand(2, 3, 3, 16, 16)}, step=0)
+    assert torch.isfinite(out["reassign"]) and out["reassign"] > 0

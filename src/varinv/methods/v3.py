@@ -49,9 +49,19 @@ class V3Config(VQConfig):
     # terms, once met, leave z_s stretched along whichever direction grew first (on PhoneNums the
     # red channel), so every other colour difference ends up tiny in Euclidean distance.
     w_isotropy: float = 0.0
+    # Decoder-guided reassignment (0 = off): ``reassign_fragments`` fragments of each batch are
+    # decoded with every atom (their own style, no gradient, decoder in eval mode), and a
+    # cross-entropy term pulls each one's soft assignment towards the atom that reconstructs it best.
+    # Look-alike contents that a poor early codebook put into two atoms in crossed proportions
+    # (PhoneNums 0/8, 3/5) stay there under commitment and EMA alone, although z_c still tells them
+    # apart; the decoder can tell which atom fits.
+    w_reassign: float = 0.0
+    reassign_fragments: int = 64
 
     def validate(self) -> None:
         super().validate()
+        _check(self.w_reassign >= 0, "model.w_reassign", self.w_reassign, "a number >= 0")
+        _check(self.reassign_fragments >= 1, "model.reassign_fragments", self.reassign_fragments, "an integer >= 1")
         _check(self.relativity > 1, "model.relativity", self.relativity, "a number r > 1")
         _check(self.diversity_temperature > 0, "model.diversity_temperature", self.diversity_temperature, "> 0")
 
@@ -139,5 +149,31 @@ class V3(VQAutoencoder):
             sq = self.quantizer.distances(ae["zc"].float()).view(b, length, -1)
             out["diversity"] = diversity_loss(sq, cfg.diversity_temperature)
             total = total + cfg.w_diversity * out["diversity"]
+        if cfg.w_reassign > 0 and self.quantizing(step):
+            out["reassign"] = self.reassign_loss(batch["x"], ae)
+            total = total + cfg.w_reassign * out["reassign"]
         out["total"] = total
         return out
+
+    def best_atoms(self, x: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
+        """(N,) index of the atom whose decoding with each fragment's own style reconstructs it best;
+        x (N, C, H, W), zs (N, d_s). Eval-mode decoder, so batch-norm statistics are left alone."""
+        n, k = x.shape[0], self.cfg.n_atoms
+        was_training = self.decoder.training
+        self.decoder.eval()
+        try:
+            with torch.no_grad():
+                book = self.quantizer.codebook.to(zs.dtype)
+                x_hat = self.decoder(book.repeat(n, 1), zs.repeat_interleave(k, 0))  # (N·K, C, H, W)
+                err = (x_hat.float() - x.float().repeat_interleave(k, 0)).pow(2).flatten(1).mean(1)
+        finally:
+            self.decoder.train(was_training)
+        return err.view(n, k).argmin(1)
+
+    def reassign_loss(self, x: torch.Tensor, ae: dict) -> torch.Tensor:
+        n = min(self.cfg.reassign_fragments, ae["zc"].shape[0])
+        x_flat = x.reshape(-1, *x.shape[2:])[:n]
+        target = self.best_atoms(x_flat, ae["zs"][:n].detach())
+        sq = self.quantizer.distances(ae["zc"][:n].float())
+        logits = -sq / (self.cfg.diversity_temperature * global_mean(sq.mean().detach()) + EPS)
+        return F.cross_entropy(logits, target)
