@@ -50,7 +50,7 @@ class V3Config(VQConfig):
     # red channel), so every other colour difference ends up tiny in Euclidean distance.
     w_isotropy: float = 0.0
     # Decoder-guided reassignment (0 = off): ``reassign_fragments`` fragments of each batch are
-    # decoded with every atom (their sample's mean style, no gradient, decoder in eval mode), and a
+    # decoded with every atom (their own style, no gradient, decoder in eval mode), and a
     # cross-entropy term pulls each one's soft assignment towards the atom that reconstructs it best.
     # Look-alike contents that a poor early codebook put into two atoms in crossed proportions
     # (PhoneNums 0/8, 3/5) stay there under commitment and EMA alone, although z_c still tells them
@@ -173,11 +173,9 @@ class V3(VQAutoencoder):
     def reassign_loss(self, x: torch.Tensor, ae: dict) -> torch.Tensor:
         n = min(self.cfg.reassign_fragments, ae["zc"].shape[0])
         x_flat = x.reshape(-1, *x.shape[2:])[:n]
-        # decode with the sample's mean style: a fragment's own z_s may carry some of its content,
-        # and then every atom fits it and the targets drift (seen: style collapsed in 1 of 3 runs)
-        b, length = ae["b"], ae["length"]
-        style = ae["zs"].detach().view(b, length, -1).mean(1, keepdim=True).expand(b, length, -1)
-        target = self.best_atoms(x_flat, style.reshape(b * length, -1)[:n])
+        # each fragment's own style: decoding with the sample's mean style instead was tried and kept
+        # z_c but lost z_s (PR-AUC(z_s, colour) median 0.74 against 0.89, 2026-11-22-v3-phonenums-reassign.md)
+        target = self.best_atoms(x_flat, ae["zs"][:n].detach())
         sq = self.quantizer.distances(ae["zc"][:n].float())
         logits = -sq / (self.cfg.diversity_temperature * global_mean(sq.mean().detach()) + EPS)
         return F.cross_entropy(logits, target)
