@@ -137,3 +137,5 @@ def test_reassignment_targets_the_atom_that_reconstructs_best_and_leaves_batch_n
     assert all(torch.equal(v, m.decoder.state_dict()[k]) for k, v in stats.items())
     out = m.loss({"x": torch.rand(2, 3, 3, 16, 16)}, step=0)
     assert torch.isfinite(out["reassign"]) and out["reassign"] > 0
+    m.cfg.reassign_start = 5
+    assert "reassign" not in m.loss({"x": torch.rand(2, 3, 3, 16, 16)}, step=4)

@@ -57,11 +57,13 @@ class V3Config(VQConfig):
     # apart; the decoder can tell which atom fits.
     w_reassign: float = 0.0
     reassign_fragments: int = 64
+    reassign_start: int = 0  # first step of the term (an untrained decoder gives noisy targets)
 
     def validate(self) -> None:
         super().validate()
         _check(self.w_reassign >= 0, "model.w_reassign", self.w_reassign, "a number >= 0")
         _check(self.reassign_fragments >= 1, "model.reassign_fragments", self.reassign_fragments, "an integer >= 1")
+        _check(self.reassign_start >= 0, "model.reassign_start", self.reassign_start, "an integer >= 0")
         _check(self.relativity > 1, "model.relativity", self.relativity, "a number r > 1")
         _check(self.diversity_temperature > 0, "model.diversity_temperature", self.diversity_temperature, "> 0")
 
@@ -149,7 +151,7 @@ class V3(VQAutoencoder):
             sq = self.quantizer.distances(ae["zc"].float()).view(b, length, -1)
             out["diversity"] = diversity_loss(sq, cfg.diversity_temperature)
             total = total + cfg.w_diversity * out["diversity"]
-        if cfg.w_reassign > 0 and self.quantizing(step):
+        if cfg.w_reassign > 0 and self.quantizing(step) and step >= cfg.reassign_start:
             out["reassign"] = self.reassign_loss(batch["x"], ae)
             total = total + cfg.w_reassign * out["reassign"]
         out["total"] = total
