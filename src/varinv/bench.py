@@ -190,18 +190,18 @@ def run_grid(path: Path, results_dir: Path = Path("benchmarks/results"), train: 
     running: list[tuple[Cell, subprocess.Popen, str]] = []
     t0 = time.time()
 
+    def launch(cell: Cell, cmd: list[str], phase: str) -> str:
+        with open(cell.run.parent / f"{cell.run.name}.log", "a") as log:  # the child keeps its own handle
+            running.append((cell, subprocess.Popen(cmd, env=env, stdout=log, stderr=log), phase))
+        return phase
+
     def start(cell: Cell) -> str:
         cell.run.parent.mkdir(parents=True, exist_ok=True)
-        log = open(cell.run.parent / f"{cell.run.name}.log", "a")
         twin = _trained_twin(cell, cells)
         if twin is not None:  # same model, another k-means K: evaluate a copy of the trained run
             _clone_run(twin, cell)
-            running.append((cell, subprocess.Popen(evaluate + [str(cell.run)], env=env, stdout=log, stderr=log),
-                            "evaluate"))
-            return "evaluate"
-        running.append((cell, subprocess.Popen(_command(cell, grid, threads), env=env, stdout=log, stderr=log),
-                        "train"))
-        return "train"
+            return launch(cell, evaluate + [str(cell.run)], "evaluate")
+        return launch(cell, _command(cell, grid, threads), "train")
 
     while pending or running:
         training = {_twin_key(c) for c, _, phase in running if phase == "train"} - {None}
@@ -222,9 +222,7 @@ def run_grid(path: Path, results_dir: Path = Path("benchmarks/results"), train: 
                 print(f"cell {cell.run.name} failed in {phase} (exit {proc.returncode}); "
                       f"see {cell.run.parent / cell.run.name}.log")
             elif phase == "train":
-                log = open(cell.run.parent / f"{cell.run.name}.log", "a")
-                running.append((cell, subprocess.Popen(evaluate + [str(cell.run)], env=env, stdout=log, stderr=log),
-                                "evaluate"))
+                launch(cell, evaluate + [str(cell.run)], "evaluate")
             elif (cell.run / "metrics.json").exists():
                 _keep_record(cell, grid, results_dir)
     return write_table(grid, cells, path, results_dir, time.time() - t0 if train else None)

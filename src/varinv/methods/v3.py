@@ -101,6 +101,12 @@ def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float) -> 
     }
 
 
+def assignment_logits(sqdist: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Soft-assignment logits from squared distances to the atoms, scale-free: the temperature is
+    relative to the (global) batch's mean squared distance."""
+    return -sqdist / (temperature * global_mean(sqdist.mean().detach()) + EPS)
+
+
 def diversity_loss(sqdist: torch.Tensor, temperature: float) -> torch.Tensor:
     """1 - H(mean soft usage over a sample's fragments) / log(min(L, K)), averaged over samples.
 
@@ -108,8 +114,7 @@ def diversity_loss(sqdist: torch.Tensor, temperature: float) -> torch.Tensor:
     the (global) batch so the term is scale-free.
     """
     b, length, k = sqdist.shape
-    logits = -sqdist / (temperature * global_mean(sqdist.mean().detach()) + EPS)
-    usage = logits.softmax(-1).mean(1)  # (B, K)
+    usage = assignment_logits(sqdist, temperature).softmax(-1).mean(1)  # (B, K)
     ent = -(usage * (usage + 1e-12).log()).sum(-1)
     if min(length, k) <= 1:
         return ent.new_zeros(())
@@ -179,5 +184,4 @@ class V3(VQAutoencoder):
         # z_c but lost z_s (PR-AUC(z_s, colour) median 0.74 against 0.89, 2026-11-22-v3-phonenums-reassign.md)
         target = self.best_atoms(x_flat, ae["zs"][:n].detach())
         sq = self.quantizer.distances(ae["zc"][:n].float())
-        logits = -sq / (self.cfg.diversity_temperature * global_mean(sq.mean().detach()) + EPS)
-        return F.cross_entropy(logits, target)
+        return F.cross_entropy(assignment_logits(sq, self.cfg.diversity_temperature), target)
