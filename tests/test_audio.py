@@ -138,7 +138,7 @@ def test_waveforms_dataset_labels(tmp_path):
     assert ds.content_names[0] == "110Hz" and ds.style_names == ["sine", "sawtooth", "square", "triangle"]
     assert set(ds.splits) == {"train", "val", "test"}
     sp = ds.split("train")
-    assert sp.x.shape[1:] == (6, 1, waveforms.DEFAULT_N_BINS, 32) and sp.x.dtype == np.float16
+    assert sp.x.shape[1:] == (6, 1, waveforms.DEFAULT_N_BINS, waveforms.DEFAULT_N_FRAMES) and sp.x.dtype == np.float16
     for c in sp.content:
         assert len(set(c.tolist())) == 6  # distinct frequencies in a sample
     # the strongest bin of every fragment is its grid frequency (all four waveforms peak at f0)
@@ -155,6 +155,21 @@ def test_waveforms_dataset_labels(tmp_path):
         waveforms.generate(tmp_path / "bad", n_samples=20, n_bins=128, progress=False)
     with pytest.raises(DataError):
         waveforms.generate(tmp_path / "wf", n_samples=20, progress=False)  # exists, no overwrite
+
+
+def test_waveforms_frame_pooling_and_defaults(tmp_path):
+    """Pooled fragments are the means of the full-resolution frames; the default plays all 21 tones."""
+    full = waveforms.generate(tmp_path / "full", n_samples=10, seed=2, n_frames=32, progress=False)
+    pooled = waveforms.generate(tmp_path / "pool", n_samples=10, seed=2, progress=False)
+    x32, x8 = (np.asarray(d.split("train").x, np.float32) for d in (full, pooled))
+    assert x32.shape[1] == waveforms.N_FREQS and x8.shape[-1] == 8 and x32.shape[-1] == 32
+    assert np.array_equal(np.sort(pooled.split("train").content, axis=1),
+                          np.tile(np.arange(waveforms.N_FREQS), (len(x8), 1)))
+    np.testing.assert_allclose(x8, x32.reshape(*x32.shape[:-1], 8, 4).mean(-1), atol=2e-2)
+    assert pooled.manifest["params"]["frame_pool"] == 4 and full.manifest["params"]["frame_pool"] == 1
+    with pytest.raises(ConfigError, match="must divide"):
+        waveforms.generate(tmp_path / "bad", n_samples=10, n_frames=5, progress=False)
+    assert not (tmp_path / "bad").exists()
 
 
 # -- FluidSynth / InsNotes -----------------------------------------------------------------------

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from varinv.audio.features import HOP, N_FFT, SR, estimate_f0, log_stft, midi_to_hz, reduce_bins, semitones
+from varinv.audio.features import (HOP, N_FFT, SR, estimate_f0, log_stft, midi_to_hz, pool_frames, reduce_bins,
+                                   semitones)
 from varinv.audio.render import fluidsynth_available
 from varinv.data import insnotes, waveforms
 from varinv.eval.recombine_audio import safe_name, write_audio
@@ -94,6 +95,20 @@ def test_write_audio_files_and_layout(tmp_path):
     for row, k in enumerate(classes):
         for col in range(len(styles)):
             data, sr = read_wav(files["cells"][row][col])
+            assert abs(semitones(estimate_f0(data, sr), waveforms.FREQS[k])) < 1.0
+
+
+def test_write_audio_time_pooled_grid(tmp_path):
+    """A grid of 8-frame (time-pooled) fragments sounds as long as the full one and at the same pitch."""
+    classes, styles = [3, 12], [0, 3]  # (sine, triangle)
+    tones = waveforms.synthesize(np.tile(styles, 2), np.repeat(waveforms.FREQS[classes], 2))
+    grid = pool_frames(reduce_bins(log_stft(tones), 256)[..., :32], 8).numpy().reshape(2, 2, 1, 256, 8)
+    params = {"sr": SR, "n_fft": N_FFT, "hop": HOP, "n_bins": 256, "frame_pool": 4}
+    files = write_audio(tmp_path / "audio", grid, [0, 1], [waveforms.WAVEFORMS[i] for i in styles], params, n_iter=32)
+    for row, k in enumerate(classes):
+        for col in range(len(styles)):
+            data, sr = read_wav(files["cells"][row][col])
+            assert len(data) == HOP * 31
             assert abs(semitones(estimate_f0(data, sr), waveforms.FREQS[k])) < 1.0
 
 

@@ -1,8 +1,10 @@
 import itertools
 import math
 
+import pytest
 import torch
 
+from varinv.errors import ConfigError
 from varinv.methods.v3 import V3, V3Config, diversity_loss, hinge, mpd, v3_terms
 from varinv.nn.quantizer import EMAQuantizer
 
@@ -139,3 +141,27 @@ def test_reassignment_targets_the_atom_that_reconstructs_best_and_leaves_batch_n
     assert torch.isfinite(out["reassign"]) and out["reassign"] > 0
     m.cfg.reassign_start = 5
     assert "reassign" not in m.loss({"x": torch.rand(2, 3, 3, 16, 16)}, step=4)
+
+
+def test_reassignment_with_mean_style_decodes_each_fragment_with_its_samples_mean_style():
+    torch.manual_seed(1)
+    cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_reassign=1.0,
+                   reassign_fragments=5, reassign_style="mean")
+    m = V3(cfg, (3, 16, 16))
+    m.train()
+    seen = {}
+    real = m.best_atoms
+
+    def spy(x, zs):
+        seen["zs"] = zs
+        return real(x, zs)
+
+    m.best_atoms = spy
+    x = torch.rand(2, 3, 3, 16, 16)
+    m.loss({"x": x}, step=0)
+    zs = m.autoencode(x, step=0)["zs"].detach().view(2, 3, -1)
+    want = zs.mean(1).repeat_interleave(3, 0)[:5]  # fragments 0-2: sample 0's mean; 3-4: sample 1's
+    assert torch.allclose(seen["zs"], want, atol=1e-5)
+    assert not torch.allclose(seen["zs"], zs.reshape(6, -1)[:5], atol=1e-3)
+    with pytest.raises(ConfigError, match="reassign_style"):
+        V3Config(reassign_style="sample").validate()

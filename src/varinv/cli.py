@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from varinv.errors import VarinvError
+from varinv.errors import ConfigError, VarinvError
 
 app = typer.Typer(
     help="Unsupervised content-style disentanglement of sequential data (V3 and peers).",
@@ -48,8 +48,16 @@ def data(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset folder.")] = False,
     soundfont: Annotated[Optional[Path], typer.Option(help="insnotes: a .sf2 soundfont (default TimGM6mb).")] = None,
     n_bins: Annotated[Optional[int], typer.Option(help="audio: frequency bins kept (512 = full STFT).")] = None,
+    fragments: Annotated[
+        Optional[int], typer.Option(help="waveforms: tones per sample, distinct frequencies (default: all 21).")
+    ] = None,
+    frames: Annotated[
+        Optional[int], typer.Option(help="waveforms: frames per tone, averaged from the 32 STFT frames (default 8; 32 = full).")
+    ] = None,
 ):
     """Generate a benchmark dataset (deterministic from --seed) in the varinv store format."""
+    if (fragments or frames) and name != DatasetName.waveforms:
+        raise ConfigError(f"--fragments and --frames apply to waveforms only; {name.value} fixes its fragment shape")
     kwargs: dict = {"seed": seed, "overwrite": overwrite}
     if name == DatasetName.phonenums:
         from varinv.data import phonenums as gen
@@ -72,6 +80,10 @@ def data(
             kwargs["n_samples"] = size
         if n_bins:
             kwargs["n_bins"] = n_bins
+        if fragments:
+            kwargs["n_fragments"] = fragments
+        if frames:
+            kwargs["n_frames"] = frames
     ds = gen.generate(out, **kwargs)
     typer.echo(f"wrote {name.value} to {ds.root}: " + ", ".join(f"{s} {ds.manifest['splits'][s]['n']}" for s in ds.splits))
 

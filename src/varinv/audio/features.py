@@ -89,6 +89,20 @@ def reduce_bins(logmag, n_bins: int):
     return logmag[..., :n_bins, :]
 
 
+def pool_frames(logmag, n_frames: int):
+    """Average a (…, F, T) log-magnitude over groups of ``T // n_frames`` adjacent frames.
+
+    For stationary sounds (Waveforms tones) the frames are near-copies, so pooling keeps the
+    spectrum and cuts the conv cost of a fragment by the pooling factor.
+    """
+    t = logmag.shape[-1]
+    if not isinstance(n_frames, (int, np.integer)) or n_frames < 1 or t % n_frames:
+        raise ConfigError(f"n_frames = {n_frames!r} must divide the {t} frames of a fragment (e.g. 32, 16, 8, 4)")
+    if n_frames == t:
+        return logmag
+    return logmag.reshape(*logmag.shape[:-1], int(n_frames), t // int(n_frames)).mean(-1)
+
+
 def band_hz(n_bins: int) -> float:
     """Upper edge (centre of the last kept bin) in Hz of a spectrogram reduced to ``n_bins``."""
     return (check_n_bins(n_bins) - 1) * BIN_HZ

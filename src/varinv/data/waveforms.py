@@ -2,9 +2,15 @@
 
 Style = waveform (sine, sawtooth, square, triangle; 4 classes). Content = one of 21 frequencies,
 log-spaced over three octaves from 110 Hz to 880 Hz (ratio 2^(3/20): 180 cents between neighbours).
-A sample is ``n_fragments`` (default 8) one-second tones that share one waveform and have distinct
-frequency classes (drawn without replacement); every tone gets its own detune (uniform within ±40
-cents, less than a quarter tone, so classes never overlap), starting phase and amplitude (0.5–1.0).
+A sample is ``n_fragments`` one-second tones that share one waveform and have distinct frequency
+classes (drawn without replacement); every tone gets its own detune (uniform within ±40 cents, less
+than a quarter tone, so classes never overlap), starting phase and amplitude (0.5–1.0).
+
+The default ``n_fragments = 21`` plays every frequency once per sample, in a random order, as an
+InsNotes sample plays each of its 12 pitches once. With fewer, sample means of the content differ:
+for 8 of 21 equidistant atoms the across-sample spread of the means is about 1/3.6 of the
+within-sample spread, so V3's content hinge (ratio >= r = 15) cannot be met by any faithful
+codebook, whereas with all 21 it is met exactly.
 
 Synthesis is band-limited: each tone is the additive Fourier series of its waveform (sawtooth:
 all harmonics 1/k; square: odd harmonics 1/k; triangle: odd harmonics ±1/k²) truncated below
@@ -13,10 +19,14 @@ read with linear interpolation, and faded in and out over 10 ms. A tone is 16,00
 gives exactly 32 STFT frames.
 
 Features follow InsNotes (:mod:`varinv.audio.features`): log-STFT, n_fft 1024, hop 512, Nyquist
-bin dropped, low ``n_bins`` kept; fragments are (1, n_bins, 32) float16. The default
-``n_bins = 256`` (0–3984 Hz) keeps at least the 3rd harmonic of every tone (880 Hz · 3 = 2640 Hz),
-which is what tells square, triangle and sine apart; fewer than 176 bins would cut it for the top
-tones, so they are refused. Splits are 80/10/10 by sample.
+bin dropped, low ``n_bins`` kept, then the 32 frames averaged into ``n_frames``. Fragments are
+(1, n_bins, n_frames) float16. The defaults are the CPU setting: ``n_bins = 256`` (0–3984 Hz) keeps
+at least the 3rd harmonic of every tone (880 Hz · 3 = 2640 Hz), which is what tells square, triangle
+and sine apart (fewer than 176 bins would cut it for the top tones, so they are refused), and
+``n_frames = 8`` (each the mean of 4 STFT frames), since a tone is stationary and its 32 frames are
+near-copies; this makes a fragment 4x cheaper to encode and decode. ``n_bins = 512, n_frames = 32``
+is the full resolution. Audio out repeats each pooled frame (manifest ``frame_pool``) before
+Griffin-Lim. Splits are 80/10/10 by sample.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from varinv.audio.features import FRAGMENT_FRAMES, HOP, N_FFT, SR, check_n_bins, log_stft, reduce_bins
+from varinv.audio.features import FRAGMENT_FRAMES, HOP, N_FFT, SR, check_n_bins, log_stft, pool_frames, reduce_bins
 from varinv.data.store import Dataset, from_arrays
 from varinv.errors import ConfigError, DataError
 
@@ -37,6 +47,7 @@ TONE_SAMPLES = SR  # 1 s -> 1 + 16000 // 512 = 32 frames
 MAX_DETUNE_CENTS = 40.0
 HARMONIC_LIMIT_HZ = 7900.0
 DEFAULT_N_BINS = 256
+DEFAULT_N_FRAMES = 8
 MIN_N_BINS = 176  # 3rd harmonic of the top (detuned) tone must stay in band
 _TABLE = 4096
 _FADE = int(0.01 * SR)
@@ -103,9 +114,9 @@ def _progress(enabled: bool):
                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled)
 
 
-def generate(out: str | Path, n_samples: int = 2000, seed: int = 0, *, n_fragments: int = 8,
-             n_bins: int = DEFAULT_N_BINS, overwrite: bool = False, progress: bool = True,
-             batch: int = 512) -> Dataset:
+def generate(out: str | Path, n_samples: int = 1000, seed: int = 0, *, n_fragments: int = N_FREQS,
+             n_bins: int = DEFAULT_N_BINS, n_frames: int = DEFAULT_N_FRAMES, overwrite: bool = False,
+             progress: bool = True, batch: int = 512) -> Dataset:
     """Synthesise the Waveforms dataset to ``out`` (see the module doc) and return it."""
     out = Path(out)
     if out.exists() and not overwrite:
@@ -120,6 +131,7 @@ def generate(out: str | Path, n_samples: int = 2000, seed: int = 0, *, n_fragmen
             f"n_bins = {n_bins} cuts the 3rd harmonic of the top tones ({FREQS[-1]:.0f} Hz), so square, "
             f"triangle and sine would look alike; use n_bins >= {MIN_N_BINS} (default {DEFAULT_N_BINS})"
         )
+    pool_frames(np.zeros((1, FRAGMENT_FRAMES)), n_frames)  # validates n_frames before any work
     rng = np.random.default_rng([int(seed), _TAG])
     style = rng.integers(0, len(WAVEFORMS), n_samples)
     content = np.stack([rng.choice(N_FREQS, n_fragments, replace=False) for _ in range(n_samples)])
@@ -129,8 +141,8 @@ def generate(out: str | Path, n_samples: int = 2000, seed: int = 0, *, n_fragmen
     freq = FREQS[content] * 2.0 ** (detune / 1200.0)
     wave_idx = np.repeat(style[:, None], n_fragments, axis=1)
 
-    x = np.empty((n_samples, n_fragments, 1, n_bins, FRAGMENT_FRAMES), np.float16)
-    flat = x.reshape(n_samples * n_fragments, n_bins, FRAGMENT_FRAMES)
+    x = np.empty((n_samples, n_fragments, 1, n_bins, n_frames), np.float16)
+    flat = x.reshape(n_samples * n_fragments, n_bins, n_frames)
     total = n_samples * n_fragments
     with _progress(progress) as bar:
         job = bar.add_task("Waveforms: synthesise + features", total=total)
@@ -139,7 +151,7 @@ def generate(out: str | Path, n_samples: int = 2000, seed: int = 0, *, n_fragmen
             tones = synthesize(wave_idx.reshape(-1)[s:e], freq.reshape(-1)[s:e], phase.reshape(-1)[s:e],
                                amp.reshape(-1)[s:e])
             lm = log_stft(tones).numpy()
-            flat[s:e] = reduce_bins(lm, n_bins)[..., :FRAGMENT_FRAMES]
+            flat[s:e] = pool_frames(reduce_bins(lm, n_bins)[..., :FRAGMENT_FRAMES], n_frames)
             bar.advance(job, e - s)
 
     perm = np.random.default_rng([int(seed), _TAG, 1]).permutation(n_samples)
@@ -151,7 +163,7 @@ def generate(out: str | Path, n_samples: int = 2000, seed: int = 0, *, n_fragmen
     params = {
         "sr": SR, "n_fft": N_FFT, "hop": HOP, "n_bins": n_bins, "bin_hz": SR / N_FFT,
         "feature": "log(|STFT| + 1e-5), hann, center=True (zero pad), Nyquist bin dropped, low n_bins kept",
-        "fragment_frames": FRAGMENT_FRAMES, "tone_seconds": TONE_SAMPLES / SR,
+        "fragment_frames": int(n_frames), "frame_pool": FRAGMENT_FRAMES // int(n_frames), "tone_seconds": TONE_SAMPLES / SR,
         "freqs_hz": [round(float(f), 3) for f in FREQS], "max_detune_cents": MAX_DETUNE_CENTS,
         "amplitude": [0.5, 1.0], "harmonic_limit_hz": HARMONIC_LIMIT_HZ, "fade_ms": 10,
         "n_samples": int(n_samples), "n_fragments": int(n_fragments),

@@ -68,6 +68,9 @@ def synthesize_grid(frags, params: dict, n_iter: int = DEFAULT_N_ITER, batch: in
         raise DataError(f"the decoded grid has {f} frequency bins but the dataset manifest says n_bins = {n_bins}")
     n_fft, hop = int(params.get("n_fft", 1024)), int(params.get("hop", 512))
     flat = x.reshape(k * s, f, t)
+    pool = int(params.get("frame_pool", 1))  # time-pooled fragments: each frame stands for `pool` STFT frames
+    if pool > 1:
+        flat = flat.repeat_interleave(pool, dim=-1)
     waves = [griffin_lim(flat[i:i + batch], n_fft=n_fft, hop=hop, n_iter=n_iter, seed=seed)
              for i in range(0, k * s, batch)]
     return torch.cat(waves).reshape(k, s, -1)

@@ -58,12 +58,17 @@ class V3Config(VQConfig):
     w_reassign: float = 0.0
     reassign_fragments: int = 64
     reassign_start: int = 0  # first step of the term (an untrained decoder gives noisy targets)
+    # Style the targets are decoded with: "own" (each fragment's z_s) or "mean" (its sample's mean
+    # z_s). With "own", frequency that leaked into z_s lets one atom render two contents, so the
+    # targets cannot separate them (Waveforms); on PhoneNums "mean" cost z_s its colour.
+    reassign_style: str = "own"
 
     def validate(self) -> None:
         super().validate()
         _check(self.w_reassign >= 0, "model.w_reassign", self.w_reassign, "a number >= 0")
         _check(self.reassign_fragments >= 1, "model.reassign_fragments", self.reassign_fragments, "an integer >= 1")
         _check(self.reassign_start >= 0, "model.reassign_start", self.reassign_start, "an integer >= 0")
+        _check(self.reassign_style in ("own", "mean"), "model.reassign_style", self.reassign_style, "'own' or 'mean'")
         _check(self.relativity > 1, "model.relativity", self.relativity, "a number r > 1")
         _check(self.diversity_temperature > 0, "model.diversity_temperature", self.diversity_temperature, "> 0")
 
@@ -180,8 +185,10 @@ class V3(VQAutoencoder):
     def reassign_loss(self, x: torch.Tensor, ae: dict) -> torch.Tensor:
         n = min(self.cfg.reassign_fragments, ae["zc"].shape[0])
         x_flat = x.reshape(-1, *x.shape[2:])[:n]
-        # each fragment's own style: decoding with the sample's mean style instead was tried and kept
-        # z_c but lost z_s (PR-AUC(z_s, colour) median 0.74 against 0.89, 2026-11-22-v3-phonenums-reassign.md)
-        target = self.best_atoms(x_flat, ae["zs"][:n].detach())
+        zs = ae["zs"].detach()
+        if self.cfg.reassign_style == "mean":
+            length = ae["length"]
+            zs = zs.view(-1, length, zs.shape[-1]).mean(1).repeat_interleave(length, 0)
+        target = self.best_atoms(x_flat, zs[:n])
         sq = self.quantizer.distances(ae["zc"][:n].float())
         return F.cross_entropy(assignment_logits(sq, self.cfg.diversity_temperature), target)
