@@ -60,7 +60,7 @@ def main() -> None:
     varinv = [sys.executable, "-m", "varinv"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     t_data = time.time()
-    if not (Path(args.data) / "manifest.json").exists():
+    if (args.seeds or args.extra_k) and not (Path(args.data) / "manifest.json").exists():
         subprocess.run(varinv + ["data", "insnotes", "--out", args.data, "--size", str(args.files),
                                  "--n-bins", str(args.n_bins)], check=True, env=env)
     wf_seeds = [int(s) for s in args.wf_seeds.split(",") if s]

@@ -15,7 +15,7 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"
 SHAPES = {
     "phonenums": (3, 48, 32), "phonenums-10k": (3, 48, 32), "phonenums-demo": (3, 48, 32),
     "insnotes": (1, 128, 32), "insnotes-512": (1, 512, 32),
-    "waveforms": (1, 256, 32), "waveforms-512": (1, 512, 32),
+    "waveforms": (1, 256, 8), "waveforms-512": (1, 512, 32),
 }
 # Content / style classes of each dataset (the K a method without a codebook clusters into by default).
 CLASSES = {"phonenums": (10, 8), "insnotes": (12, 12), "waveforms": (21, 4)}
