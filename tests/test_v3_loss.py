@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from varinv.errors import ConfigError
 from varinv.methods.v3 import V3, V3Config, diversity_loss, hinge, mpd, v3_terms
@@ -165,3 +166,20 @@ def test_reassignment_with_mean_style_decodes_each_fragment_with_its_samples_mea
     assert not torch.allclose(seen["zs"], zs.reshape(6, -1)[:5], atol=1e-3)
     with pytest.raises(ConfigError, match="reassign_style"):
         V3Config(reassign_style="sample").validate()
+
+
+def test_tilt_term_pulls_tilted_fragments_to_the_clean_atoms():
+    torch.manual_seed(2)
+    cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_tilt=1.0)
+    m = V3(cfg, (1, 16, 8))
+    m.train()
+    x = torch.rand(2, 3, 1, 16, 8)
+    out = m.loss({"x": x}, step=0)
+    assert torch.isfinite(out["tilt"]) and out["tilt"] > 0
+    out["total"].backward()
+    assert m.encoder.to_content.weight.grad.abs().sum() > 0
+    m.cfg.tilt_range = 1e-6  # no tilt: the term is the commitment distance of the clean fragments
+    ae = m.autoencode(x, step=0)
+    assert torch.allclose(m.tilt_loss(x, ae["zq"].detach()), F.mse_loss(ae["zc"], ae["zq"].detach()), rtol=1e-3, atol=1e-5)
+    assert "tilt" not in V3(V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5),
+                            (1, 16, 8)).loss({"x": x}, step=0)

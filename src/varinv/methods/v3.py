@@ -62,12 +62,20 @@ class V3Config(VQConfig):
     # z_s). With "own", frequency that leaked into z_s lets one atom render two contents, so the
     # targets cannot separate them (Waveforms); on PhoneNums "mean" cost z_s its colour.
     reassign_style: str = "own"
+    # Spectral-tilt invariance (0 = off; spectrogram data): each fragment's log-magnitude gets a random
+    # smooth curve along frequency (linear + quadratic, up to ±tilt_range at the band edges), which
+    # reweights harmonics but moves none, and its z_c is pulled to the clean fragment's atom. On
+    # Waveforms the low atoms were permuted per waveform; this asks z_c to ignore the spectral envelope.
+    w_tilt: float = 0.0
+    tilt_range: float = 2.0
 
     def validate(self) -> None:
         super().validate()
         _check(self.w_reassign >= 0, "model.w_reassign", self.w_reassign, "a number >= 0")
         _check(self.reassign_fragments >= 1, "model.reassign_fragments", self.reassign_fragments, "an integer >= 1")
         _check(self.reassign_start >= 0, "model.reassign_start", self.reassign_start, "an integer >= 0")
+        _check(self.w_tilt >= 0, "model.w_tilt", self.w_tilt, "a number >= 0")
+        _check(self.tilt_range > 0, "model.tilt_range", self.tilt_range, "a number > 0")
         _check(self.reassign_style in ("own", "mean"), "model.reassign_style", self.reassign_style, "'own' or 'mean'")
         _check(self.relativity > 1, "model.relativity", self.relativity, "a number r > 1")
         _check(self.diversity_temperature > 0, "model.diversity_temperature", self.diversity_temperature, "> 0")
@@ -164,8 +172,21 @@ class V3(VQAutoencoder):
         if cfg.w_reassign > 0 and self.quantizing(step) and step >= cfg.reassign_start:
             out["reassign"] = self.reassign_loss(batch["x"], ae)
             total = total + cfg.w_reassign * out["reassign"]
+        if cfg.w_tilt > 0 and self.quantizing(step):
+            out["tilt"] = self.tilt_loss(batch["x"], ae["zq"].detach())
+            total = total + cfg.w_tilt * out["tilt"]
         out["total"] = total
         return out
+
+    def tilt_loss(self, x: torch.Tensor, zq: torch.Tensor) -> torch.Tensor:
+        """MSE between z_c of spectrally tilted fragments and the clean fragments' atoms (N, d_c)."""
+        flat = x.reshape(-1, *x.shape[2:])
+        n, h = flat.shape[0], flat.shape[-2]
+        t = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=flat.dtype)
+        a, b = ((torch.rand(2, n, 1, 1, 1, device=x.device, dtype=flat.dtype) * 2 - 1) * self.cfg.tilt_range)
+        curve = a * t[:, None] + b * (t * t - 1.0 / 3.0)[:, None]  # (N, 1, H, 1), zero mean over the band
+        zc_aug, _ = self.encoder(flat + curve)
+        return F.mse_loss(zc_aug.float(), zq.float())
 
     def best_atoms(self, x: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
         """(N,) index of the atom whose decoding with style ``zs`` reconstructs each fragment best;
