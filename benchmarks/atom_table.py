@@ -23,6 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from varinv.eval.embed import embed_split
+from varinv.eval.metrics import confusion_matrix
 from varinv.train.trainer import load_run
 
 
@@ -38,16 +39,14 @@ def main() -> None:
     if e["index"] is None:
         raise SystemExit(f"error: {args.run} has no codebook (method {cfg.method}); this table needs one")
     idx, c, s = e["index"], e["content"], e["style"]
-    n_c, n_s = len(ds.content_names), len(ds.style_names)
+    k_atoms = cfg.model.n_atoms
+    by_content = confusion_matrix(idx, c, k_atoms, len(ds.content_names))  # (K, classes)
+    by_style = confusion_matrix(idx, s, k_atoms, len(ds.style_names))
     print(f"atom | n | top classes (fraction) | style histogram {ds.style_names}")
-    for k in range(cfg.model.n_atoms):
-        m = idx == k
-        if not m.any():
-            print(f"{k:3d} | 0 | unused")
-            continue
-        cc = np.bincount(c[m], minlength=n_c)
-        top = " ".join(f"{ds.content_names[t]}:{cc[t] / m.sum():.2f}" for t in np.argsort(-cc)[:3] if cc[t])
-        print(f"{k:3d} | {m.sum()} | {top} | {np.bincount(s[m], minlength=n_s).tolist()}")
+    for k, (cc, ss) in enumerate(zip(by_content, by_style)):
+        n = cc.sum()
+        top = " ".join(f"{ds.content_names[t]}:{cc[t] / n:.2f}" for t in np.argsort(-cc)[:3] if cc[t])
+        print(f"{k:3d} | {n} | {top or 'unused'} | {ss.tolist()}")
     half = np.arange(len(c)) < len(c) // 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -57,8 +56,7 @@ def main() -> None:
             clf = LogisticRegression(max_iter=2000).fit(z[half], y[half])
             print(f"linear probe {name}: {(clf.predict(z[~half]) == y[~half]).mean():.3f}")
     if args.audio:
-        counts = np.stack([np.bincount(c[idx == k], minlength=n_c) for k in range(cfg.model.n_atoms)])
-        audio_pitch(Path(args.run), ds.manifest["generator"], counts.argmax(1))
+        audio_pitch(Path(args.run), ds.manifest["generator"], by_content.argmax(1))
 
 
 def audio_pitch(run: Path, generator: str, majority: np.ndarray) -> None:

@@ -89,6 +89,12 @@ def reduce_bins(logmag, n_bins: int):
     return logmag[..., :n_bins, :]
 
 
+def check_n_frames(n_frames: int, t: int = FRAGMENT_FRAMES) -> int:
+    if not isinstance(n_frames, (int, np.integer)) or n_frames < 1 or t % n_frames:
+        raise ConfigError(f"n_frames = {n_frames!r} must divide the {t} frames of a fragment (e.g. 32, 16, 8, 4)")
+    return int(n_frames)
+
+
 def pool_frames(logmag, n_frames: int):
     """Average a (…, F, T) log-magnitude over groups of ``T // n_frames`` adjacent frames.
 
@@ -96,11 +102,10 @@ def pool_frames(logmag, n_frames: int):
     spectrum and cuts the conv cost of a fragment by the pooling factor.
     """
     t = logmag.shape[-1]
-    if not isinstance(n_frames, (int, np.integer)) or n_frames < 1 or t % n_frames:
-        raise ConfigError(f"n_frames = {n_frames!r} must divide the {t} frames of a fragment (e.g. 32, 16, 8, 4)")
+    n_frames = check_n_frames(n_frames, t)
     if n_frames == t:
         return logmag
-    return logmag.reshape(*logmag.shape[:-1], int(n_frames), t // int(n_frames)).mean(-1)
+    return logmag.reshape(*logmag.shape[:-1], n_frames, t // n_frames).mean(-1)
 
 
 def band_hz(n_bins: int) -> float:

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from varinv.audio.features import FRAGMENT_FRAMES, HOP, N_FFT, SR, check_n_bins, log_stft, pool_frames, reduce_bins
+from varinv.audio.features import (FRAGMENT_FRAMES, HOP, N_FFT, SR, check_n_bins, check_n_frames, log_stft,
+                                   pool_frames, reduce_bins)
 from varinv.data.store import Dataset, from_arrays
 from varinv.errors import ConfigError, DataError
 
@@ -131,7 +132,7 @@ def generate(out: str | Path, n_samples: int = 1000, seed: int = 0, *, n_fragmen
             f"n_bins = {n_bins} cuts the 3rd harmonic of the top tones ({FREQS[-1]:.0f} Hz), so square, "
             f"triangle and sine would look alike; use n_bins >= {MIN_N_BINS} (default {DEFAULT_N_BINS})"
         )
-    pool_frames(np.zeros((1, FRAGMENT_FRAMES)), n_frames)  # validates n_frames before any work
+    n_frames = check_n_frames(n_frames)
     rng = np.random.default_rng([int(seed), _TAG])
     style = rng.integers(0, len(WAVEFORMS), n_samples)
     content = np.stack([rng.choice(N_FREQS, n_fragments, replace=False) for _ in range(n_samples)])
@@ -163,7 +164,7 @@ def generate(out: str | Path, n_samples: int = 1000, seed: int = 0, *, n_fragmen
     params = {
         "sr": SR, "n_fft": N_FFT, "hop": HOP, "n_bins": n_bins, "bin_hz": SR / N_FFT,
         "feature": "log(|STFT| + 1e-5), hann, center=True (zero pad), Nyquist bin dropped, low n_bins kept",
-        "fragment_frames": int(n_frames), "frame_pool": FRAGMENT_FRAMES // int(n_frames), "tone_seconds": TONE_SAMPLES / SR,
+        "fragment_frames": n_frames, "frame_pool": FRAGMENT_FRAMES // n_frames, "tone_seconds": TONE_SAMPLES / SR,
         "freqs_hz": [round(float(f), 3) for f in FREQS], "max_detune_cents": MAX_DETUNE_CENTS,
         "amplitude": [0.5, 1.0], "harmonic_limit_hz": HARMONIC_LIMIT_HZ, "fade_ms": 10,
         "n_samples": int(n_samples), "n_fragments": int(n_fragments),
