@@ -183,3 +183,16 @@ def test_tilt_term_pulls_tilted_fragments_to_the_clean_atoms():
     assert torch.allclose(m.tilt_loss(x, ae["zq"].detach()), F.mse_loss(ae["zc"], ae["zq"].detach()), rtol=1e-3, atol=1e-5)
     assert "tilt" not in V3(V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5),
                             (1, 16, 8)).loss({"x": x}, step=0)
+
+
+def test_log_tilt_axis_reweights_a_low_tones_first_harmonics():
+    from varinv.methods.v3 import tilt_basis
+
+    lin, log = tilt_basis(256, "linear"), tilt_basis(256, "log")
+    for basis in (lin, log):
+        assert torch.allclose(basis.mean(1), torch.zeros(2), atol=1e-6)
+    # 110 Hz at 15.6 Hz per bin: fundamental near bin 7, 3rd harmonic near bin 21
+    assert (log[0, 21] - log[0, 7]) > 3 * (lin[0, 21] - lin[0, 7]) > 0
+    assert torch.allclose(lin[0, -1] - lin[0, 0], log[0, -1] - log[0, 0])  # same span over the band
+    with pytest.raises(ConfigError, match="tilt_axis"):
+        V3Config(tilt_axis="mel").validate()

@@ -68,6 +68,10 @@ class V3Config(VQConfig):
     # Waveforms the low atoms were permuted per waveform; this asks z_c to ignore the spectral envelope.
     w_tilt: float = 0.0
     tilt_range: float = 2.0
+    # Axis the curve is smooth along: "linear" (frequency bins) or "log" (log-frequency). A harmonic
+    # roll-off change (amplitude ~ n^-a, e.g. square vs triangle) is a straight line in log-frequency;
+    # along linear bins the curve barely differs between a low tone's first harmonics.
+    tilt_axis: str = "linear"
 
     def validate(self) -> None:
         super().validate()
@@ -76,6 +80,7 @@ class V3Config(VQConfig):
         _check(self.reassign_start >= 0, "model.reassign_start", self.reassign_start, "an integer >= 0")
         _check(self.w_tilt >= 0, "model.w_tilt", self.w_tilt, "a number >= 0")
         _check(self.tilt_range > 0, "model.tilt_range", self.tilt_range, "a number > 0")
+        _check(self.tilt_axis in ("linear", "log"), "model.tilt_axis", self.tilt_axis, "'linear' or 'log'")
         _check(self.reassign_style in ("own", "mean"), "model.reassign_style", self.reassign_style, "'own' or 'mean'")
         _check(self.relativity > 1, "model.relativity", self.relativity, "a number r > 1")
         _check(self.diversity_temperature > 0, "model.diversity_temperature", self.diversity_temperature, "> 0")
@@ -145,6 +150,17 @@ def isotropy_loss(z: torch.Tensor) -> torch.Tensor:
     return z.shape[1] * tr2 / (tr * tr + EPS) - 1
 
 
+def tilt_basis(h: int, axis: str) -> torch.Tensor:
+    """(2, h): a linear and a quadratic curve over ``h`` frequency bins along ``axis`` ("linear" or
+    "log"), the position scaled to [-1, 1] and each curve shifted to zero mean over the band."""
+    t = torch.arange(h, dtype=torch.float64)
+    if axis == "log":
+        t = torch.log1p(t)
+    t = 2 * (t - t[0]) / (t[-1] - t[0]) - 1
+    basis = torch.stack([t, t * t])
+    return (basis - basis.mean(1, keepdim=True)).float()
+
+
 class V3(VQAutoencoder):
     name = "v3"
 
@@ -182,9 +198,9 @@ class V3(VQAutoencoder):
         """MSE between z_c of spectrally tilted fragments and the clean fragments' atoms (N, d_c)."""
         flat = x.reshape(-1, *x.shape[2:])
         n, h = flat.shape[0], flat.shape[-2]
-        t = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=flat.dtype)
+        t, q = tilt_basis(h, self.cfg.tilt_axis).to(x.device, flat.dtype)
         a, b = ((torch.rand(2, n, 1, 1, 1, device=x.device, dtype=flat.dtype) * 2 - 1) * self.cfg.tilt_range)
-        curve = a * t[:, None] + b * (t * t - 1.0 / 3.0)[:, None]  # (N, 1, H, 1), zero mean over the band
+        curve = a * t[:, None] + b * q[:, None]  # (N, 1, H, 1), zero mean over the band
         zc_aug, _ = self.encoder(flat + curve)
         return F.mse_loss(zc_aug.float(), zq.float())
 
