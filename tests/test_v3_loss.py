@@ -196,3 +196,20 @@ def test_log_tilt_axis_reweights_a_low_tones_first_harmonics():
     assert torch.allclose(lin[0, -1] - lin[0, 0], log[0, -1] - log[0, 0])  # same span over the band
     with pytest.raises(ConfigError, match="tilt_axis"):
         V3Config(tilt_axis="mel").validate()
+
+
+def test_matching_gives_each_fragment_of_a_sample_its_own_atom():
+    from varinv.methods.v3 import matched_atoms
+
+    # fragments 0 and 1 are both nearest atom 0; the matching sends 1 (the closer to atom 2) there
+    sq = torch.tensor([[[0.0, 5.0, 9.0], [1.0, 6.0, 2.0], [8.0, 0.5, 7.0]]])
+    assert matched_atoms(sq).tolist() == [[0, 2, 1]]
+    assert matched_atoms(sq.repeat(1, 2, 1)[:, :4]).tolist()[0].count(-100) == 1  # L > K: one left over
+    cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_match=1.0)
+    m = V3(cfg, (1, 16, 8))
+    out = m.loss({"x": torch.rand(2, 3, 1, 16, 8)}, step=0)
+    assert torch.isfinite(out["match"]) and out["match"] > 0
+    out["total"].backward()
+    assert m.encoder.to_content.weight.grad.abs().sum() > 0
+    assert "match" not in V3(V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5),
+                             (1, 16, 8)).loss({"x": torch.rand(2, 3, 1, 16, 8)}, step=0)

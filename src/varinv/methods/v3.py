@@ -66,6 +66,12 @@ class V3Config(VQConfig):
     # smooth curve along frequency (linear + quadratic, up to ±tilt_range at the band edges), which
     # reweights harmonics but moves none, and its z_c is pulled to the clean fragment's atom. On
     # Waveforms the low atoms were permuted per waveform; this asks z_c to ignore the spectral envelope.
+    # One-to-one matching within a sample (0 = off; only for data whose samples never repeat a content,
+    # e.g. InsNotes and Waveforms): each sample's fragments are matched to distinct atoms at minimum
+    # total squared distance, and a cross-entropy term pulls each soft assignment towards its match.
+    # The diversity term is the soft form of this prior; it tolerated two tones sharing an atom while
+    # another atom held one tone for only some waveforms, which the matching forbids.
+    w_match: float = 0.0
     w_tilt: float = 0.0
     tilt_range: float = 2.0
     # Axis the curve is smooth along: "linear" (frequency bins) or "log" (log-frequency). A harmonic
@@ -78,6 +84,7 @@ class V3Config(VQConfig):
         _check(self.w_reassign >= 0, "model.w_reassign", self.w_reassign, "a number >= 0")
         _check(self.reassign_fragments >= 1, "model.reassign_fragments", self.reassign_fragments, "an integer >= 1")
         _check(self.reassign_start >= 0, "model.reassign_start", self.reassign_start, "an integer >= 0")
+        _check(self.w_match >= 0, "model.w_match", self.w_match, "a number >= 0")
         _check(self.w_tilt >= 0, "model.w_tilt", self.w_tilt, "a number >= 0")
         _check(self.tilt_range > 0, "model.tilt_range", self.tilt_range, "a number > 0")
         _check(self.tilt_axis in ("linear", "log"), "model.tilt_axis", self.tilt_axis, "'linear' or 'log'")
@@ -140,6 +147,20 @@ def diversity_loss(sqdist: torch.Tensor, temperature: float) -> torch.Tensor:
     return per_sample.mean()
 
 
+def matched_atoms(sqdist: torch.Tensor) -> torch.Tensor:
+    """(B, L) atom of each fragment under a one-to-one matching of each sample's fragments to the atoms
+    that minimises the total squared distance (sqdist (B, L, K)); with L > K the fragments left
+    unmatched get -100 (cross-entropy's ignore index)."""
+    from scipy.optimize import linear_sum_assignment
+
+    cost = sqdist.detach().double().cpu().numpy()
+    out = torch.full(sqdist.shape[:2], -100, dtype=torch.long)
+    for i, c in enumerate(cost):
+        rows, cols = linear_sum_assignment(c)
+        out[i, torch.from_numpy(rows)] = torch.from_numpy(cols)
+    return out.to(sqdist.device)
+
+
 def isotropy_loss(z: torch.Tensor) -> torch.Tensor:
     """d·Σλ²/(Σλ)² − 1 for the eigenvalues λ of the covariance of z (B, d): 0 when isotropic,
     d − 1 when all variance lies along one direction. A batch statistic: z is gathered under DDP."""
@@ -181,10 +202,15 @@ class V3(VQAutoencoder):
         if cfg.w_isotropy > 0:
             out["isotropy"] = isotropy_loss(zs3.mean(1))
             total = total + cfg.w_isotropy * out["isotropy"]
-        if cfg.w_diversity > 0 and self.quantizing(step):
+        if (cfg.w_diversity > 0 or cfg.w_match > 0) and self.quantizing(step):
             sq = self.quantizer.distances(ae["zc"].float()).view(b, length, -1)
-            out["diversity"] = diversity_loss(sq, cfg.diversity_temperature)
-            total = total + cfg.w_diversity * out["diversity"]
+            if cfg.w_diversity > 0:
+                out["diversity"] = diversity_loss(sq, cfg.diversity_temperature)
+                total = total + cfg.w_diversity * out["diversity"]
+            if cfg.w_match > 0:
+                logits = assignment_logits(sq, cfg.diversity_temperature)
+                out["match"] = F.cross_entropy(logits.flatten(0, 1), matched_atoms(sq).flatten(), ignore_index=-100)
+                total = total + cfg.w_match * out["match"]
         if cfg.w_reassign > 0 and self.quantizing(step) and step >= cfg.reassign_start:
             out["reassign"] = self.reassign_loss(batch["x"], ae)
             total = total + cfg.w_reassign * out["reassign"]
