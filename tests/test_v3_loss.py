@@ -185,7 +185,7 @@ def test_tilt_term_pulls_tilted_fragments_to_the_clean_atoms():
                             (1, 16, 8)).loss({"x": x}, step=0)
 
 
-def test_log_tilt_axis_reweights_a_low_tones_first_harmonics():
+def test_log_tilt_mode_reweights_a_low_tones_first_harmonics():
     from varinv.methods.v3 import tilt_basis
 
     lin, log = tilt_basis(256, "linear"), tilt_basis(256, "log")
@@ -194,8 +194,24 @@ def test_log_tilt_axis_reweights_a_low_tones_first_harmonics():
     # 110 Hz at 15.6 Hz per bin: fundamental near bin 7, 3rd harmonic near bin 21
     assert (log[0, 21] - log[0, 7]) > 3 * (lin[0, 21] - lin[0, 7]) > 0
     assert torch.allclose(lin[0, -1] - lin[0, 0], log[0, -1] - log[0, 0])  # same span over the band
-    with pytest.raises(ConfigError, match="tilt_axis"):
-        V3Config(tilt_axis="mel").validate()
+    with pytest.raises(ConfigError, match="tilt_mode"):
+        V3Config(tilt_mode="mel").validate()
+
+
+def test_lowpass_tilt_only_lowers_magnitudes_and_keeps_the_floor():
+    from varinv.audio.features import LOG_EPS
+    from varinv.methods.v3 import tilt
+
+    torch.manual_seed(0)
+    mag = torch.zeros(64, 1, 128, 2)
+    mag[:, :, 7::7] = 10.0 / torch.arange(1, 19).view(1, 1, -1, 1)  # a harmonic series with gaps of silence
+    x = torch.log(mag + LOG_EPS)
+    y = tilt(x, "lowpass", 8.0)
+    assert torch.all(y <= x + 1e-5)
+    assert torch.allclose(y[:, :, :7], x[:, :, :7])  # silence stays silence
+    assert (y < x - 1.0).any(dim=(1, 2, 3)).float().mean() > 0.5  # most draws strip some harmonics
+    lin = tilt(x, "linear", 2.0)
+    assert torch.allclose((lin - x).mean(2), torch.zeros(64, 1, 2), atol=1e-4)
 
 
 def test_matching_gives_each_fragment_of_a_sample_its_own_atom():

@@ -34,6 +34,7 @@ from varinv.methods.vqae import VQAutoencoder, VQConfig
 from varinv.nn.distributed import gather_samples, global_mean
 
 EPS = 1e-5
+TILT_MODES = ("linear", "log", "lowpass")
 
 
 @dataclass
@@ -74,10 +75,13 @@ class V3Config(VQConfig):
     w_match: float = 0.0
     w_tilt: float = 0.0
     tilt_range: float = 2.0
-    # Axis the curve is smooth along: "linear" (frequency bins) or "log" (log-frequency). A harmonic
-    # roll-off change (amplitude ~ n^-a, e.g. square vs triangle) is a straight line in log-frequency;
-    # along linear bins the curve barely differs between a low tone's first harmonics.
-    tilt_axis: str = "linear"
+    # Shape of the curve: "linear" (linear + quadratic along frequency bins), "log" (the same along
+    # log-frequency: a change of harmonic roll-off, amplitude ~ n^-a as square vs triangle, is a line
+    # there, while along bins the curve barely differs between a low tone's first harmonics), or
+    # "lowpass" (a knee at a random log-frequency above which the magnitude falls by up to tilt_range
+    # per unit of ln f, applied to |X| so the noise floor stays: above a tone's fundamental it strips
+    # the harmonics that tell waveforms apart, e.g. a sawtooth's even ones, and keeps the pitch).
+    tilt_mode: str = "linear"
 
     def validate(self) -> None:
         super().validate()
@@ -87,7 +91,7 @@ class V3Config(VQConfig):
         _check(self.w_match >= 0, "model.w_match", self.w_match, "a number >= 0")
         _check(self.w_tilt >= 0, "model.w_tilt", self.w_tilt, "a number >= 0")
         _check(self.tilt_range > 0, "model.tilt_range", self.tilt_range, "a number > 0")
-        _check(self.tilt_axis in ("linear", "log"), "model.tilt_axis", self.tilt_axis, "'linear' or 'log'")
+        _check(self.tilt_mode in TILT_MODES, "model.tilt_mode", self.tilt_mode, "'linear', 'log' or 'lowpass'")
         _check(self.reassign_style in ("own", "mean"), "model.reassign_style", self.reassign_style, "'own' or 'mean'")
         _check(self.relativity > 1, "model.relativity", self.relativity, "a number r > 1")
         _check(self.diversity_temperature > 0, "model.diversity_temperature", self.diversity_temperature, "> 0")
@@ -182,6 +186,23 @@ def tilt_basis(h: int, axis: str) -> torch.Tensor:
     return (basis - basis.mean(1, keepdim=True)).float()
 
 
+def tilt(x: torch.Tensor, mode: str, scale: float) -> torch.Tensor:
+    """A random smooth reweighting of each log-magnitude fragment of x (N, C, H, W) along frequency
+    (see ``V3Config.tilt_mode``); it moves no spectral peak."""
+    n, h = x.shape[0], x.shape[-2]
+    u = torch.rand(2, n, 1, 1, 1, device=x.device, dtype=x.dtype)
+    if mode == "lowpass":
+        from varinv.audio.features import LOG_EPS
+
+        f = torch.log1p(torch.arange(h, device=x.device, dtype=x.dtype))[:, None]  # (H, 1)
+        knee = f[1] + u[0] * (f[-1] - f[1])
+        gain = -(u[1] * scale) * F.relu(f - knee)  # (N, 1, H, 1), <= 0
+        return torch.log((x.exp() - LOG_EPS).clamp(min=0) * gain.exp() + LOG_EPS)
+    t, q = tilt_basis(h, mode).to(x.device, x.dtype)
+    a, b = (u * 2 - 1) * scale
+    return x + a * t[:, None] + b * q[:, None]  # zero mean over the band
+
+
 class V3(VQAutoencoder):
     name = "v3"
 
@@ -223,11 +244,7 @@ class V3(VQAutoencoder):
     def tilt_loss(self, x: torch.Tensor, zq: torch.Tensor) -> torch.Tensor:
         """MSE between z_c of spectrally tilted fragments and the clean fragments' atoms (N, d_c)."""
         flat = x.reshape(-1, *x.shape[2:])
-        n, h = flat.shape[0], flat.shape[-2]
-        t, q = tilt_basis(h, self.cfg.tilt_axis).to(x.device, flat.dtype)
-        a, b = ((torch.rand(2, n, 1, 1, 1, device=x.device, dtype=flat.dtype) * 2 - 1) * self.cfg.tilt_range)
-        curve = a * t[:, None] + b * q[:, None]  # (N, 1, H, 1), zero mean over the band
-        zc_aug, _ = self.encoder(flat + curve)
+        zc_aug, _ = self.encoder(tilt(flat, self.cfg.tilt_mode, self.cfg.tilt_range))
         return F.mse_loss(zc_aug.float(), zq.float())
 
     def best_atoms(self, x: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
