@@ -144,10 +144,11 @@ def test_reassignment_targets_the_atom_that_reconstructs_best_and_leaves_batch_n
     assert "reassign" not in m.loss({"x": torch.rand(2, 3, 3, 16, 16)}, step=4)
 
 
-def test_reassignment_with_mean_style_decodes_each_fragment_with_its_samples_mean_style():
+@pytest.mark.parametrize("style", ["mean", "other"])
+def test_reassignment_decodes_with_a_samples_mean_style(style):
     torch.manual_seed(1)
     cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_reassign=1.0,
-                   reassign_fragments=5, reassign_style="mean")
+                   reassign_fragments=5, reassign_style=style)
     m = V3(cfg, (3, 16, 16))
     m.train()
     seen = {}
@@ -161,7 +162,8 @@ def test_reassignment_with_mean_style_decodes_each_fragment_with_its_samples_mea
     x = torch.rand(2, 3, 3, 16, 16)
     m.loss({"x": x}, step=0)
     zs = m.autoencode(x, step=0)["zs"].detach().view(2, 3, -1)
-    want = zs.mean(1).repeat_interleave(3, 0)[:5]  # fragments 0-2: sample 0's mean; 3-4: sample 1's
+    means = zs.mean(1) if style == "mean" else zs.mean(1).roll(1, 0)  # "other": the other sample's
+    want = means.repeat_interleave(3, 0)[:5]  # fragments 0-2 get one mean, 3-4 the other
     assert torch.allclose(seen["zs"], want, atol=1e-5)
     assert not torch.allclose(seen["zs"], zs.reshape(6, -1)[:5], atol=1e-3)
     with pytest.raises(ConfigError, match="reassign_style"):

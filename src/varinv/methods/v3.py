@@ -59,9 +59,12 @@ class V3Config(VQConfig):
     w_reassign: float = 0.0
     reassign_fragments: int = 64
     reassign_start: int = 0  # first step of the term (an untrained decoder gives noisy targets)
-    # Style the targets are decoded with: "own" (each fragment's z_s) or "mean" (its sample's mean
-    # z_s). With "own", frequency that leaked into z_s lets one atom render two contents, so the
-    # targets cannot separate them (Waveforms); on PhoneNums "mean" cost z_s its colour.
+    # Style the targets are decoded with: "own" (each fragment's z_s), "mean" (its sample's mean z_s)
+    # or "other" (the mean z_s of the batch's previous sample). With "own", frequency that leaked into
+    # z_s lets one atom render two contents, so the targets cannot separate them (Waveforms); on
+    # PhoneNums "mean" cost z_s its colour. "other" targets the atom whose rendering in another style
+    # fits best: when each waveform permutes the atoms its own way, the own-style targets agree with
+    # the permutation, while another waveform's rendering of the same pitch still shares its peaks.
     reassign_style: str = "own"
     # Spectral-tilt invariance (0 = off; spectrogram data): each fragment's log-magnitude gets a random
     # smooth curve along frequency (linear + quadratic, up to ±tilt_range at the band edges), which
@@ -92,7 +95,8 @@ class V3Config(VQConfig):
         _check(self.w_tilt >= 0, "model.w_tilt", self.w_tilt, "a number >= 0")
         _check(self.tilt_range > 0, "model.tilt_range", self.tilt_range, "a number > 0")
         _check(self.tilt_mode in TILT_MODES, "model.tilt_mode", self.tilt_mode, "'linear', 'log' or 'lowpass'")
-        _check(self.reassign_style in ("own", "mean"), "model.reassign_style", self.reassign_style, "'own' or 'mean'")
+        _check(self.reassign_style in ("own", "mean", "other"), "model.reassign_style", self.reassign_style,
+               "'own', 'mean' or 'other'")
         _check(self.relativity > 1, "model.relativity", self.relativity, "a number r > 1")
         _check(self.diversity_temperature > 0, "model.diversity_temperature", self.diversity_temperature, "> 0")
 
@@ -266,9 +270,12 @@ class V3(VQAutoencoder):
         n = min(self.cfg.reassign_fragments, ae["zc"].shape[0])
         x_flat = x.reshape(-1, *x.shape[2:])[:n]
         zs = ae["zs"].detach()
-        if self.cfg.reassign_style == "mean":
+        if self.cfg.reassign_style in ("mean", "other"):
             length = ae["length"]
-            zs = zs.view(-1, length, zs.shape[-1]).mean(1).repeat_interleave(length, 0)
+            means = zs.view(-1, length, zs.shape[-1]).mean(1)
+            if self.cfg.reassign_style == "other":
+                means = means.roll(1, 0)
+            zs = means.repeat_interleave(length, 0)
         target = self.best_atoms(x_flat, zs[:n])
         sq = self.quantizer.distances(ae["zc"][:n].float())
         return F.cross_entropy(assignment_logits(sq, self.cfg.diversity_temperature), target)
