@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from varinv.audio.features import LOG_EPS
 from varinv.config import _check
 from varinv.methods.vqae import VQAutoencoder, VQConfig
 from varinv.nn.distributed import gather_samples, global_mean
@@ -66,16 +67,16 @@ class V3Config(VQConfig):
     # fits best: when each waveform permutes the atoms its own way, the own-style targets agree with
     # the permutation, while another waveform's rendering of the same pitch still shares its peaks.
     reassign_style: str = "own"
-    # Spectral-tilt invariance (0 = off; spectrogram data): each fragment's log-magnitude gets a random
-    # smooth curve along frequency (linear + quadratic, up to ±tilt_range at the band edges), which
-    # reweights harmonics but moves none, and its z_c is pulled to the clean fragment's atom. On
-    # Waveforms the low atoms were permuted per waveform; this asks z_c to ignore the spectral envelope.
     # One-to-one matching within a sample (0 = off; only for data whose samples never repeat a content,
     # e.g. InsNotes and Waveforms): each sample's fragments are matched to distinct atoms at minimum
     # total squared distance, and a cross-entropy term pulls each soft assignment towards its match.
     # The diversity term is the soft form of this prior; it tolerated two tones sharing an atom while
     # another atom held one tone for only some waveforms, which the matching forbids.
     w_match: float = 0.0
+    # Spectral-tilt invariance (0 = off; spectrogram data): each fragment's log-magnitude gets a random
+    # smooth curve along frequency (linear + quadratic, up to ±tilt_range at the band edges), which
+    # reweights harmonics but moves none, and its z_c is pulled to the clean fragment's atom. On
+    # Waveforms the low atoms were permuted per waveform; this asks z_c to ignore the spectral envelope.
     w_tilt: float = 0.0
     tilt_range: float = 2.0
     # Shape of the curve: "linear" (linear + quadratic along frequency bins), "log" (the same along
@@ -140,6 +141,11 @@ def assignment_logits(sqdist: torch.Tensor, temperature: float) -> torch.Tensor:
     return -sqdist / (temperature * global_mean(sqdist.mean().detach()) + EPS)
 
 
+def assignment_ce(sqdist: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Cross-entropy pulling each soft assignment (sqdist (N, K)) towards its target atom (N,); -100 is ignored."""
+    return F.cross_entropy(assignment_logits(sqdist, temperature), target, ignore_index=-100)
+
+
 def diversity_loss(sqdist: torch.Tensor, temperature: float) -> torch.Tensor:
     """1 - H(mean soft usage over a sample's fragments) / log(min(L, K)), averaged over samples.
 
@@ -196,8 +202,6 @@ def tilt(x: torch.Tensor, mode: str, scale: float) -> torch.Tensor:
     n, h = x.shape[0], x.shape[-2]
     u = torch.rand(2, n, 1, 1, 1, device=x.device, dtype=x.dtype)
     if mode == "lowpass":
-        from varinv.audio.features import LOG_EPS
-
         f = torch.log1p(torch.arange(h, device=x.device, dtype=x.dtype))[:, None]  # (H, 1)
         knee = f[1] + u[0] * (f[-1] - f[1])
         gain = -(u[1] * scale) * F.relu(f - knee)  # (N, 1, H, 1), <= 0
@@ -233,8 +237,7 @@ class V3(VQAutoencoder):
                 out["diversity"] = diversity_loss(sq, cfg.diversity_temperature)
                 total = total + cfg.w_diversity * out["diversity"]
             if cfg.w_match > 0:
-                logits = assignment_logits(sq, cfg.diversity_temperature)
-                out["match"] = F.cross_entropy(logits.flatten(0, 1), matched_atoms(sq).flatten(), ignore_index=-100)
+                out["match"] = assignment_ce(sq.flatten(0, 1), matched_atoms(sq).flatten(), cfg.diversity_temperature)
                 total = total + cfg.w_match * out["match"]
         if cfg.w_reassign > 0 and self.quantizing(step) and step >= cfg.reassign_start:
             out["reassign"] = self.reassign_loss(batch["x"], ae)
@@ -278,4 +281,4 @@ class V3(VQAutoencoder):
             zs = means.repeat_interleave(length, 0)
         target = self.best_atoms(x_flat, zs[:n])
         sq = self.quantizer.distances(ae["zc"][:n].float())
-        return F.cross_entropy(assignment_logits(sq, self.cfg.diversity_temperature), target)
+        return assignment_ce(sq, target, self.cfg.diversity_temperature)
