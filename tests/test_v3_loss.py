@@ -216,6 +216,21 @@ def test_lowpass_tilt_only_lowers_magnitudes_and_keeps_the_floor():
     assert torch.allclose((lin - x).mean(2), torch.zeros(64, 1, 2), atol=1e-4)
 
 
+def test_lowpass_knee_range_keeps_the_band_below_it():
+    from varinv.methods.v3 import tilt
+
+    torch.manual_seed(0)
+    x = torch.zeros(256, 1, 128, 2)
+    y = tilt(x, "lowpass", 8.0, (0.5, 0.7))
+    f = torch.log1p(torch.arange(128.0))
+    below = f < f[1] + 0.5 * (f[-1] - f[1])
+    above = f > f[1] + 0.7 * (f[-1] - f[1]) + 0.05
+    assert torch.allclose(y[:, :, below], x[:, :, below])
+    assert (y[:, :, above] < x[:, :, above]).float().mean() > 0.95  # every knee lies below these bins
+    with pytest.raises(ConfigError, match="tilt_knee"):
+        V3Config(tilt_knee_min=0.6, tilt_knee_max=0.4).validate()
+
+
 def test_matching_gives_each_fragment_of_a_sample_its_own_atom():
     from varinv.methods.v3 import matched_atoms
 

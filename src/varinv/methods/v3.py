@@ -86,6 +86,11 @@ class V3Config(VQConfig):
     # per unit of ln f, applied to |X| so the noise floor stays: above a tone's fundamental it strips
     # the harmonics that tell waveforms apart, e.g. a sawtooth's even ones, and keeps the pitch).
     tilt_mode: str = "linear"
+    # Where the lowpass knee falls, as fractions of the log-frequency span (bin 1 to the top bin). A knee
+    # below every fundamental mutes the whole tone and one far above the harmonics does nothing; on
+    # Waveforms [0.2, 0.7] keeps the knees between 80 Hz and 1 kHz, around the fundamentals and 2nd harmonics.
+    tilt_knee_min: float = 0.0
+    tilt_knee_max: float = 1.0
 
     def validate(self) -> None:
         super().validate()
@@ -96,6 +101,8 @@ class V3Config(VQConfig):
         _check(self.w_tilt >= 0, "model.w_tilt", self.w_tilt, "a number >= 0")
         _check(self.tilt_range > 0, "model.tilt_range", self.tilt_range, "a number > 0")
         _check(self.tilt_mode in TILT_MODES, "model.tilt_mode", self.tilt_mode, "'linear', 'log' or 'lowpass'")
+        _check(0 <= self.tilt_knee_min < self.tilt_knee_max <= 1, "model.tilt_knee_min/max",
+               (self.tilt_knee_min, self.tilt_knee_max), "two fractions with 0 <= min < max <= 1")
         _check(self.reassign_style in ("own", "mean", "other"), "model.reassign_style", self.reassign_style,
                "'own', 'mean' or 'other'")
         _check(self.relativity > 1, "model.relativity", self.relativity, "a number r > 1")
@@ -196,14 +203,16 @@ def tilt_basis(h: int, axis: str) -> torch.Tensor:
     return (basis - basis.mean(1, keepdim=True)).float()
 
 
-def tilt(x: torch.Tensor, mode: str, scale: float) -> torch.Tensor:
+def tilt(x: torch.Tensor, mode: str, scale: float, knee: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
     """A random smooth reweighting of each log-magnitude fragment of x (N, C, H, W) along frequency
-    (see ``V3Config.tilt_mode``); it moves no spectral peak."""
+    (see ``V3Config.tilt_mode``); it moves no spectral peak. ``knee``: the lowpass knee's range as
+    fractions of the log-frequency span."""
     n, h = x.shape[0], x.shape[-2]
     u = torch.rand(2, n, 1, 1, 1, device=x.device, dtype=x.dtype)
     if mode == "lowpass":
         f = torch.log1p(torch.arange(h, device=x.device, dtype=x.dtype))[:, None]  # (H, 1)
-        knee = f[1] + u[0] * (f[-1] - f[1])
+        lo, hi = knee
+        knee = f[1] + (lo + u[0] * (hi - lo)) * (f[-1] - f[1])
         gain = -(u[1] * scale) * F.relu(f - knee)  # (N, 1, H, 1), <= 0
         return torch.log((x.exp() - LOG_EPS).clamp(min=0) * gain.exp() + LOG_EPS)
     t, q = tilt_basis(h, mode).to(x.device, x.dtype)
@@ -251,7 +260,8 @@ class V3(VQAutoencoder):
     def tilt_loss(self, x: torch.Tensor, zq: torch.Tensor) -> torch.Tensor:
         """MSE between z_c of spectrally tilted fragments and the clean fragments' atoms (N, d_c)."""
         flat = x.reshape(-1, *x.shape[2:])
-        zc_aug, _ = self.encoder(tilt(flat, self.cfg.tilt_mode, self.cfg.tilt_range))
+        cfg = self.cfg
+        zc_aug, _ = self.encoder(tilt(flat, cfg.tilt_mode, cfg.tilt_range, (cfg.tilt_knee_min, cfg.tilt_knee_max)))
         return F.mse_loss(zc_aug.float(), zq.float())
 
     def best_atoms(self, x: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
