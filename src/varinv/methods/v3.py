@@ -88,7 +88,7 @@ class V3Config(VQConfig):
     tilt_mode: str = "linear"
     # Where the lowpass knee falls, as fractions of the log-frequency span (bin 1 to the top bin). A knee
     # below every fundamental mutes the whole tone and one far above the harmonics does nothing; on
-    # Waveforms [0.2, 0.7] keeps the knees between 80 Hz and 1 kHz, around the fundamentals and 2nd harmonics.
+    # Waveforms [0.28, 0.7] keeps the knees between 106 and 920 Hz, around the fundamentals and 2nd harmonics.
     tilt_knee_min: float = 0.0
     tilt_knee_max: float = 1.0
 
