@@ -66,7 +66,17 @@ def log_stft(wave, n_fft: int = N_FFT, hop: int = HOP) -> torch.Tensor:
         x, n_fft, hop_length=hop, window=window, center=True, pad_mode="constant", return_complex=True
     )
     mag = spec.abs()[:, : n_fft // 2, :]
-    return torch.log(mag + LOG_EPS).reshape(*lead, n_fft // 2, mag.shape[-1])
+    return log_magnitude(mag).reshape(*lead, n_fft // 2, mag.shape[-1])
+
+
+def log_magnitude(mag: torch.Tensor) -> torch.Tensor:
+    """The stored feature ``log(|X| + LOG_EPS)`` of a magnitude."""
+    return torch.log(mag + LOG_EPS)
+
+
+def magnitude(logmag: torch.Tensor) -> torch.Tensor:
+    """|X| back from a log-magnitude feature (the inverse of :func:`log_magnitude`, floored at 0)."""
+    return (torch.exp(logmag) - LOG_EPS).clamp_min(0.0)
 
 
 def check_n_bins(n_bins: int, n_fft: int = N_FFT) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from varinv.audio.features import HOP, LOG_EPS, N_FFT, SR
+from varinv.audio.features import HOP, N_FFT, SR, magnitude
 from varinv.errors import ConfigError, DataError
 
 
@@ -47,7 +47,7 @@ def griffin_lim(logmag, n_fft: int = N_FFT, hop: int = HOP, n_iter: int = 64, mo
         raise ConfigError(f"griffin_lim: momentum = {momentum} is out of range; use 0 (plain) to 0.99 (fast)")
     if not torch.isfinite(lm).all():
         raise DataError("griffin_lim: the log-magnitude contains NaN or Inf; check the decoder output")
-    mag = (torch.exp(lm) - LOG_EPS).clamp_min(0.0)
+    mag = magnitude(lm)
     if f < n_full:
         mag = torch.nn.functional.pad(mag, (0, 0, 0, n_full - f))
     window = torch.hann_window(n_fft, dtype=torch.float32, device=mag.device)

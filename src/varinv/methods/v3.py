@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from varinv.audio.features import LOG_EPS
+from varinv.audio.features import log_magnitude, magnitude
 from varinv.config import _check
 from varinv.methods.vqae import VQAutoencoder, VQConfig
 from varinv.nn.distributed import gather_samples, global_mean
@@ -212,9 +212,9 @@ def tilt(x: torch.Tensor, mode: str, scale: float, knee: tuple[float, float] = (
     if mode == "lowpass":
         f = torch.log1p(torch.arange(h, device=x.device, dtype=x.dtype))[:, None]  # (H, 1)
         lo, hi = knee
-        knee = f[1] + (lo + u[0] * (hi - lo)) * (f[-1] - f[1])
-        gain = -(u[1] * scale) * F.relu(f - knee)  # (N, 1, H, 1), <= 0
-        return torch.log((x.exp() - LOG_EPS).clamp(min=0) * gain.exp() + LOG_EPS)
+        at = f[1] + (lo + u[0] * (hi - lo)) * (f[-1] - f[1])  # (N, 1, 1, 1)
+        gain = -(u[1] * scale) * F.relu(f - at)  # (N, 1, H, 1), <= 0
+        return log_magnitude(magnitude(x) * gain.exp())
     t, q = tilt_basis(h, mode).to(x.device, x.dtype)
     a, b = (u * 2 - 1) * scale
     return x + a * t[:, None] + b * q[:, None]  # zero mean over the band
