@@ -95,3 +95,20 @@ def test_methods_without_codebook_train_once_per_seed_and_evaluate_every_k(toy_d
     metrics = [json.loads((r / "metrics.json").read_text()) for r in runs]
     assert [m["n_atoms"] for m in metrics] == [2, 3, 5]
     assert len({m["prauc_zc_content"] for m in metrics}) == 1  # the same model
+
+
+def test_cell_sets_and_names_let_one_config_serve_two_datasets(toy_dataset, tmp_path):
+    from conftest import toy_arrays
+    from varinv.data.store import from_arrays
+
+    other = from_arrays(tmp_path / "other", {"train": toy_arrays(32, seed=2), "test": toy_arrays(8, seed=3)})
+    (tmp_path / "v3.yaml").write_text(yaml.safe_dump(TOY_CFG))
+    grid = {"name": "two", "out": str(tmp_path / "runs"), "seeds": [0], "set": ["train.steps=3"],
+            "cells": [{"config": str(tmp_path / "v3.yaml"), "k": [4], "name": f"{n}-v3",
+                       "set": [f"data.path={p}", "train.steps=5"]}
+                      for n, p in (("toy", toy_dataset.root), ("other", other.root))]}
+    gpath = tmp_path / "grid.yaml"
+    gpath.write_text(yaml.safe_dump(grid))
+    _, cells = load_grid(gpath)
+    assert [(c.dataset, c.run.name) for c in cells] == [("toy", "toy-v3-K4-seed0"), ("other", "other-v3-K4-seed0")]
+    assert cells[0].sets == ("train.steps=3", f"data.path={toy_dataset.root}", "train.steps=5")  # the cell's last

@@ -11,8 +11,10 @@ A grid file::
     cells:
       - {config: configs/phonenums_v3_small.yaml, k: [10, 20, 40]}
       - {config: configs/phonenums_betavae_small.yaml, k: [10, 20, 40]}
+      - {config: configs/v3.yaml, k: [10], set: [data.path=data/gen/letters], name: letters-v3}
 
-K is the codebook size for methods with a codebook and the k-means K (data.n_clusters) otherwise.
+A cell's own ``set`` comes after the grid's, and ``name`` (default: the config's stem) starts its run
+folders' names, so one config can serve several datasets in one grid. K is the codebook size for methods with a codebook and the k-means K (data.n_clusters) otherwise.
 Finished cells are skipped; interrupted ones resume from their checkpoint. Each finished cell's metrics
 (without the curves) are also kept in ``<results>/cells/<name>/<run>.json``: that folder is meant to be
 committed, so a grid too large for one machine or session accumulates across them (a cell recorded there
@@ -58,6 +60,7 @@ class Cell:
     seed: int
     run: Path
     k_key: str
+    sets: tuple[str, ...] = ()
 
 
 def load_grid(path: Path) -> tuple[dict, list[Cell]]:
@@ -78,13 +81,15 @@ def load_grid(path: Path) -> tuple[dict, list[Cell]]:
     cells = []
     for entry in grid["cells"]:
         cfg_path = Path(entry["config"])
-        cfg = config_mod.load(cfg_path, list(grid.get("set", [])))  # validates the config up front
+        sets = tuple(grid.get("set", [])) + tuple(entry.get("set", []))
+        cfg = config_mod.load(cfg_path, list(sets))  # validates the config up front
+        stem = str(entry.get("name", cfg_path.stem))
         has_book = any(f.name == "n_atoms" for f in dataclasses.fields(config_class(cfg.method)))
         dataset = Path(cfg.data.path).name
         for k in entry.get("k", [getattr(cfg.model, "n_atoms", 0) or 10]):
             for seed in grid.get("seeds", [0]):
-                cells.append(Cell(cfg_path, cfg.method, dataset, int(k), int(seed),
-                                  out / f"{cfg_path.stem}-K{k}-seed{seed}", "model.n_atoms" if has_book else "data.n_clusters"))
+                cells.append(Cell(cfg_path, cfg.method, dataset, int(k), int(seed), out / f"{stem}-K{k}-seed{seed}",
+                                  "model.n_atoms" if has_book else "data.n_clusters", sets))
     return grid, cells
 
 
@@ -102,7 +107,7 @@ def eval_parts(grid: dict) -> list[str]:
 
 def _command(cell: Cell, grid: dict, threads: int) -> list[str]:
     cmd = [sys.executable, "-m", "varinv", "train", str(cell.config), "--run", str(cell.run), "--no-progress"]
-    for s in [*grid.get("set", []), f"{cell.k_key}={cell.k}", f"train.seed={cell.seed}", f"train.threads={threads}"]:
+    for s in [*cell.sets, f"{cell.k_key}={cell.k}", f"train.seed={cell.seed}", f"train.threads={threads}"]:
         cmd += ["--set", s]
     if (cell.run / "checkpoints" / "last.json").exists():
         cmd.append("--resume")
@@ -112,7 +117,7 @@ def _command(cell: Cell, grid: dict, threads: int) -> list[str]:
 def _twin_key(cell: Cell):
     """Cells with the same key train the same model: without a codebook K is only the k-means K of
     the evaluation, so the grid trains each (config, seed) once and evaluates it at every K."""
-    return (str(cell.config), cell.seed) if cell.k_key == "data.n_clusters" else None
+    return (str(cell.config), cell.sets, cell.seed) if cell.k_key == "data.n_clusters" else None
 
 
 def _trained_twin(cell: Cell, cells: list[Cell]) -> Cell | None:
@@ -168,7 +173,9 @@ def _keep_record(cell: Cell, grid: dict, results_dir: Path) -> None:
     m = json.loads((cell.run / "metrics.json").read_text())
     keep = {k: v for k, v in m.items() if not isinstance(v, (dict, list))}
     keep.update({p: m[p] for p in eval_parts(grid) if p != "core" and p in m})
-    keep.update(config=str(cell.config), seed=cell.seed, machine=_machine(),
+    if "health" in m:
+        keep["health"] = m["health"]
+    keep.update(config=str(cell.config), set=list(cell.sets), seed=cell.seed, machine=_machine(),
                 date=datetime.date.today().isoformat())
     rec = _record(cell, grid, results_dir)
     rec.parent.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from varinv.eval import health
 from varinv.eval import metrics as M
 from varinv.eval.embed import content_index, embed_split
 from varinv.train.trainer import load_run
@@ -230,6 +231,8 @@ def part_core(ctx: _Context) -> dict:
     emb = embed_split(ctx.model, test, ctx.ds.scale)
     index, atoms = content_index(ctx.model, emb, ctx.k, seed=ctx.seed)
     metrics, counts, pairs = core_metrics(emb, index, ctx.k, ctx.n_content, ctx.n_eval, seed=ctx.seed)
+    metrics["health"] = health.assess(health.read_log(ctx.run), index.reshape(-1, ctx.L),
+                                      emb["zs"].reshape(-1, ctx.L, emb["zs"].shape[-1]), ctx.k)
     metrics.update(
         {
             "curves": {key: {kk: np.asarray(vv).tolist() for kk, vv in val.items()}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from varinv.config import _check
 from varinv.methods.base import Method
 from varinv.nn.backbones import BackboneSpec, Decoder, Encoder
@@ -16,21 +18,29 @@ class BackboneConfig:
 
     d_content: int = 16
     d_style: int = 16
-    n_channels: int = 32
-    n_layers: int = 3
+    n_channels: int = 0  # 0: from the fragment shape (nn/backbones.py, size rule)
+    n_layers: int = 0
     blocks_per_layer: int = 1
     kernel: int = 3
     d_hidden: int = 256
     norm: str = "batch"
     film: bool = False
+    # What the content branch reads: "raw" fragments (one trunk feeds both heads) or "sample"-
+    # standardised ones (a trunk of its own): each fragment minus its sample's mean fragment, over the
+    # sample's spread per channel. Style is by definition what a sample's fragments share, so this
+    # removes its first two moments (a colour pair's offset and contrast, a timbre's or speaker's mean
+    # spectrum) before the content encoder sees them, instead of asking the hinge terms to.
+    content_input: str = "raw"
 
     def validate(self) -> None:
         _check(self.d_content >= 1, "model.d_content", self.d_content, "an integer >= 1")
         _check(self.d_style >= 1, "model.d_style", self.d_style, "an integer >= 1")
-        _check(self.n_channels >= 8, "model.n_channels", self.n_channels, "an integer >= 8")
-        _check(self.n_layers >= 1, "model.n_layers", self.n_layers, "an integer >= 1")
+        _check(self.n_channels == 0 or self.n_channels >= 8, "model.n_channels", self.n_channels,
+               "0 (from the fragment shape) or an integer >= 8")
+        _check(self.n_layers >= 0, "model.n_layers", self.n_layers, "0 (from the fragment shape) or an integer >= 1")
         _check(self.kernel % 2 == 1, "model.kernel", self.kernel, "an odd integer")
         _check(self.norm in ("batch", "group", "none"), "model.norm", self.norm, "'batch', 'group' or 'none'")
+        _check(self.content_input in ("raw", "sample"), "model.content_input", self.content_input, "'raw' or 'sample'")
 
     def spec(self) -> BackboneSpec:
         return BackboneSpec(
@@ -45,6 +55,14 @@ class BackboneConfig:
 
 
 
+def standardise_samples(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """(B, L, C, H, W) → each fragment minus its sample's mean fragment, divided by the residual's
+    standard deviation over the sample's fragments and positions, per channel."""
+    r = x.float() - x.float().mean(1, keepdim=True)
+    sd = r.pow(2).mean((1, 3, 4), keepdim=True).sqrt()
+    return (r / (sd + eps)).to(x.dtype)
+
+
 class ConvAutoencoder(Method):
     """Shared encoder/decoder plumbing: fragments are flattened to (B·L, C, H, W) for the convs."""
 
@@ -54,11 +72,22 @@ class ConvAutoencoder(Method):
         self.fragment_shape = tuple(fragment_shape)
         self.encoder = Encoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style)
         self.decoder = Decoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style)
+        self.content_encoder = (
+            Encoder(self.fragment_shape, cfg.spec(), cfg.d_content, 1) if cfg.content_input == "sample" else None
+        )
 
     def _encode_flat(self, x: torch.Tensor):
         b, length = x.shape[:2]
         zc, zs = self.encoder(x.reshape(b * length, *x.shape[2:]))
+        if self.content_encoder is not None:
+            zc = self.content_of(x)
         return zc, zs, b, length
+
+    def content_of(self, x: torch.Tensor) -> torch.Tensor:
+        """(B·L, d_c) content embeddings of samples x (B, L, C, H, W), through the content branch."""
+        if self.content_encoder is None:
+            return self.encoder(x.flatten(0, 1))[0]
+        return self.content_encoder(standardise_samples(x).flatten(0, 1))[0]
 
     def decode(self, content, style):
         lead = content.shape[:-1]

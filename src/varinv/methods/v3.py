@@ -261,7 +261,8 @@ class V3(VQAutoencoder):
         """MSE between z_c of spectrally tilted fragments and the clean fragments' atoms (N, d_c)."""
         flat = x.reshape(-1, *x.shape[2:])
         cfg = self.cfg
-        zc_aug, _ = self.encoder(tilt(flat, cfg.tilt_mode, cfg.tilt_range, (cfg.tilt_knee_min, cfg.tilt_knee_max)))
+        tilted = tilt(flat, cfg.tilt_mode, cfg.tilt_range, (cfg.tilt_knee_min, cfg.tilt_knee_max))
+        zc_aug = self.content_of(tilted.view_as(x))
         return F.mse_loss(zc_aug.float(), zq.float())
 
     def best_atoms(self, x: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
@@ -282,7 +283,7 @@ class V3(VQAutoencoder):
     def reassign_loss(self, x: torch.Tensor, ae: dict) -> torch.Tensor:
         n = min(self.cfg.reassign_fragments, ae["zc"].shape[0])
         x_flat = x.reshape(-1, *x.shape[2:])[:n]
-        zs = ae["zs"].detach()
+        zs = ae["zs_dec"].detach()
         if self.cfg.reassign_style in ("mean", "other"):
             length = ae["length"]
             means = zs.view(-1, length, zs.shape[-1]).mean(1)

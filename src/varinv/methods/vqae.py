@@ -30,6 +30,10 @@ class VQConfig(BackboneConfig):
     # the codebook is k-means-initialised from the encoder's z_c. Seeding atoms from a random
     # encoder lets look-alike contents share atoms, and the commitment term then locks that in.
     vq_warmup: int = 0
+    # The decoder reads each sample's mean z_s instead of each fragment's own. Style is what a sample's
+    # fragments share, so a per-fragment z_s is a side channel through which content detail can reach
+    # the decoder without the codebook (look-alike contents sharing an atom while z_s tells them apart).
+    style_pool: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -67,6 +71,10 @@ class VQAutoencoder(ConvAutoencoder):
             content_index=index.view(b, length),
         )
 
+    def decoder_style(self, zs: torch.Tensor) -> torch.Tensor:
+        """The style (B, L, d_s) the decoder reads for samples whose fragments have styles zs (B, L, d_s)."""
+        return zs.mean(1, keepdim=True).expand_as(zs) if self.cfg.style_pool else zs
+
     def quantizing(self, step: int | None) -> bool:
         """False during training steps before ``vq_warmup``."""
         return not (self.training and step is not None and step < self.cfg.vq_warmup)
@@ -78,9 +86,10 @@ class VQAutoencoder(ConvAutoencoder):
             zq, index, commit = self.quantizer(zc)
         else:
             zq, index, commit = zc, torch.zeros(zc.shape[0], dtype=torch.long, device=zc.device), zc.new_zeros(())
-        x_hat = self.decoder(zq, zs).view_as(x)
+        zs_dec = self.decoder_style(zs.view(b, length, -1)).flatten(0, 1)
+        x_hat = self.decoder(zq, zs_dec).view_as(x)
         return {
-            "zc": zc, "zq": zq, "zs": zs, "index": index, "b": b, "length": length,
+            "zc": zc, "zq": zq, "zs": zs, "zs_dec": zs_dec, "index": index, "b": b, "length": length,
             "recon": F.mse_loss(x_hat.float(), x.float()), "commit": commit,
         }
 

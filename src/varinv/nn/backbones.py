@@ -3,10 +3,17 @@
 The reference uses ResNet-like stacks whose strided first block halves the map per layer and whose
 channels double per layer; we keep that shape but derive the strides from the input size (a side
 stops shrinking at 4), so one class serves 3×48×32 digits and 1×F×32 spectrograms alike.
+
+Size rule (``n_layers = 0`` / ``n_channels = 0``, the defaults): halve the larger side until it is at
+most 6, i.e. ``n_layers = ceil(log2(max(H, W) / 6))``, and let the last layer have
+``min(64, 8 · 2^(n_layers - 1))`` channels. It reproduces the hand-set CPU-small backbones (3 layers
+of up to 32 channels for 48×32 digits, 5 of up to 64 for 128×32 spectrograms, 6 for 256×8), so a new
+fragment shape needs no backbone settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -17,8 +24,8 @@ from torch import nn
 
 @dataclass
 class BackboneSpec:
-    n_channels: int = 32  # channels after the last layer; earlier layers halve it
-    n_layers: int = 3  # strided layers
+    n_channels: int = 0  # channels after the last layer (0: the size rule); earlier layers halve it
+    n_layers: int = 0  # strided layers (0: the size rule)
     blocks_per_layer: int = 1
     kernel: int = 3
     d_hidden: int = 256  # the shared linear layer before the content/style heads
@@ -57,8 +64,21 @@ class ResBlock(nn.Module):
         return F.gelu(self.body(x) + self.skip(x))
 
 
+def auto_size(shape: tuple[int, int, int]) -> tuple[int, int]:
+    """(n_layers, n_channels) of the size rule (module docstring) for fragments of shape (C, H, W)."""
+    n_layers = max(1, math.ceil(math.log2(max(shape[1], shape[2]) / 6)))
+    return n_layers, min(64, 8 * 2 ** (n_layers - 1))
+
+
+def resolved(shape: tuple[int, int, int], spec: BackboneSpec) -> BackboneSpec:
+    """``spec`` with the size rule filled in where it says 0."""
+    n_layers, n_channels = auto_size(shape)
+    return dataclasses.replace(spec, n_layers=spec.n_layers or n_layers, n_channels=spec.n_channels or n_channels)
+
+
 def _plan(shape: tuple[int, int, int], spec: BackboneSpec):
     """Per-layer (channels, stride) and the map size after each layer."""
+    spec = resolved(shape, spec)
     _, h, w = shape
     chans = [max(8, spec.n_channels // 2 ** (spec.n_layers - 1 - i)) for i in range(spec.n_layers)]
     strides, sizes = [], [(h, w)]

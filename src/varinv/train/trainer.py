@@ -259,6 +259,8 @@ def _train(
         if stop == t.steps:
             save("last", stop)
             save("final", stop)
+            if ctx.main:
+                report_health(model, run, ds, progress)
         else:
             save("last", stop)
         ddp.barrier(ctx)  # no process returns before the checkpoint is on disk
@@ -267,6 +269,37 @@ def _train(
         if bar is not None:
             bar.close()
     return {"step": stop, "train_seconds": elapsed0 + time.time() - t0, "losses": last}
+
+
+def report_health(model, run: Path, ds: Dataset, echo: bool = True, n_samples: int = 64) -> dict:
+    """The label-free health check (eval/health.py) on the first validation (else training) samples:
+    written to health.json, and one warning line on stderr when something did not form."""
+    from varinv.data.batching import iterate
+    from varinv.eval import health
+
+    split = ds.split("val" if "val" in ds.splits else "train")
+    was_training = model.training
+    model.eval()
+    idx, zs = [], []
+    with torch.no_grad():
+        for batch in iterate(split, ds.scale, 32):
+            enc = model.encode(batch["x"].to(next(model.parameters()).device))
+            zs.append(enc.style.float().cpu())
+            if enc.content_index is not None:
+                idx.append(enc.content_index.cpu())
+            if sum(len(z) for z in zs) >= n_samples:
+                break
+    model.train(was_training)
+    book = model.codebook()
+    h = health.assess(health.read_log(run), torch.cat(idx).numpy() if idx else None, torch.cat(zs).numpy(),
+                      int(book.shape[0]) if book is not None else 1)
+    (run / "health.json").write_text(json.dumps(h, indent=1) + "\n")
+    line = health.warning(h)
+    if line is not None:
+        print(line, file=sys.stderr)
+    elif echo:
+        print("health: content vocabulary and style space formed (health.json)", file=sys.stderr)
+    return h
 
 
 def _write_run_files(run: Path, cfg: RunConfig, ds: Dataset, ctx: ddp.Context) -> None:

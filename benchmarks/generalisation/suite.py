@@ -1,0 +1,204 @@
+"""The generalisation suite: domains no method was tuned on, each with a floor and a ceiling.
+
+    python benchmarks/generalisation/suite.py data                 # generate every missing domain
+    python benchmarks/generalisation/suite.py floor                # k-means floor -> results file
+    python benchmarks/generalisation/suite.py grid --tag recipe --methods v3,tsdsae,supervised --seeds 0,1,2
+    python benchmarks/generalisation/suite.py grid --tag explore-a --domains letters,speech --seeds 0 \\
+        --set model.film=true --variant a: --variant b:model.style_pool=true   # two variants side by side
+
+``grid`` writes ``runs/suite-<tag>/grid.yaml`` and runs it with ``varinv benchmark`` (resumable, 2 processes
+× 1 thread; finished cells are recorded in ``benchmarks/results/cells/suite-<tag>/``). Every domain runs with
+the same method config (``configs/<method>.yaml``) and sets only its data path, K (= number of content
+classes), steps and batch size. The three project benchmarks are domains too (``--domains phonenums,...``),
+with the data paths their own configs use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+@dataclass(frozen=True)
+class Domain:
+    k: int  # content classes = codebook size
+    steps: int
+    batch: int = 32
+    script: str | None = None  # generator in this folder; None: a project benchmark (`varinv data ...`)
+    path: str | None = None  # data folder (default data/gen/<name>)
+    repeats: bool = False  # contents repeat within a sample
+
+    def data_path(self, name: str) -> str:
+        return self.path or f"data/gen/{name}"
+
+
+# Steps keep each training within about 15 minutes on one core beside another run (2026-12-02 timings).
+DOMAINS = {
+    "handwriting": Domain(10, 1500, script="handwriting.py"),
+    "letters": Domain(10, 1500, script="letters.py"),
+    "shapes": Domain(10, 1500, script="shapes.py", repeats=True),
+    "textures": Domain(10, 1500, script="textures.py"),
+    "greek": Domain(10, 1500, script="greek.py", repeats=True),
+    "speech": Domain(10, 800, script="speech.py", repeats=True),
+    "fluidr3": Domain(12, 800, script="fluidr3.py", repeats=True),
+    "fmsynth": Domain(12, 800, script="fmsynth.py"),
+    "phonenums": Domain(10, 1500, path="data/phonenums-10k"),
+    "insnotes": Domain(12, 1000, path="data/insnotes"),
+    "waveforms": Domain(21, 1200, batch=12, path="data/waveforms"),
+}
+SUITE = [n for n, d in DOMAINS.items() if d.script]
+BENCH_DATA = {  # the project benchmarks' generation commands
+    "phonenums": ["data", "phonenums", "--out", "data/phonenums-10k", "--size", "10000", "--seed", "0"],
+    "insnotes": ["data", "insnotes", "--out", "data/insnotes"],
+    "waveforms": ["data", "waveforms", "--out", "data/waveforms"],
+}
+
+
+def _names(arg: str | None) -> list[str]:
+    names = SUITE if not arg else [n.strip() for n in arg.split(",") if n.strip()]
+    bad = [n for n in names if n not in DOMAINS]
+    if bad:
+        sys.exit(f"error: unknown domain(s) {bad}; known: {', '.join(DOMAINS)}")
+    return names
+
+
+def cmd_data(a) -> None:
+    for name in _names(a.domains):
+        d = DOMAINS[name]
+        out = ROOT / d.data_path(name)
+        if (out / "manifest.json").exists():
+            print(f"{name}: {out} exists")
+            continue
+        if d.script:
+            cmd = [sys.executable, str(HERE / d.script), "--out", str(out)]
+        else:
+            cmd = [sys.executable, "-m", "varinv", *BENCH_DATA[name]]
+        print(f"{name}: {' '.join(cmd)}", flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def floor(path: Path, k: int, seed: int = 0, n_components: int = 32, max_train: int = 20000) -> dict:
+    """k-means (K clusters) on PCA of per-fragment-normalised inputs, fitted on train, scored on test with
+    the evaluator's core metrics (z_c = z_s = the PCA features, atoms = the clusters)."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    from varinv.data.store import open_dataset
+    from varinv.eval.evaluate import core_metrics
+
+    ds = open_dataset(path)
+
+    def feats(split):
+        x = np.asarray(split.x, dtype=np.float32).reshape(-1, int(np.prod(ds.fragment_shape)))
+        x = x - x.mean(1, keepdims=True)
+        return x / (x.std(1, keepdims=True) + 1e-6)
+
+    rng = np.random.default_rng(seed)
+    train = feats(ds.split("train"))
+    train = train[rng.choice(len(train), size=min(max_train, len(train)), replace=False)]
+    pca = PCA(n_components=min(n_components, train.shape[1]), random_state=seed).fit(train)
+    km = KMeans(k, n_init=4, random_state=seed).fit(pca.transform(train))
+    test = ds.split("test")
+    z = pca.transform(feats(test)).astype(np.float32)
+    emb = {"zc": z, "zs": z, "content": np.asarray(test.content).reshape(-1),
+           "style": np.asarray(test.style_per_fragment).reshape(-1), "recon_mse": float("nan")}
+    metrics, _, _ = core_metrics(emb, km.predict(z), k, len(ds.content_names), n_eval=1000, seed=seed)
+    return {key: metrics[key] for key in ("codebook_purity", "one_to_one_accuracy", "prauc_zc_content",
+                                          "prauc_zs_style")}
+
+
+def cmd_floor(a) -> None:
+    rows = {}
+    for name in _names(a.domains):
+        d = DOMAINS[name]
+        rows[name] = floor(ROOT / d.data_path(name), d.k)
+        print(name, json.dumps({k: round(v, 3) for k, v in rows[name].items()}), flush=True)
+    today = datetime.date.today().isoformat()
+    out = ROOT / "benchmarks/results" / f"{today}-generalisation-floor.md"
+    lines = [f"# Generalisation suite: the k-means floor ({today})", "",
+             "`python benchmarks/generalisation/suite.py floor`: k-means with K = number of content classes on "
+             "the 32 leading principal components of per-fragment-normalised inputs (fit on train, scored on "
+             "test by the evaluator's core metrics, seed 0). The PR-AUC columns score the PCA features themselves.",
+             "", "| domain | K | purity | one-to-one | PR-AUC(PCA, content) | PR-AUC(PCA, style) |", "|---|---|---|---|---|---|"]
+    for name, m in rows.items():
+        lines.append(f"| {name} | {DOMAINS[name].k} | {m['codebook_purity']:.3f} | {m['one_to_one_accuracy']:.3f} | "
+                     f"{m['prauc_zc_content']:.3f} | {m['prauc_zs_style']:.3f} |")
+    out.write_text("\n".join(lines) + "\n")
+    (out.with_suffix(".json")).write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+def method_sets(method: str, name: str, d: Domain, steps: int) -> list[str]:
+    """What a peer needs per domain beyond path, K, steps and batch: TS-DSAE's second stage starts a third
+    of the way in (as in its InsNotes config), the supervised ceiling needs the class counts."""
+    if method == "tsdsae":
+        return [f"model.switch_step={steps // 3}"]
+    if method != "supervised":
+        return []
+    from varinv.data.store import open_dataset
+
+    ds = open_dataset(ROOT / d.data_path(name))
+    return [f"model.n_content_classes={len(ds.content_names)}", f"model.n_style_classes={len(ds.style_names)}"]
+
+
+def cmd_grid(a) -> None:
+    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    seeds = [int(s) for s in a.seeds.split(",")]
+    variants = [("", [])]
+    if a.variant:  # "name:key=value,key=value"; cells of one domain run side by side
+        variants = [(v.split(":", 1)[0], [x for x in v.split(":", 1)[1].split(",") if x]) for v in a.variant]
+    cells = []
+    for name in _names(a.domains):
+        d = DOMAINS[name]
+        steps = int(d.steps * a.steps_scale)
+        for method in methods:
+            for variant, extra in variants:
+                sets = [f"data.path={d.data_path(name)}", f"train.steps={steps}", f"train.batch_size={d.batch}",
+                        *method_sets(method, name, d, steps), *(a.set or []), *extra]
+                cells.append({"config": f"configs/{method}.yaml", "k": [d.k], "set": sets,
+                              "name": f"{name}-{method}" + (f"-{variant}" if variant else "")})
+    grid = {"name": f"suite-{a.tag}", "out": f"runs/suite-{a.tag}", "parallel": a.parallel, "seeds": seeds,
+            "cells": cells}
+    path = ROOT / "runs" / f"suite-{a.tag}" / "grid.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    print(f"wrote {path} ({len(cells) * len(seeds)} runs)", flush=True)
+    if not a.dry_run:
+        subprocess.run([sys.executable, "-m", "varinv", "benchmark", str(path)], check=True, cwd=ROOT)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name, fn in (("data", cmd_data), ("floor", cmd_floor), ("grid", cmd_grid)):
+        s = sub.add_parser(name)
+        s.set_defaults(fn=fn)
+        s.add_argument("--domains", help=f"comma-separated (default: the suite: {','.join(SUITE)})")
+        if name == "grid":
+            s.add_argument("--tag", required=True)
+            s.add_argument("--methods", default="v3")
+            s.add_argument("--seeds", default="0")
+            s.add_argument("--parallel", type=int, default=2)
+            s.add_argument("--steps-scale", type=float, default=1.0, help="multiply each domain's steps (exploration)")
+            s.add_argument("--set", action="append", help="override for every cell, e.g. model.style_pool=true")
+            s.add_argument("--variant", action="append",
+                           help="NAME:key=value,... a variant trained beside the others (repeatable)")
+            s.add_argument("--dry-run", action="store_true", help="write the grid file only")
+    a = p.parse_args(argv)
+    a.fn(a)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

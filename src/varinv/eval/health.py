@@ -1,0 +1,109 @@
+"""A label-free health check: did the content vocabulary and the style space form?
+
+Everything here comes from the run itself, never from labels, so it works on a user's unlabelled data:
+
+* the V3 hinge terms over the last tenth of the training log (met when their mean is <= ``HINGE_MET``);
+* atom usage: atoms holding at least a fifth of a uniform share, and the perplexity of the usage;
+* style spread: mean pairwise distance of the sample-mean styles over the mean within-sample distance
+  (the ratio the style hinge asks to be >= r);
+* content in style: the share of the within-sample variation of z_s (each fragment's z_s minus its
+  sample's mean) that the fragment's atom explains (eta squared). Style should not change with the
+  content, so a high share means content detail can reach the decoder through z_s instead of the
+  codebook. Reported, not yet a verdict: it is scale-free, and a toy run whose atoms are right already
+  shows 0.5 (tests/test_health.py), so its threshold waits for calibration on real runs.
+
+``assess`` returns the numbers and the verdicts; ``warning`` turns a failed verdict into one line with the
+likely remedy. Thresholds: benchmarks/results/2026-12-02-generalisation-explore.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+HINGE_MET = 0.1
+MIN_PERPLEXITY_SHARE = 0.5  # of K
+HINGES = ("content", "style", "sample", "fragment")
+
+
+def read_log(run: Path) -> list[dict]:
+    path = Path(run) / "train_log.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _mpd(x: np.ndarray) -> float:
+    """Mean pairwise Euclidean distance of the rows of x (n, d), ordered pairs i != j."""
+    n = len(x)
+    if n < 2:
+        return 0.0
+    sq = (x * x).sum(1)
+    d = np.sqrt(np.maximum(sq[:, None] + sq[None] - 2 * x @ x.T, 0))
+    return float(d.sum() / (n * (n - 1)))
+
+
+def eta_squared(values: np.ndarray, groups: np.ndarray) -> float:
+    """Share of the total variance of values (n, d) explained by the group means (groups (n,))."""
+    centred = values - values.mean(0)
+    total = float((centred**2).sum())
+    if total <= 0:
+        return 0.0
+    between = 0.0
+    for g in np.unique(groups):
+        sel = groups == g
+        between += sel.sum() * float((centred[sel].mean(0) ** 2).sum())
+    return between / total
+
+
+def assess(log: list[dict], index: np.ndarray | None, zs: np.ndarray, n_atoms: int) -> dict:
+    """index (R, L) atoms (None: no codebook), zs (R, L, Ds) styles of R samples; log: train_log rows."""
+    out: dict = {"n_atoms": int(n_atoms)}
+    tail = log[-max(1, len(log) // 10):] if log else []
+    hinges = {h: float(np.mean([row[h] for row in tail])) for h in HINGES if tail and all(h in row for row in tail)}
+    if hinges:
+        out["hinges"] = hinges
+    zs = np.asarray(zs, dtype=np.float64)
+    within = float(np.mean([_mpd(s) for s in zs]))
+    out["style_ratio"] = _mpd(zs.mean(1)) / (within + 1e-12)
+    if index is not None:
+        index = np.asarray(index)
+        counts = np.bincount(index.reshape(-1), minlength=n_atoms)
+        p = counts / counts.sum()
+        nz = p[p > 0]
+        out["atoms_used"] = int((p >= 0.2 / n_atoms).sum())
+        out["atom_perplexity"] = float(math.exp(-(nz * np.log(nz)).sum()))
+        resid = (zs - zs.mean(1, keepdims=True)).reshape(-1, zs.shape[-1])
+        out["content_in_style"] = eta_squared(resid, index.reshape(-1))
+    content_ok = hinges.get("content", 0.0) <= HINGE_MET and hinges.get("fragment", 0.0) <= HINGE_MET
+    if index is not None:
+        content_ok = content_ok and out["atom_perplexity"] >= MIN_PERPLEXITY_SHARE * n_atoms
+    style_ok = hinges.get("style", 0.0) <= HINGE_MET and hinges.get("sample", 0.0) <= HINGE_MET
+    out["content_formed"] = bool(content_ok)
+    out["style_formed"] = bool(style_ok)
+    out["ok"] = bool(content_ok and style_ok)
+    return out
+
+
+def warning(h: dict) -> str | None:
+    """One line naming what did not form and the likely remedy, or None for a healthy run."""
+    if h["ok"]:
+        return None
+    problems, remedies = [], []
+    hinges = h.get("hinges", {})
+    if not h["content_formed"]:
+        if hinges.get("content", 0.0) > HINGE_MET or hinges.get("fragment", 0.0) > HINGE_MET:
+            problems.append(f"content hinge unmet ({hinges.get('content', 0):.2f})")
+        if "atom_perplexity" in h and h["atom_perplexity"] < MIN_PERPLEXITY_SHARE * h["n_atoms"]:
+            problems.append(f"atom perplexity {h['atom_perplexity']:.1f} of K = {h['n_atoms']}")
+        remedies.append("train longer (train.steps) or check that contents vary within each sample")
+    if not h["style_formed"]:
+        problems.append(f"style hinge unmet ({hinges.get('style', 0):.2f}, style spread ratio {h['style_ratio']:.1f})")
+        remedies.append("use a larger train.batch_size (the across-sample statistics need many samples)")
+    what = "the content vocabulary" if not h["content_formed"] else "the style space"
+    if not h["content_formed"] and not h["style_formed"]:
+        what = "neither the content vocabulary nor the style space"
+    return f"warning: {what} did not form ({'; '.join(problems)}); try: {'; '.join(dict.fromkeys(remedies))}"

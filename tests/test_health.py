@@ -1,0 +1,54 @@
+"""The label-free health check flags a run whose content or style did not form, and passes a good one."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import TOY_CFG
+from varinv import config as config_mod
+from varinv.eval import health
+from varinv.train.trainer import train
+
+
+def test_eta_squared_by_hand():
+    v = np.array([[0.0], [2.0], [10.0], [12.0]])
+    # group means 1 and 11 around 6: between = 4·25 = 100, total = 36 + 16 + 16 + 36 = 104
+    assert health.eta_squared(v, np.array([0, 0, 1, 1])) == pytest.approx(100 / 104)
+    assert health.eta_squared(v, np.array([0, 1, 0, 1])) == pytest.approx(4 / 104)
+
+
+def test_assess_flags_each_failure():
+    rng = np.random.default_rng(0)
+    good_log = [{h: 0.0 for h in health.HINGES}] * 20
+    index = np.tile(np.arange(4), (30, 1))
+    styles = rng.normal(size=(30, 1, 3)) * 5 + rng.normal(size=(30, 4, 3)) * 0.1
+    h = health.assess(good_log, index, styles, 4)
+    assert h["ok"] and health.warning(h) is None
+    bad_log = [{**good_log[0], "content": 0.8}] * 20
+    h = health.assess(bad_log, index, styles, 4)
+    assert not h["content_formed"] and "content hinge unmet" in health.warning(h)
+    h = health.assess(good_log, np.zeros((30, 4), int), styles, 4)  # one atom for everything
+    assert not h["content_formed"] and "perplexity" in health.warning(h)
+    leaky = styles + np.eye(3)[index % 3] * 2  # z_s moves with the atom inside each sample
+    assert health.assess(good_log, index, leaky, 4)["content_in_style"] > 0.9
+    assert health.assess(good_log, index, styles, 4)["content_in_style"] < 0.3
+
+
+def _run(toy_dataset, tmp_path, name, **model):
+    raw = json.loads(json.dumps(TOY_CFG))
+    raw["data"]["path"] = str(toy_dataset.root)
+    raw["model"].update(model)
+    raw["train"].update(steps=600, ckpt_every=600)
+    run = tmp_path / name
+    train(config_mod.from_dict(raw), run, progress=False, tensorboard=False)
+    return json.loads((run / "health.json").read_text())
+
+
+def test_training_writes_health_and_flags_collapse(toy_dataset, tmp_path, capsys):
+    good = _run(toy_dataset, tmp_path, "good")
+    assert good["ok"], good
+    # relativity 1000 cannot be met by any codebook of 4 atoms: the hinges stay high
+    bad = _run(toy_dataset, tmp_path, "bad", relativity=1000.0)
+    assert not bad["ok"] and not bad["content_formed"]
+    assert capsys.readouterr().err.count("warning: ") == 1
