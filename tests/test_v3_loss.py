@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from varinv.errors import ConfigError
-from varinv.methods.v3 import V3, V3Config, diversity_loss, hinge, mpd, v3_terms
+from varinv.methods.regularisers import REGULARISERS, diversity_loss, matched_atoms, tilt, tilt_basis, tilt_term
+from varinv.methods.v3 import V3, V3Config, hinge, mpd, v3_terms
 from varinv.nn.quantizer import EMAQuantizer
 
 
@@ -182,13 +183,12 @@ def test_tilt_term_pulls_tilted_fragments_to_the_clean_atoms():
     assert m.encoder.to_content.weight.grad.abs().sum() > 0
     m.cfg.tilt_range = 1e-6  # no tilt: the term is the commitment distance of the clean fragments
     ae = m.autoencode(x, step=0)
-    assert torch.allclose(m.tilt_loss(x, ae["zq"].detach()), F.mse_loss(ae["zc"], ae["zq"].detach()), rtol=1e-3, atol=1e-5)
+    assert torch.allclose(tilt_term(m, {"x": x}, ae, 0), F.mse_loss(ae["zc"], ae["zq"].detach()), rtol=1e-3, atol=1e-5)
     assert "tilt" not in V3(V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5),
                             (1, 16, 8)).loss({"x": x}, step=0)
 
 
 def test_log_tilt_mode_reweights_a_low_tones_first_harmonics():
-    from varinv.methods.v3 import tilt_basis
 
     lin, log = tilt_basis(256, "linear"), tilt_basis(256, "log")
     for basis in (lin, log):
@@ -202,7 +202,6 @@ def test_log_tilt_mode_reweights_a_low_tones_first_harmonics():
 
 def test_lowpass_tilt_only_lowers_magnitudes_and_keeps_the_floor():
     from varinv.audio.features import LOG_EPS
-    from varinv.methods.v3 import tilt
 
     torch.manual_seed(0)
     mag = torch.zeros(64, 1, 128, 2)
@@ -217,7 +216,6 @@ def test_lowpass_tilt_only_lowers_magnitudes_and_keeps_the_floor():
 
 
 def test_lowpass_knee_range_keeps_the_band_below_it():
-    from varinv.methods.v3 import tilt
 
     torch.manual_seed(0)
     x = torch.zeros(256, 1, 128, 2)
@@ -232,7 +230,6 @@ def test_lowpass_knee_range_keeps_the_band_below_it():
 
 
 def test_matching_gives_each_fragment_of_a_sample_its_own_atom():
-    from varinv.methods.v3 import matched_atoms
 
     # fragments 0 and 1 are both nearest atom 0; the matching sends 1 (the closer to atom 2) there
     sq = torch.tensor([[[0.0, 5.0, 9.0], [1.0, 6.0, 2.0], [8.0, 0.5, 7.0]]])
@@ -246,3 +243,13 @@ def test_matching_gives_each_fragment_of_a_sample_its_own_atom():
     assert m.encoder.to_content.weight.grad.abs().sum() > 0
     assert "match" not in V3(V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5),
                              (1, 16, 8)).loss({"x": torch.rand(2, 3, 1, 16, 8)}, step=0)
+
+
+def test_every_regulariser_has_a_weight_field_a_reason_and_a_results_file():
+    from pathlib import Path
+
+    results = Path(__file__).parents[1] / "benchmarks" / "results"
+    fields = V3Config.__dataclass_fields__
+    for name, reg in REGULARISERS.items():
+        assert reg.weight in fields and fields[reg.weight].default == 0.0, name  # off unless a config names it
+        assert len(reg.why) > 40 and (results / reg.results).exists(), name

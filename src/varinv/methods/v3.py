@@ -29,13 +29,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from varinv.audio.features import log_magnitude, magnitude
 from varinv.config import _check
+from varinv.methods.regularisers import EPS, REGULARISERS, TILT_MODES
 from varinv.methods.vqae import VQAutoencoder, VQConfig
-from varinv.nn.distributed import gather_samples, global_mean
-
-EPS = 1e-5
-TILT_MODES = ("linear", "log", "lowpass")
+from varinv.nn.distributed import gather_samples
 
 
 @dataclass
@@ -142,84 +139,6 @@ def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float) -> 
     }
 
 
-def assignment_logits(sqdist: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Soft-assignment logits from squared distances to the atoms, scale-free: the temperature is
-    relative to the (global) batch's mean squared distance."""
-    return -sqdist / (temperature * global_mean(sqdist.mean().detach()) + EPS)
-
-
-def assignment_ce(sqdist: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Cross-entropy pulling each soft assignment (sqdist (N, K)) towards its target atom (N,); -100 is ignored."""
-    return F.cross_entropy(assignment_logits(sqdist, temperature), target, ignore_index=-100)
-
-
-def diversity_loss(sqdist: torch.Tensor, temperature: float) -> torch.Tensor:
-    """1 - H(mean soft usage over a sample's fragments) / log(min(L, K)), averaged over samples.
-
-    sqdist: (B, L, K) squared distances to the atoms; the temperature is relative to their mean over
-    the (global) batch so the term is scale-free.
-    """
-    b, length, k = sqdist.shape
-    usage = assignment_logits(sqdist, temperature).softmax(-1).mean(1)  # (B, K)
-    ent = -(usage * (usage + 1e-12).log()).sum(-1)
-    if min(length, k) <= 1:
-        return ent.new_zeros(())
-    (per_sample,) = gather_samples((1 - ent / math.log(min(length, k))).clamp(min=0))
-    return per_sample.mean()
-
-
-def matched_atoms(sqdist: torch.Tensor) -> torch.Tensor:
-    """(B, L) atom of each fragment under a one-to-one matching of each sample's fragments to the atoms
-    that minimises the total squared distance (sqdist (B, L, K)); with L > K the fragments left
-    unmatched get -100 (cross-entropy's ignore index)."""
-    from scipy.optimize import linear_sum_assignment
-
-    cost = sqdist.detach().double().cpu().numpy()
-    out = torch.full(sqdist.shape[:2], -100, dtype=torch.long)
-    for i, c in enumerate(cost):
-        rows, cols = linear_sum_assignment(c)
-        out[i, torch.from_numpy(rows)] = torch.from_numpy(cols)
-    return out.to(sqdist.device)
-
-
-def isotropy_loss(z: torch.Tensor) -> torch.Tensor:
-    """d·Σλ²/(Σλ)² − 1 for the eigenvalues λ of the covariance of z (B, d): 0 when isotropic,
-    d − 1 when all variance lies along one direction. A batch statistic: z is gathered under DDP."""
-    (z,) = gather_samples(z)
-    zc = z - z.mean(0, keepdim=True)
-    cov = zc.t() @ zc / max(z.shape[0] - 1, 1)
-    tr, tr2 = torch.diagonal(cov).sum(), (cov * cov).sum()  # Σλ and Σλ² without an eigendecomposition
-    return z.shape[1] * tr2 / (tr * tr + EPS) - 1
-
-
-def tilt_basis(h: int, axis: str) -> torch.Tensor:
-    """(2, h): a linear and a quadratic curve over ``h`` frequency bins along ``axis`` ("linear" or
-    "log"), the position scaled to [-1, 1] and each curve shifted to zero mean over the band."""
-    t = torch.arange(h, dtype=torch.float64)
-    if axis == "log":
-        t = torch.log1p(t)
-    t = 2 * (t - t[0]) / (t[-1] - t[0]) - 1
-    basis = torch.stack([t, t * t])
-    return (basis - basis.mean(1, keepdim=True)).float()
-
-
-def tilt(x: torch.Tensor, mode: str, scale: float, knee: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
-    """A random smooth reweighting of each log-magnitude fragment of x (N, C, H, W) along frequency
-    (see ``V3Config.tilt_mode``); it moves no spectral peak. ``knee``: the lowpass knee's range as
-    fractions of the log-frequency span."""
-    n, h = x.shape[0], x.shape[-2]
-    u = torch.rand(2, n, 1, 1, 1, device=x.device, dtype=x.dtype)
-    if mode == "lowpass":
-        f = torch.log1p(torch.arange(h, device=x.device, dtype=x.dtype))[:, None]  # (H, 1)
-        lo, hi = knee
-        at = f[1] + (lo + u[0] * (hi - lo)) * (f[-1] - f[1])  # (N, 1, 1, 1)
-        gain = -(u[1] * scale) * F.relu(f - at)  # (N, 1, H, 1), <= 0
-        return log_magnitude(magnitude(x) * gain.exp())
-    t, q = tilt_basis(h, mode).to(x.device, x.dtype)
-    a, b = (u * 2 - 1) * scale
-    return x + a * t[:, None] + b * q[:, None]  # zero mean over the band
-
-
 class V3(VQAutoencoder):
     name = "v3"
 
@@ -228,6 +147,7 @@ class V3(VQAutoencoder):
         ae = self.autoencode(batch["x"], step)
         b, length = ae["b"], ae["length"]
         zc3, zq3, zs3 = (ae[k].view(b, length, -1).float() for k in ("zc", "zq", "zs"))
+        ae["zs3"] = zs3
         terms = v3_terms(zc3, zq3, zs3, cfg.relativity)
         out = {"recon": ae["recon"], "commit": ae["commit"], **terms}
         total = (
@@ -237,33 +157,14 @@ class V3(VQAutoencoder):
             + cfg.w_sample * terms["sample"]
             + cfg.w_fragment * terms["fragment"]
         )
-        if cfg.w_isotropy > 0:
-            out["isotropy"] = isotropy_loss(zs3.mean(1))
-            total = total + cfg.w_isotropy * out["isotropy"]
-        if (cfg.w_diversity > 0 or cfg.w_match > 0) and self.quantizing(step):
-            sq = self.quantizer.distances(ae["zc"].float()).view(b, length, -1)
-            if cfg.w_diversity > 0:
-                out["diversity"] = diversity_loss(sq, cfg.diversity_temperature)
-                total = total + cfg.w_diversity * out["diversity"]
-            if cfg.w_match > 0:
-                out["match"] = assignment_ce(sq.flatten(0, 1), matched_atoms(sq).flatten(), cfg.diversity_temperature)
-                total = total + cfg.w_match * out["match"]
-        if cfg.w_reassign > 0 and self.quantizing(step) and step >= cfg.reassign_start:
-            out["reassign"] = self.reassign_loss(batch["x"], ae)
-            total = total + cfg.w_reassign * out["reassign"]
-        if cfg.w_tilt > 0 and self.quantizing(step):
-            out["tilt"] = self.tilt_loss(batch["x"], ae["zq"].detach())
-            total = total + cfg.w_tilt * out["tilt"]
+        for name, reg in REGULARISERS.items():
+            weight = getattr(cfg, reg.weight)
+            term = reg.fn(self, batch, ae, step) if weight > 0 else None
+            if term is not None:
+                out[name] = term
+                total = total + weight * term
         out["total"] = total
         return out
-
-    def tilt_loss(self, x: torch.Tensor, zq: torch.Tensor) -> torch.Tensor:
-        """MSE between z_c of spectrally tilted fragments and the clean fragments' atoms (N, d_c)."""
-        flat = x.reshape(-1, *x.shape[2:])
-        cfg = self.cfg
-        tilted = tilt(flat, cfg.tilt_mode, cfg.tilt_range, (cfg.tilt_knee_min, cfg.tilt_knee_max))
-        zc_aug = self.content_of(tilted.view_as(x))
-        return F.mse_loss(zc_aug.float(), zq.float())
 
     def best_atoms(self, x: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
         """(N,) index of the atom whose decoding with style ``zs`` reconstructs each fragment best;
@@ -279,17 +180,3 @@ class V3(VQAutoencoder):
         finally:
             self.decoder.train(was_training)
         return err.view(n, k).argmin(1)
-
-    def reassign_loss(self, x: torch.Tensor, ae: dict) -> torch.Tensor:
-        n = min(self.cfg.reassign_fragments, ae["zc"].shape[0])
-        x_flat = x.reshape(-1, *x.shape[2:])[:n]
-        zs = ae["zs_dec"].detach()
-        if self.cfg.reassign_style in ("mean", "other"):
-            length = ae["length"]
-            means = zs.view(-1, length, zs.shape[-1]).mean(1)
-            if self.cfg.reassign_style == "other":
-                means = means.roll(1, 0)
-            zs = means.repeat_interleave(length, 0)
-        target = self.best_atoms(x_flat, zs[:n])
-        sq = self.quantizer.distances(ae["zc"][:n].float())
-        return assignment_ce(sq, target, self.cfg.diversity_temperature)

@@ -1,0 +1,188 @@
+"""V3's extra loss terms beyond the paper: a registry of named regularisers.
+
+Each is one function ``term(model, batch, ae, step) -> Tensor | None`` (None: inactive at this step, e.g.
+before quantisation starts), registered with the ``V3Config`` field holding its weight, two lines on why it
+exists and the results file that measured it. ``V3.loss`` sums ``weight * term`` over the registry in one
+loop, skipping zero weights; a config names weights and never adds a branch to the loss.
+
+``ae`` is ``VQAutoencoder.autoencode``'s output: flat (B·L, d) latents ``zc``, ``zq``, ``zs``, the
+decoder's style ``zs_dec``, and ``b``, ``length``; ``V3.loss`` adds ``zs3``, the (B, L, d_s) float styles. Terms that read the distances to the atoms share one
+computation through :func:`atom_sqdist`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from varinv.audio.features import log_magnitude, magnitude
+from varinv.nn.distributed import gather_samples, global_mean
+
+EPS = 1e-5
+TILT_MODES = ("linear", "log", "lowpass")
+
+
+@dataclass(frozen=True)
+class Regulariser:
+    fn: Callable
+    weight: str  # the V3Config field with its weight
+    why: str
+    results: str  # benchmarks/results/ file that measured it
+
+
+REGULARISERS: dict[str, Regulariser] = {}
+
+
+def regulariser(name: str, weight: str, why: str, results: str):
+    def register(fn):
+        REGULARISERS[name] = Regulariser(fn, weight, why, results)
+        return fn
+
+    return register
+
+
+def assignment_logits(sqdist: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Soft-assignment logits from squared distances to the atoms, scale-free: the temperature is
+    relative to the (global) batch's mean squared distance."""
+    return -sqdist / (temperature * global_mean(sqdist.mean().detach()) + EPS)
+
+
+def assignment_ce(sqdist: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Cross-entropy pulling each soft assignment (sqdist (N, K)) towards its target atom (N,); -100 is ignored."""
+    return F.cross_entropy(assignment_logits(sqdist, temperature), target, ignore_index=-100)
+
+
+def diversity_loss(sqdist: torch.Tensor, temperature: float) -> torch.Tensor:
+    """1 - H(mean soft usage over a sample's fragments) / log(min(L, K)), averaged over samples.
+
+    sqdist: (B, L, K) squared distances to the atoms; the temperature is relative to their mean over
+    the (global) batch so the term is scale-free.
+    """
+    b, length, k = sqdist.shape
+    usage = assignment_logits(sqdist, temperature).softmax(-1).mean(1)  # (B, K)
+    ent = -(usage * (usage + 1e-12).log()).sum(-1)
+    if min(length, k) <= 1:
+        return ent.new_zeros(())
+    (per_sample,) = gather_samples((1 - ent / math.log(min(length, k))).clamp(min=0))
+    return per_sample.mean()
+
+
+def matched_atoms(sqdist: torch.Tensor) -> torch.Tensor:
+    """(B, L) atom of each fragment under a one-to-one matching of each sample's fragments to the atoms
+    that minimises the total squared distance (sqdist (B, L, K)); with L > K the fragments left
+    unmatched get -100 (cross-entropy's ignore index)."""
+    from scipy.optimize import linear_sum_assignment
+
+    cost = sqdist.detach().double().cpu().numpy()
+    out = torch.full(sqdist.shape[:2], -100, dtype=torch.long)
+    for i, c in enumerate(cost):
+        rows, cols = linear_sum_assignment(c)
+        out[i, torch.from_numpy(rows)] = torch.from_numpy(cols)
+    return out.to(sqdist.device)
+
+
+def isotropy_loss(z: torch.Tensor) -> torch.Tensor:
+    """d·Σλ²/(Σλ)² − 1 for the eigenvalues λ of the covariance of z (B, d): 0 when isotropic,
+    d − 1 when all variance lies along one direction. A batch statistic: z is gathered under DDP."""
+    (z,) = gather_samples(z)
+    zc = z - z.mean(0, keepdim=True)
+    cov = zc.t() @ zc / max(z.shape[0] - 1, 1)
+    tr, tr2 = torch.diagonal(cov).sum(), (cov * cov).sum()  # Σλ and Σλ² without an eigendecomposition
+    return z.shape[1] * tr2 / (tr * tr + EPS) - 1
+
+
+def tilt_basis(h: int, axis: str) -> torch.Tensor:
+    """(2, h): a linear and a quadratic curve over ``h`` frequency bins along ``axis`` ("linear" or
+    "log"), the position scaled to [-1, 1] and each curve shifted to zero mean over the band."""
+    t = torch.arange(h, dtype=torch.float64)
+    if axis == "log":
+        t = torch.log1p(t)
+    t = 2 * (t - t[0]) / (t[-1] - t[0]) - 1
+    basis = torch.stack([t, t * t])
+    return (basis - basis.mean(1, keepdim=True)).float()
+
+
+def tilt(x: torch.Tensor, mode: str, scale: float, knee: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+    """A random smooth reweighting of each log-magnitude fragment of x (N, C, H, W) along frequency
+    (see ``V3Config.tilt_mode``); it moves no spectral peak. ``knee``: the lowpass knee's range as
+    fractions of the log-frequency span."""
+    n, h = x.shape[0], x.shape[-2]
+    u = torch.rand(2, n, 1, 1, 1, device=x.device, dtype=x.dtype)
+    if mode == "lowpass":
+        f = torch.log1p(torch.arange(h, device=x.device, dtype=x.dtype))[:, None]  # (H, 1)
+        lo, hi = knee
+        at = f[1] + (lo + u[0] * (hi - lo)) * (f[-1] - f[1])  # (N, 1, 1, 1)
+        gain = -(u[1] * scale) * F.relu(f - at)  # (N, 1, H, 1), <= 0
+        return log_magnitude(magnitude(x) * gain.exp())
+    t, q = tilt_basis(h, mode).to(x.device, x.dtype)
+    a, b = (u * 2 - 1) * scale
+    return x + a * t[:, None] + b * q[:, None]  # zero mean over the band
+
+
+def atom_sqdist(model, ae: dict) -> torch.Tensor:
+    """(B, L, K) squared distances of every fragment's z_c to the atoms, computed once per step."""
+    if "sqdist" not in ae:
+        ae["sqdist"] = model.quantizer.distances(ae["zc"].float()).view(ae["b"], ae["length"], -1)
+    return ae["sqdist"]
+
+
+@regulariser("isotropy", "w_isotropy", results="2026-11-22-v3-phonenums-explore.md",
+             why="Once met, the hinge terms leave z_s stretched along one direction (PhoneNums: red vs not red), "
+                 "so other styles sit close together; spread the across-sample style variance over many directions.")
+def isotropy_term(model, batch, ae, step):
+    return isotropy_loss(ae["zs3"].mean(1))
+
+
+@regulariser("diversity", "w_diversity", results="2026-11-22-v3-phonenums-explore.md",
+             why="The hinge terms saturate early, after which co-occurring contents can share an atom; the "
+                 "fragments of one sample should pick different atoms (V3's own prior, on the codebook).")
+def diversity_term(model, batch, ae, step):
+    if not model.quantizing(step):
+        return None
+    return diversity_loss(atom_sqdist(model, ae), model.cfg.diversity_temperature)
+
+
+@regulariser("match", "w_match", results="2026-12-01-v3-waveforms-lowpass.md",
+             why="For data whose samples never repeat a content: the soft diversity term let two contents share "
+                 "an atom; a one-to-one matching of each sample's fragments to atoms forbids it.")
+def match_term(model, batch, ae, step):
+    if not model.quantizing(step):
+        return None
+    sq = atom_sqdist(model, ae)
+    return assignment_ce(sq.flatten(0, 1), matched_atoms(sq).flatten(), model.cfg.diversity_temperature)
+
+
+@regulariser("reassign", "w_reassign", results="2026-11-22-v3-phonenums-reassign.md",
+             why="Look-alike contents put into two atoms in crossed proportions stay there under commitment and EMA; "
+                 "the decoder can tell which atom reconstructs a fragment best, so pull the assignment there.")
+def reassign_term(model, batch, ae, step):
+    cfg = model.cfg
+    if not model.quantizing(step) or step < cfg.reassign_start:
+        return None
+    n = min(cfg.reassign_fragments, ae["zc"].shape[0])
+    x_flat = batch["x"].reshape(-1, *batch["x"].shape[2:])[:n]
+    zs = ae["zs_dec"].detach()
+    if cfg.reassign_style in ("mean", "other"):
+        length = ae["length"]
+        means = zs.view(-1, length, zs.shape[-1]).mean(1)
+        if cfg.reassign_style == "other":
+            means = means.roll(1, 0)
+        zs = means.repeat_interleave(length, 0)
+    target = model.best_atoms(x_flat, zs[:n])
+    sq = model.quantizer.distances(ae["zc"][:n].float())
+    return assignment_ce(sq, target, cfg.diversity_temperature)
+
+
+@regulariser("tilt", "w_tilt", results="2026-12-02-v3-waveforms-brickwall.md",
+             why="Spectrograms: low-tone atoms were permuted per waveform; a random reweighting along frequency "
+                 "changes the harmonics but moves none, so z_c of a tilted fragment is pulled to the clean atom.")
+def tilt_term(model, batch, ae, step):
+    if not model.quantizing(step):
+        return None
+    cfg, x = model.cfg, batch["x"]
+    tilted = tilt(x.reshape(-1, *x.shape[2:]), cfg.tilt_mode, cfg.tilt_range, (cfg.tilt_knee_min, cfg.tilt_knee_max))
+    return F.mse_loss(model.content_of(tilted.view_as(x)).float(), ae["zq"].detach().float())
