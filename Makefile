@@ -15,6 +15,13 @@ $(STAMP): pyproject.toml
 	     || echo "warning: could not install libfluidsynth3; InsNotes will be unavailable"; \
 	  else echo "warning: libfluidsynth3 missing (apt-get install libfluidsynth3); InsNotes will be unavailable"; fi; \
 	fi
+	@if ! command -v espeak-ng >/dev/null || [ ! -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y --no-install-recommends espeak-ng fluid-soundfont-gm >/dev/null 2>&1 || \
+	     (apt-get update >/dev/null && apt-get install -y --no-install-recommends espeak-ng fluid-soundfont-gm >/dev/null)) \
+	     || echo "warning: could not install espeak-ng / fluid-soundfont-gm; two suite domains will be unavailable"; \
+	  else echo "warning: espeak-ng or fluid-soundfont-gm missing (apt-get install espeak-ng fluid-soundfont-gm)"; fi; \
+	fi
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[audio,dev]'
 	@touch $(STAMP)
 

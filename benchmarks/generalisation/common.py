@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from varinv.audio.features import LOG_EPS
+
 SPLITS = ("train", "val", "test")
 FRACTIONS = (0.8, 0.1, 0.1)
 
@@ -34,6 +36,26 @@ def contents_once(rng: np.random.Generator, n: int, n_classes: int, length: int)
 def contents_repeating(rng: np.random.Generator, n: int, n_classes: int, length: int) -> np.ndarray:
     """(n, length) content labels drawn with replacement, so contents repeat within a sample (as real data does)."""
     return rng.integers(0, n_classes, size=(n, length)).astype(np.int64)
+
+
+def compose(pool: np.ndarray, index: np.ndarray, rng: np.random.Generator, chunk: int = 256) -> np.ndarray:
+    """(N, L, 1, F, T) float16 log-magnitudes of the audio domains' pool entries ``index`` (N, L) (pool: linear
+    magnitudes (P, F, T)) with per-fragment variation: gain, a delay of 0-2 frames, a faint noise floor."""
+    n, length = index.shape
+    gain = 10 ** (rng.uniform(-6, 6, (n, length)) / 20)
+    shift = rng.integers(0, 3, (n, length))
+    # Rayleigh scale of the |STFT| of white noise of std sigma under a Hann-1024 window: sigma * sqrt(384 / 2)
+    noise = 10 ** rng.uniform(-4, -3, (n, length)) * np.sqrt(192)
+    x = np.empty((n, length, 1, *pool.shape[1:]), np.float16)
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        m = pool[index[a:b]] * gain[a:b, :, None, None].astype(np.float32)
+        for k in range(1, 3):  # a delay of k frames = the onset k hops later; the gap is silence
+            sel = shift[a:b] == k
+            m[sel] = np.concatenate([np.zeros_like(m[sel][..., :k]), m[sel][..., :-k]], axis=-1)
+        floor = rng.rayleigh(1.0, m.shape).astype(np.float32) * noise[a:b, :, None, None].astype(np.float32)
+        x[a:b, :, 0] = np.log(np.sqrt(m**2 + floor**2) + LOG_EPS)
+    return x
 
 
 def cli(generate, default_size: int = 3000):

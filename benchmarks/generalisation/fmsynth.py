@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import cli, contents_once, split_sizes  # noqa: E402
+from common import cli, compose, contents_once, split_sizes  # noqa: E402
 
-from varinv.audio.features import HOP, LOG_EPS, N_FFT, SR, log_stft, magnitude, midi_to_hz, reduce_bins  # noqa: E402
+from varinv.audio.features import HOP, N_FFT, SR, log_stft, magnitude, midi_to_hz, reduce_bins  # noqa: E402
 from varinv.data.store import Dataset, from_arrays  # noqa: E402
 from varinv.errors import DataError  # noqa: E402
 
@@ -83,25 +83,6 @@ def render_pool(seed: int) -> np.ndarray:
                 f0 = midi_to_hz(pitch) * 2 ** (rng.uniform(-10, 10) / 1200)
                 waves.append(render_note(patch, f0, velocity, rng.uniform(0.9, 1.1)))
     return magnitude(reduce_bins(log_stft(np.stack(waves)), N_BINS)).numpy()
-
-
-def compose(pool: np.ndarray, index: np.ndarray, rng: np.random.Generator, chunk: int = 256) -> np.ndarray:
-    """(N, L, 1, F, T) float16 log-magnitudes of pool entries ``index`` (N, L) with per-fragment variation."""
-    n, length = index.shape
-    gain = 10 ** (rng.uniform(-6, 6, (n, length)) / 20)
-    shift = rng.integers(0, 3, (n, length))
-    # Rayleigh scale of the |STFT| of white noise of std sigma under a Hann-1024 window: sigma * sqrt(384 / 2)
-    noise = 10 ** rng.uniform(-4, -3, (n, length)) * np.sqrt(192)
-    x = np.empty((n, length, 1, *pool.shape[1:]), np.float16)
-    for a in range(0, n, chunk):
-        b = min(n, a + chunk)
-        m = pool[index[a:b]] * gain[a:b, :, None, None].astype(np.float32)
-        for k in range(1, 3):  # a delay of k frames = the onset k hops later; the gap is silence
-            sel = shift[a:b] == k
-            m[sel] = np.concatenate([np.zeros_like(m[sel][..., :k]), m[sel][..., :-k]], axis=-1)
-        floor = rng.rayleigh(1.0, m.shape).astype(np.float32) * noise[a:b, :, None, None].astype(np.float32)
-        x[a:b, :, 0] = np.log(np.sqrt(m**2 + floor**2) + LOG_EPS)
-    return x
 
 
 def generate(out, n_samples: int = 3000, seed: int = 0, overwrite: bool = False) -> Dataset:

@@ -23,7 +23,6 @@ global loss; see ``varinv.nn.distributed`` for why the gradients then come out r
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
