@@ -25,8 +25,21 @@ app = typer.Typer(
 _state = {"debug": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from varinv import __version__
+
+        typer.echo(f"varinv {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False):
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+):
     _state["debug"] = debug
 
 
@@ -34,41 +47,125 @@ class DatasetName(str, Enum):
     phonenums = "phonenums"
     insnotes = "insnotes"
     waveforms = "waveforms"
+    images = "images"
+    audio = "audio"
 
 
-@app.command()
+_BENCHMARKS = (DatasetName.phonenums, DatasetName.insnotes, DatasetName.waveforms)
+
+_DATA_HELP = "\n\n".join([
+    "Generate a benchmark dataset (deterministic from --seed) or import a folder, in the varinv store format.",
+    "varinv data images DIR --out DS: DIR holds either (a) one image per sample (png, jpg, jpeg, bmp, gif, "
+    "webp), cut into --tiles L equal tiles along its width, or (b) one sub-folder per sample with one image "
+    "per fragment, in natural name order (frag2 before frag10); a DIR with both is an error. --size HxW "
+    "resizes every fragment; --channels rgb|grey. Stored as uint8 (N, L, C, H, W).",
+    "varinv data audio DIR --out DS: every wav/flac/ogg under DIR, mixed to mono and resampled to 16 kHz, "
+    "cut into --window-second fragments (or one per detected onset with --onsets), log-STFT keeping --bins "
+    "bins; a sample is --length consecutive fragments of one file. Stored as float16 (N, L, 1, bins, frames).",
+    "--labels CSV (optional), columns sample,fragment,content,style: sample = a file's stem or a sub-folder's "
+    "name; fragment = 0-based index or fragment file name, empty = the whole sample; content and style are "
+    "class names (empty = unknown). Splits by sample: --val, --test, --seed. --skip-bad skips bad files. "
+    "Details: src/varinv/data/folders.py.",
+])
+
+
+@app.command(help=_DATA_HELP)
 def data(
-    name: Annotated[DatasetName, typer.Argument(help="Which benchmark dataset to generate.")],
-    out: Annotated[Path, typer.Option(help="Folder to write the dataset to.")],
-    size: Annotated[
-        Optional[int],
-        typer.Option(help="phonenums: rows; insnotes: files per instrument; waveforms: samples. Default: paper size."),
+    name: Annotated[
+        DatasetName,
+        typer.Argument(help="A benchmark to generate (phonenums, insnotes, waveforms) or a folder to import "
+                            "(images, audio)."),
+    ],
+    source: Annotated[
+        Optional[Path], typer.Argument(metavar="DIR", help="images/audio: the folder to import.", show_default=False)
     ] = None,
-    seed: Annotated[int, typer.Option(help="Generator seed: same seed, same bytes.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder to write the dataset to.")] = ...,
+    size: Annotated[
+        Optional[str],
+        typer.Option(help="phonenums: rows; insnotes: files per instrument; waveforms: samples. Default: paper size. "
+                          "images: HxW to resize every fragment to (e.g. 32x32)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Generator seed: same seed, same bytes. images/audio: split seed.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset folder.")] = False,
     soundfont: Annotated[Optional[Path], typer.Option(help="insnotes: a .sf2 soundfont (default TimGM6mb).")] = None,
-    n_bins: Annotated[Optional[int], typer.Option(help="audio: frequency bins kept (512 = full STFT).")] = None,
+    n_bins: Annotated[
+        Optional[int],
+        typer.Option("--n-bins", "--bins",
+                     help="insnotes/waveforms/audio: frequency bins kept (512 = full STFT; audio default 128)."),
+    ] = None,
     fragments: Annotated[
         Optional[int], typer.Option(help="waveforms: tones per sample, distinct frequencies (default: all 21).")
     ] = None,
     frames: Annotated[
         Optional[int], typer.Option(help="waveforms: frames per tone, averaged from the 32 STFT frames (default 8; 32 = full).")
     ] = None,
+    tiles: Annotated[
+        Optional[int], typer.Option(help="images, one image per sample: cut each into this many tiles along its width.")
+    ] = None,
+    length: Annotated[
+        Optional[int],
+        typer.Option(help="images: cut samples into windows of L fragments; audio: fragments per sample (default 8)."),
+    ] = None,
+    channels: Annotated[
+        Optional[str], typer.Option(help="images: rgb or grey (default: rgb if any image has colour).")
+    ] = None,
+    labels: Annotated[
+        Optional[Path], typer.Option(help="images/audio: CSV with columns sample,fragment,content,style.")
+    ] = None,
+    val: Annotated[Optional[float], typer.Option(help="images/audio: share of samples for val (default 0.1).")] = None,
+    test: Annotated[Optional[float], typer.Option(help="images/audio: share of samples for test (default 0.1).")] = None,
+    window: Annotated[
+        Optional[float], typer.Option(help="audio: fragment length in seconds (default 1.0 = 32 frames).")
+    ] = None,
+    onsets: Annotated[bool, typer.Option("--onsets", help="audio: one fragment per detected onset.")] = False,
+    min_gap: Annotated[
+        Optional[float], typer.Option(help="audio --onsets: least seconds between onsets (default 0.1).")
+    ] = None,
+    onset_threshold: Annotated[
+        Optional[float], typer.Option(help="audio --onsets: peak threshold of the 0..1 onset strength (default 0.2).")
+    ] = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="images/audio: skip bad files (and say how many) instead of failing.")
+    ] = False,
 ):
-    """Generate a benchmark dataset (deterministic from --seed) in the varinv store format."""
+    """Generate a benchmark dataset or import a folder of images or audio (help: _DATA_HELP)."""
+    given = {
+        "DIR": source is not None, "--tiles": tiles is not None, "--length": length is not None,
+        "--channels": channels is not None, "--labels": labels is not None, "--val": val is not None,
+        "--test": test is not None, "--window": window is not None, "--onsets": onsets,
+        "--min-gap": min_gap is not None, "--onset-threshold": onset_threshold is not None, "--skip-bad": skip_bad,
+    }
+    if name in _BENCHMARKS:
+        extra = [k for k, v in given.items() if v]
+        if extra:
+            raise ConfigError(f"{', '.join(extra)} apply to `varinv data images|audio DIR` only; "
+                              f"{name.value} is generated, not imported")
+    else:
+        _import_folder(name, source, out, size=size, seed=seed, overwrite=overwrite, soundfont=soundfont,
+                       n_bins=n_bins, fragments=fragments, frames=frames, tiles=tiles, length=length,
+                       channels=channels, labels=labels, val=val, test=test, window=window, onsets=onsets,
+                       min_gap=min_gap, onset_threshold=onset_threshold, skip_bad=skip_bad)
+        return
     if (fragments or frames) and name != DatasetName.waveforms:
         raise ConfigError(f"--fragments and --frames apply to waveforms only; {name.value} fixes its fragment shape")
+    if size is not None:
+        try:
+            size_n: Optional[int] = int(size)
+        except ValueError:
+            raise ConfigError(f"--size {size!r} is not an integer; {name.value} takes a count, e.g. --size 1000") from None
+    else:
+        size_n = None
     kwargs: dict = {"seed": seed, "overwrite": overwrite}
     if name == DatasetName.phonenums:
         from varinv.data import phonenums as gen
 
-        if size:
-            kwargs["n_rows"] = size
+        if size_n:
+            kwargs["n_rows"] = size_n
     elif name == DatasetName.insnotes:
         from varinv.data import insnotes as gen
 
-        if size:
-            kwargs["files_per_instrument"] = size
+        if size_n:
+            kwargs["files_per_instrument"] = size_n
         if soundfont:
             kwargs["soundfont"] = str(soundfont)
         if n_bins:
@@ -76,8 +173,8 @@ def data(
     else:
         from varinv.data import waveforms as gen
 
-        if size:
-            kwargs["n_samples"] = size
+        if size_n:
+            kwargs["n_samples"] = size_n
         if n_bins:
             kwargs["n_bins"] = n_bins
         if fragments:
@@ -86,6 +183,48 @@ def data(
             kwargs["n_frames"] = frames
     ds = gen.generate(out, **kwargs)
     typer.echo(f"wrote {name.value} to {ds.root}: " + ", ".join(f"{s} {ds.manifest['splits'][s]['n']}" for s in ds.splits))
+
+
+def _import_folder(name: DatasetName, source: Optional[Path], out: Path, **o) -> None:
+    """`varinv data images|audio DIR`: check which options apply, import, print a summary."""
+    from varinv.data import folders
+
+    if source is None:
+        raise ConfigError(f"varinv data {name.value} needs the folder to import: varinv data {name.value} DIR --out DS")
+    if name == DatasetName.images:
+        foreign = {"--soundfont": o["soundfont"], "--bins": o["n_bins"], "--fragments": o["fragments"],
+                   "--frames": o["frames"], "--window": o["window"], "--onsets": o["onsets"],
+                   "--min-gap": o["min_gap"], "--onset-threshold": o["onset_threshold"]}
+    else:
+        foreign = {"--soundfont": o["soundfont"], "--size": o["size"], "--fragments": o["fragments"],
+                   "--frames": o["frames"], "--tiles": o["tiles"], "--channels": o["channels"]}
+        if not o["onsets"]:
+            foreign.update({"--min-gap": o["min_gap"], "--onset-threshold": o["onset_threshold"]})
+    bad = [k for k, v in foreign.items() if v is not None and v is not False]
+    if bad:
+        raise ConfigError(f"{', '.join(bad)} do(es) not apply to `varinv data {name.value}`; drop it")
+    common = {"labels": o["labels"], "seed": o["seed"], "skip_bad": o["skip_bad"], "overwrite": o["overwrite"],
+              "val": folders.DEFAULT_VAL if o["val"] is None else o["val"],
+              "test": folders.DEFAULT_TEST if o["test"] is None else o["test"]}
+    if name == DatasetName.images:
+        ds, imported = folders.import_images(source, out, tiles=o["tiles"], size=o["size"], channels=o["channels"],
+                                             length=o["length"], **common)
+    else:
+        def pick(key, default):
+            return default if o[key] is None else o[key]
+
+        settings = folders.AudioSettings(
+            window=pick("window", folders.DEFAULT_WINDOW), onsets=o["onsets"],
+            min_gap=pick("min_gap", folders.DEFAULT_MIN_GAP), threshold=pick("onset_threshold", folders.DEFAULT_ONSET_THRESHOLD),
+            bins=pick("n_bins", folders.DEFAULT_BINS), length=pick("length", folders.DEFAULT_AUDIO_LENGTH))
+        ds, imported = folders.import_audio(source, out, settings, **common)
+    note = folders.skipped_summary(imported.skipped)
+    if note:
+        typer.echo(note, err=True)
+    shape = "x".join(str(d) for d in ds.fragment_shape)
+    typer.echo(f"wrote {name.value} from {source} to {ds.root}: "
+               + ", ".join(f"{s} {ds.manifest['splits'][s]['n']}" for s in ds.splits)
+               + f" samples of {ds.n_fragments} fragments ({shape})")
 
 
 @app.command()
@@ -130,6 +269,9 @@ def evaluate(
     ] = 300,
     threads: Annotated[int, typer.Option(help="Torch threads (0 = torch default).")] = 0,
     tsne: Annotated[bool, typer.Option(help="Also make the 3-D t-SNE views (core part).")] = True,
+    data: Annotated[
+        Optional[Path], typer.Option(help="The run's dataset, when it is no longer at the config's data.path.")
+    ] = None,
 ):
     """Evaluate a run into RUN/metrics.json and RUN/plots/.
 
@@ -152,7 +294,8 @@ def evaluate(
         import torch
 
         torch.set_num_threads(threads)
-    opts = EvalOptions(max_fragments=max_fragments, draws=draws, shots=shot_list, classifier_steps=classifier_steps)
+    opts = EvalOptions(max_fragments=max_fragments, draws=draws, shots=shot_list, classifier_steps=classifier_steps,
+                       data=data)
     m = run_eval(run, n_eval=n_eval, split=split, tsne=tsne, what=parts, options=opts,
                  progress=lambda p: typer.echo(f"evaluate: {p}", err=True))
     summary = {}
@@ -198,18 +341,134 @@ def _brief(part: str, res: dict) -> dict:
 def recombine(
     run: Annotated[Path, typer.Argument(help="A run folder made by `varinv train`.")],
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default RUN/recombine).")] = None,
+    data: Annotated[
+        Optional[Path], typer.Option(help="The run's dataset, when it is no longer at the config's data.path.")
+    ] = None,
 ):
     """Recombine content and style: "fix an atom, traverse all styles" and "fix a style, traverse all atoms"
     grids (PNG) from the codebook atoms and the mean style vector of each style class; for audio datasets
     also WAVs (Griffin-Lim) of every strip and cell."""
     from varinv.eval.recombine import recombine as run_recombine
 
-    res = run_recombine(run, out)
+    res = run_recombine(run, out, data=data)
     typer.echo(f"wrote {res['files']['grid']} and {len(res['files']['atoms']) + len(res['files']['styles'])} strips")
     if "audio" in res["files"]:
         audio = res["files"]["audio"]
         typer.echo(f"wrote {len(audio['atoms']) + len(audio['styles'])} WAV strips and "
                    f"{sum(map(len, audio['cells']))} cell WAVs (index {audio['index']})")
+
+
+def _output_path(out: Path, allowed: tuple[str, ...]) -> Path:
+    suffix = out.suffix.lower()
+    if suffix not in allowed:
+        raise ConfigError(f"output {out} must end in {' or '.join(allowed)} (got {suffix or 'no extension'!r})")
+    return out
+
+
+@app.command()
+def encode(
+    run: Annotated[Path, typer.Argument(help="A run folder made by `varinv train`.")],
+    input: Annotated[Path, typer.Argument(help="A dataset folder (varinv store format, with manifest.json).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv (one row per fragment) or .npz.")],
+    split: Annotated[Optional[str], typer.Option(help="Encode this split only (default: all splits).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 64,
+    threads: Annotated[int, typer.Option(help="Torch threads (0 = torch default).")] = 0,
+    data: Annotated[
+        Optional[Path], typer.Option(help="Old run folders without model.json only: the run's training dataset.")
+    ] = None,
+):
+    """Encode every fragment of a dataset: atom index, z_c and z_s (and the labels, where known).
+
+    Columns (CSV; the .npz holds arrays of the same names, zc and zs as (N, d) matrices): sample
+    (SPLIT:ROW), split, row, position, atom (-1 for methods without a codebook), zc_0.., zs_0.., and,
+    when the dataset has labels, content, content_name, style, style_name (-1 / empty where unknown).
+    The model runs on the CPU and needs no other dataset than INPUT."""
+    import numpy as np
+
+    from varinv.api import Model, encode_dataset, write_codes_csv
+    from varinv.data.store import open_dataset
+
+    out = _output_path(out, (".csv", ".npz"))
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    model = Model.load(run, data=data, command="encode")
+    if not (input / "manifest.json").is_file():
+        what = "does not exist" if not input.exists() else "is not a varinv dataset folder (no manifest.json)"
+        raise ConfigError(f"{input} {what}; only dataset folders are supported as INPUT yet: import a folder of "
+                          f"raw files into one first (`varinv data images {input} --out DS` or "
+                          f"`varinv data audio {input} --out DS`)")
+    ds = open_dataset(input)
+    splits = [split] if split else ds.splits
+    if split:
+        ds.split(split)  # names the splits there are when it is not one of them
+    arrays = encode_dataset(model, ds, splits, batch_size=batch_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".npz":
+        np.savez(out, **arrays)
+    else:
+        write_codes_csv(out, arrays)
+    n = len(arrays["atom"])
+    typer.echo(f"wrote {out}: {n} fragments of {len(set(arrays['sample'].tolist()))} samples "
+               f"({', '.join(splits)}), z_c {arrays['zc'].shape[1]}-d, z_s {arrays['zs'].shape[1]}-d")
+
+
+@app.command()
+def transfer(
+    run: Annotated[Path, typer.Argument(help="A run folder made by `varinv train`.")],
+    content: Annotated[str, typer.Option(help="The sample whose content (atoms) to keep: SPLIT:INDEX.")],
+    style: Annotated[str, typer.Option(help="The sample whose mean style to use: SPLIT:INDEX.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output: .png (fragments side by side) or .wav (audio).")],
+    data: Annotated[
+        Optional[Path], typer.Option(help="Dataset holding both samples (default: the run's training dataset).")
+    ] = None,
+    upscale: Annotated[int, typer.Option(help="PNG: enlarge by this integer factor.")] = 1,
+    griffin_lim_iters: Annotated[int, typer.Option(help="WAV: Griffin-Lim iterations.")] = 48,
+    threads: Annotated[int, typer.Option(help="Torch threads (0 = torch default).")] = 0,
+):
+    """Decode the content of one sample in the mean style of another.
+
+    The content sample's atoms, fragment by fragment, are decoded with the mean style vector of the
+    style sample. PNG: the L decoded fragments side by side (images as decoded; spectrograms coloured
+    by log-magnitude). WAV (spectrogram runs only): each fragment by Griffin-Lim with the run's feature
+    parameters, joined with short gaps."""
+    from varinv.api import Model, parse_sample_ref, write_fragments_png, write_fragments_wav
+    from varinv.data.store import open_dataset
+    from varinv.errors import DataError
+
+    out = _output_path(out, (".png", ".wav"))
+    if upscale < 1 or griffin_lim_iters < 1:
+        raise ConfigError("--upscale and --griffin-lim-iters must be >= 1")
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    model = Model.load(run, data=data, command="transfer")
+    wav = out.suffix.lower() == ".wav"
+    if wav and model.kind != "spectrogram":
+        raise ConfigError(f"run {run} was trained on {model.kind} data, which has no audio; write a .png instead")
+    where = data if data is not None else Path(model.cfg.data.path)
+    if not (Path(where) / "manifest.json").is_file():
+        if data is not None:
+            raise DataError(f"no dataset at {data} (manifest.json missing); check the path given with --data")
+        raise DataError(f"the samples come from a dataset, and the run's training dataset is no longer at {where} "
+                        "(manifest.json missing); pass one with --data DS")
+    ds = open_dataset(where)
+    (cs, ci), (ss, si) = parse_sample_ref(content, ds, "--content"), parse_sample_ref(style, ds, "--style")
+    if tuple(ds.fragment_shape) != model.fragment_shape:
+        raise DataError(f"dataset {ds.root} has fragments of shape {tuple(ds.fragment_shape)} but run {run} takes "
+                        f"{model.fragment_shape}")
+    a, b = ds.split(cs).x[ci], ds.split(ss).x[si]
+    y = model.transfer(a, b)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if wav:
+        write_fragments_wav(out, y, model.params, n_iter=griffin_lim_iters, seed=int(model.cfg.train.seed))
+    else:
+        write_fragments_png(out, y, model.kind, upscale)
+    typer.echo(f"wrote {out}: the content of {cs}:{ci} in the style of {ss}:{si} ({y.shape[0]} fragments)")
 
 
 # Commands living beside their subsystem: each module defines register(app).

@@ -104,6 +104,7 @@ class EvalOptions:
     classifier_steps: int = 300
     classifier_batch: int = 8
     seed: int | None = None  # default: the run's train.seed
+    data: str | Path | None = None  # the dataset's location, when not the run's data.path (moved)
     extra: dict = field(default_factory=dict)
 
 
@@ -133,7 +134,7 @@ class _Context:
 
     def __init__(self, run: Path, opts: EvalOptions):
         self.run, self.opts = run, opts
-        self.cfg, self.ds, self.model, self.state = load_run(run, opts.checkpoint)
+        self.cfg, self.ds, self.model, self.state = load_run(run, opts.checkpoint, data=opts.data, command="evaluate")
         self.seed = self.cfg.train.seed if opts.seed is None else opts.seed
         self.split_name = opts.split or self.cfg.data.eval_split
         self.n_eval = opts.n_eval or self.cfg.data.n_eval

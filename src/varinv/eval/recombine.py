@@ -101,13 +101,14 @@ def atom_labels(index: np.ndarray, content: np.ndarray, order: np.ndarray, n_ato
 
 
 def recombine(run: str | Path, out: str | Path | None = None, checkpoint: str = "final", upscale: int = 2,
-              n_iter: int = DEFAULT_N_ITER) -> dict:
+              n_iter: int = DEFAULT_N_ITER, data: str | Path | None = None) -> dict:
     """PNG grid and strips (and, for spectrograms, WAVs under ``out/audio``) of a run; returns the paths.
 
-    ``n_iter``: Griffin-Lim iterations for the audio.
+    ``n_iter``: Griffin-Lim iterations for the audio. The style means and the atom order come from the
+    evaluation split, so the dataset is needed: ``data`` gives its location when it moved.
     """
     run = Path(run)
-    cfg, ds, model, _ = load_run(run, checkpoint)
+    cfg, ds, model, _ = load_run(run, checkpoint, data=data, command="recombine")
     out = Path(out) if out else run / "recombine"
     out.mkdir(parents=True, exist_ok=True)
     test = ds.split(cfg.data.eval_split)

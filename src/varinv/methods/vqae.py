@@ -66,7 +66,7 @@ class VQAutoencoder(ConvAutoencoder):
         zq, index, _ = self.quantizer(zc)
         return Encoded(
             content=zc.view(b, length, -1),
-            style=zs.view(b, length, -1),
+            style=self.decoder_style(zs.view(b, length, -1)),  # pooled per sample, as DSAE's static f is
             content_q=zq.view(b, length, -1),
             content_index=index.view(b, length),
         )

@@ -97,6 +97,15 @@ def _open_dataset(run: RunInfo):
         return None
 
 
+def _model_meta(run: RunInfo) -> dict | None:
+    """The run's model.json (kind, fragment shape, names of its training data), or None."""
+    try:
+        meta = json.loads((run.path / "model.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def _atom_rows(group_run: RunInfo, tiles: dict, content_names: list[str]) -> list[tuple[int, str]]:
     """Atoms in the confusion-matrix row order (argmax class, then purity), each with a label such as
     ``'3' 95%`` (its majority class and the share of its fragments in that class)."""
@@ -136,6 +145,10 @@ def _recombination(site: _Site, g: Group, run: RunInfo, ds, gdir: Path, content_
             style_names = ds.split(split).style_names if split in ds.splits else ds.style_names
         except Exception:  # noqa: BLE001 - the file names still carry the style names
             style_names = ds.style_names
+    elif (meta := _model_meta(run)) is not None and len(meta.get("fragment_shape") or []) == 3:
+        shape_hw = (int(meta["fragment_shape"][-2]), int(meta["fragment_shape"][-1]))
+        spec = meta.get("kind") == "spectrogram"
+        style_names = list(meta.get("style_names") or [])
     got = A.read_strips(run.recombine, shape_hw)
     if got is None:
         if run.has_recombine:
@@ -256,13 +269,16 @@ def _dataset_section(site: _Site, name: str, groups: list[Group], budget: A.Audi
     for g in groups:
         for r in g.runs:
             ds = ds or _open_dataset(r)
-    generator = (ds.manifest.get("generator") if ds is not None else None) or ""
+    meta = None  # without the dataset, what the runs' model.json files recorded of it
+    if ds is None:
+        meta = next((m for g in groups for r in g.runs if (m := _model_meta(r)) is not None), None)
+    generator = (ds.manifest.get("generator") if ds is not None else (meta or {}).get("dataset_generator")) or ""
     title, subtitle = _DATASET_TITLES.get(generator, _DATASET_TITLES.get(name.lower(), (name, "")))
     if title != name:
         title = f"{title} <span class=\"dsname\">({_esc(name)})</span>"
-    kind = (ds.manifest.get("kind") if ds is not None else None) or "image"
-    content_names = list(ds.content_names) if ds is not None else []
-    style_names = list(ds.style_names) if ds is not None else []
+    kind = (ds.manifest.get("kind") if ds is not None else (meta or {}).get("kind")) or "image"
+    content_names = list(ds.content_names if ds is not None else (meta or {}).get("content_names") or [])
+    style_names = list(ds.style_names if ds is not None else (meta or {}).get("style_names") or [])
     if not content_names or not style_names:  # dataset not found: take the names the latents carry
         for g in groups:
             p = g.picture_run.plots / "latents.json"

@@ -3,6 +3,8 @@
 run folder::
 
     config.yaml            the resolved config (every default written out)
+    model.json             what inference needs without the dataset: method, config, fragment shape,
+                           input scale, kind, feature params, content/style names (see model_meta)
     provenance.json        seed, package/torch versions, dataset manifest hash, command
     checkpoints/last.*     periodic checkpoint (see checkpoint.py); checkpoints/final.* at the end
     tb/                    TensorBoard scalars (every loss term by name, lr)
@@ -61,9 +63,14 @@ def check_run_folder(run: Path, need_bytes: int) -> None:
 
 
 def build_for_dataset(cfg: RunConfig, ds: Dataset, seed: int):
-    shape = ds.fragment_shape
+    return build_for_shape(cfg, ds.fragment_shape, seed, where=f"dataset {ds.root}")
+
+
+def build_for_shape(cfg: RunConfig, shape, seed: int, where: str = "the run"):
+    """The method of ``cfg`` for fragments of ``shape`` (C, H, W)."""
+    shape = tuple(int(v) for v in shape)
     if len(shape) != 3:
-        raise DataError(f"dataset {ds.root} fragments have shape {shape}; expected (C, H, W)")
+        raise DataError(f"{where} fragments have shape {shape}; expected (C, H, W)")
     try:
         return build_method(cfg.method, cfg.model, shape, seed=seed)
     except RuntimeError as e:
@@ -302,9 +309,54 @@ def report_health(model, run: Path, ds: Dataset, echo: bool = True, n_samples: i
     return h
 
 
+MODEL_FILE = "model.json"
+MODEL_FORMAT = "varinv-model/1"
+
+
+def model_meta(cfg: RunConfig, ds: Dataset) -> dict:
+    """RUN/model.json: everything inference needs besides the weights, so that a run folder loads
+    (and encodes, decodes, transfers) without its dataset. The dataset path and hash are informational."""
+    train_entry = ds.manifest.get("splits", {}).get("train", {})
+    return {
+        "format": MODEL_FORMAT,
+        "varinv": __version__,
+        "method": cfg.method,
+        "config": cfg.to_dict(),
+        "fragment_shape": [int(v) for v in ds.fragment_shape],
+        "n_fragments": ds.n_fragments,
+        "scale": ds.scale,
+        "kind": ds.kind,
+        "params": ds.manifest.get("params") or {},
+        "content_names": [str(n) for n in ds.content_names],
+        "style_names": [str(n) for n in train_entry.get("style_names", ds.style_names)],
+        "dataset_path": str(cfg.data.path),
+        "dataset_hash": ds.hash(),
+        "dataset_generator": ds.manifest.get("generator"),
+    }
+
+
+def read_model_meta(run: Path) -> dict | None:
+    """RUN/model.json, or None for run folders made before it existed."""
+    path = Path(run) / MODEL_FILE
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise TrainingError(f"{path} cannot be read ({e}); delete it to load the run from its dataset") from None
+    missing = [k for k in ("format", "method", "config", "fragment_shape", "scale", "kind") if k not in meta]
+    if missing or meta.get("format") != MODEL_FORMAT:
+        what = f"lacks {', '.join(missing)}" if missing else f"has format {meta.get('format')!r}, expected {MODEL_FORMAT!r}"
+        raise TrainingError(f"{path} {what}; delete it to load the run from its dataset")
+    return meta
+
+
 def _write_run_files(run: Path, cfg: RunConfig, ds: Dataset, ctx: ddp.Context) -> None:
     t = cfg.train
     (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    tmp = run / (MODEL_FILE + ".tmp")
+    tmp.write_text(json.dumps(model_meta(cfg, ds), indent=1) + "\n")
+    tmp.replace(run / MODEL_FILE)
     (run / "provenance.json").write_text(
         json.dumps(
             {
@@ -357,21 +409,71 @@ class _ProgressBar:
         self.p.stop()
 
 
-def load_run(run: str | Path, checkpoint: str = "final"):
-    """(cfg, dataset, model in eval mode, state) of a finished or interrupted run."""
+def load_run(run: str | Path, checkpoint: str = "final", *, data: str | Path | None = None,
+             need_data: bool = True, command: str = "evaluate"):
+    """(cfg, dataset, model in eval mode, state) of a finished or interrupted run.
+
+    The model is built from RUN/model.json when present, so it needs no dataset; run folders made
+    before model.json fall back to the dataset. ``data`` overrides the dataset location (the config's
+    ``data.path``, which is set to it). A missing dataset raises a DataError that suggests
+    ``varinv COMMAND RUN --data PATH``. With ``need_data=False`` and a model.json the dataset is not
+    opened at all (None).
+    """
+    cfg, ds, model, state, _ = load_run_with_meta(run, checkpoint, data=data, need_data=need_data, command=command)
+    return cfg, ds, model, state
+
+
+def load_run_with_meta(run: str | Path, checkpoint: str = "final", *, data: str | Path | None = None,
+                       need_data: bool = True, command: str | None = "evaluate"):
+    """:func:`load_run` plus the run's model.json (for old runs: the same fields, from the dataset).
+    ``command`` None: the error for a missing dataset names ``varinv.load_model(RUN, data=PATH)``."""
     from varinv import config as config_mod
 
     run = Path(run)
+    fix = f"`varinv {command} {run} --data PATH`" if command else f"varinv.load_model('{run}', data=PATH)"
+    if not run.is_dir():
+        raise TrainingError(f"run folder {run} does not exist; train one with `varinv train` or check the path")
+    meta = read_model_meta(run)
     cpath = run / "config.yaml"
-    if not cpath.exists():
+    if cpath.exists():
+        cfg = config_mod.load(cpath)
+    elif meta is not None:
+        cfg = config_mod.from_dict(meta["config"])
+    else:
         raise TrainingError(f"{run} is not a run folder (config.yaml missing); train one with `varinv train`")
-    cfg = config_mod.load(cpath)
-    ds = open_dataset(cfg.data.path)
-    model = build_for_dataset(cfg, ds, cfg.train.seed)
+    if data is not None:
+        cfg.data.path = str(data)
+    ds = None
+    if need_data or meta is None:  # with model.json, inference alone never opens the dataset
+        if (Path(cfg.data.path) / "manifest.json").is_file():
+            ds = open_dataset(cfg.data.path)
+        elif data is not None:
+            given = "--data" if command else "data="
+            raise DataError(f"no dataset at {data} (manifest.json missing); check the path given with {given}")
+        elif meta is None:
+            raise DataError(
+                f"no dataset at {cfg.data.path} (manifest.json missing), and run {run} has no {MODEL_FILE} (trained "
+                f"before varinv wrote one), so it needs its dataset; pass its location: {fix}"
+            )
+        else:
+            raise DataError(
+                f"the dataset of run {run} is no longer at {cfg.data.path} (manifest.json missing; moved or "
+                f"deleted?); pass its location: {fix}"
+            )
+    if meta is not None:
+        shape = tuple(int(v) for v in meta["fragment_shape"])
+        if ds is not None and tuple(ds.fragment_shape) != shape:
+            raise DataError(
+                f"dataset {ds.root} has fragments of shape {tuple(ds.fragment_shape)} but run {run} was trained on "
+                f"{shape}; pass the run's dataset with --data PATH"
+            )
+        model = build_for_shape(cfg, shape, cfg.train.seed, where=f"run {run}")
+    else:
+        model = build_for_dataset(cfg, ds, cfg.train.seed)
+        meta = model_meta(cfg, ds)
     name = checkpoint
     if name == "final" and not (run / "checkpoints" / "final.json").exists():
         name = "last"
     state = ckpt.load_model(run / "checkpoints", name, model)
     model.eval()
-    return cfg, ds, model, state
-
+    return cfg, ds, model, state, meta
