@@ -253,3 +253,38 @@ def test_every_regulariser_has_a_weight_field_a_reason_and_a_results_file():
     for name, reg in REGULARISERS.items():
         assert reg.weight in fields and fields[reg.weight].default == 0.0, name  # off unless a config names it
         assert len(reg.why) > 40 and (results / reg.results).exists(), name
+
+
+def test_sample_standardisation_removes_what_a_samples_fragments_share():
+    from varinv.methods.autoencoder import standardise_samples
+
+    g = torch.Generator().manual_seed(0)
+    x = 10 * torch.rand(3, 5, 2, 4, 4, generator=g)  # spreads far above the division's epsilon
+    # a per-sample, per-channel offset and gain (a colour pair, a timbre's mean level) changes nothing
+    shifted = x * torch.tensor([2.0, 0.5]).view(1, 1, 2, 1, 1) + torch.rand(3, 1, 2, 1, 1, generator=g)
+    assert torch.allclose(standardise_samples(x), standardise_samples(shifted), atol=5e-3)
+    z = standardise_samples(x)
+    assert torch.allclose(z.mean(1), torch.zeros_like(z.mean(1)), atol=1e-5)
+    assert torch.allclose(z.pow(2).mean((1, 3, 4)), torch.ones(3, 2), atol=1e-3)
+
+
+def test_instance_content_branch_ignores_a_fragments_colour_gain_and_offset():
+    torch.manual_seed(0)
+    m = V3(V3Config(n_atoms=4, d_content=4, d_style=4, content_input="instance"), (3, 16, 16)).eval()
+    x = torch.rand(2, 3, 3, 16, 16)
+    recoloured = x * torch.tensor([1.5, 0.7, 2.0]).view(1, 1, 3, 1, 1) + torch.tensor([0.2, -0.1, 0.3]).view(1, 1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(m.content_of(x), m.content_of(recoloured), atol=1e-3)
+        assert not torch.allclose(m.encode(x).style, m.encode(recoloured).style, atol=1e-3)  # style still sees it
+
+
+def test_style_pool_decodes_with_the_sample_mean_style_and_reports_it():
+    torch.manual_seed(0)
+    m = V3(V3Config(n_atoms=4, d_content=4, d_style=4, style_pool=True, style_stats=True), (1, 16, 8))
+    x = torch.rand(3, 4, 1, 16, 8)
+    ae = m.autoencode(x, step=0)
+    zs = ae["zs"].view(3, 4, -1)
+    assert torch.allclose(ae["zs_dec"].view(3, 4, -1), zs.mean(1, keepdim=True).expand_as(zs))
+    m.eval()
+    style = m.encode(x).style
+    assert torch.allclose(style, style[:, :1].expand_as(style))  # one style per sample, as DSAE's static f

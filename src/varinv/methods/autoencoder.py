@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +11,9 @@ import torch
 from varinv.config import _check
 from varinv.methods.base import Method
 from varinv.nn.backbones import BackboneSpec, Decoder, Encoder
+
+
+CONTENT_INPUTS = ("raw", "sample", "instance")
 
 
 @dataclass
@@ -25,12 +29,14 @@ class BackboneConfig:
     d_hidden: int = 256
     norm: str = "batch"
     film: bool = False
-    # What the content branch reads: "raw" fragments (one trunk feeds both heads) or "sample"-
-    # standardised ones (a trunk of its own): each fragment minus its sample's mean fragment, over the
-    # sample's spread per channel. Style is by definition what a sample's fragments share, so this
-    # removes its first two moments (a colour pair's offset and contrast, a timbre's or speaker's mean
-    # spectrum) before the content encoder sees them, instead of asking the hinge terms to.
+    # What the content branch reads: "raw" fragments (one trunk feeds both heads), or a trunk of its own
+    # that reads "sample"-standardised fragments (each minus its sample's mean fragment, over the
+    # sample's spread per channel: style is what a sample's fragments share, so this removes its first
+    # two moments, a colour pair's offset and contrast or a timbre's mean spectrum) or normalises
+    # its input and every layer per "instance" (each fragment's per-channel statistics removed: the
+    # statistics that carry colour, texture and timbre, as in AdaIN-style transfer).
     content_input: str = "raw"
+    style_stats: bool = False  # the encoder also reads per-layer channel means and deviations (backbones.py)
 
     def validate(self) -> None:
         _check(self.d_content >= 1, "model.d_content", self.d_content, "an integer >= 1")
@@ -39,8 +45,10 @@ class BackboneConfig:
                "0 (from the fragment shape) or an integer >= 8")
         _check(self.n_layers >= 0, "model.n_layers", self.n_layers, "0 (from the fragment shape) or an integer >= 1")
         _check(self.kernel % 2 == 1, "model.kernel", self.kernel, "an odd integer")
-        _check(self.norm in ("batch", "group", "none"), "model.norm", self.norm, "'batch', 'group' or 'none'")
-        _check(self.content_input in ("raw", "sample"), "model.content_input", self.content_input, "'raw' or 'sample'")
+        _check(self.norm in ("batch", "group", "instance", "none"), "model.norm", self.norm,
+               "'batch', 'group', 'instance' or 'none'")
+        _check(self.content_input in CONTENT_INPUTS, "model.content_input", self.content_input,
+               "'raw', 'sample' or 'instance'")
 
     def spec(self) -> BackboneSpec:
         return BackboneSpec(
@@ -51,6 +59,7 @@ class BackboneConfig:
             d_hidden=self.d_hidden,
             norm=self.norm,
             film=self.film,
+            stats=self.style_stats,
         )
 
 
@@ -63,6 +72,12 @@ def standardise_samples(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     return (r / (sd + eps)).to(x.dtype)
 
 
+def standardise_fragments(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """(..., C, H, W) → each fragment's channels at zero mean and unit deviation over positions."""
+    r = x.float() - x.float().mean((-2, -1), keepdim=True)
+    return (r / (r.pow(2).mean((-2, -1), keepdim=True).sqrt() + eps)).to(x.dtype)
+
+
 class ConvAutoencoder(Method):
     """Shared encoder/decoder plumbing: fragments are flattened to (B·L, C, H, W) for the convs."""
 
@@ -72,9 +87,11 @@ class ConvAutoencoder(Method):
         self.fragment_shape = tuple(fragment_shape)
         self.encoder = Encoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style)
         self.decoder = Decoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style)
-        self.content_encoder = (
-            Encoder(self.fragment_shape, cfg.spec(), cfg.d_content, 1) if cfg.content_input == "sample" else None
-        )
+        self.content_encoder = None
+        if cfg.content_input != "raw":
+            norm = "instance" if cfg.content_input == "instance" else cfg.norm
+            spec = dataclasses.replace(cfg.spec(), norm=norm, stats=False)
+            self.content_encoder = Encoder(self.fragment_shape, spec, cfg.d_content, 1)
 
     def _encode_flat(self, x: torch.Tensor):
         b, length = x.shape[:2]
@@ -87,7 +104,8 @@ class ConvAutoencoder(Method):
         """(B·L, d_c) content embeddings of samples x (B, L, C, H, W), through the content branch."""
         if self.content_encoder is None:
             return self.encoder(x.flatten(0, 1))[0]
-        return self.content_encoder(standardise_samples(x).flatten(0, 1))[0]
+        x = standardise_samples(x) if self.cfg.content_input == "sample" else standardise_fragments(x)
+        return self.content_encoder(x.flatten(0, 1))[0]
 
     def decode(self, content, style):
         lead = content.shape[:-1]

@@ -29,8 +29,12 @@ class BackboneSpec:
     blocks_per_layer: int = 1
     kernel: int = 3
     d_hidden: int = 256  # the shared linear layer before the content/style heads
-    norm: str = "batch"  # batch | group | none
+    norm: str = "batch"  # batch | group | instance | none
     film: bool = False  # style modulates every decoder layer (scale and shift per channel)
+    # The encoder's shared layer also reads every layer's per-channel mean and standard deviation over
+    # positions: statistics that do not move with where things are (texture, colour, timbre), the
+    # descriptor style transfer uses for style.
+    stats: bool = False
 
 
 def _norm(kind: str, ch: int) -> nn.Module:
@@ -38,6 +42,8 @@ def _norm(kind: str, ch: int) -> nn.Module:
         return nn.BatchNorm2d(ch)
     if kind == "group":
         return nn.GroupNorm(min(8, ch), ch)
+    if kind == "instance":  # per-fragment statistics removed (what instance norm removes is style)
+        return nn.InstanceNorm2d(ch, affine=True)
     return nn.Identity()
 
 
@@ -102,13 +108,23 @@ class Encoder(nn.Module):
             layers += [ResBlock(c, c, spec.kernel, (1, 1), spec.norm) for _ in range(spec.blocks_per_layer - 1)]
             c_in = c
         self.conv = nn.Sequential(*layers)
-        flat = chans[-1] * sizes[-1][0] * sizes[-1][1]
+        self.stats = spec.stats
+        flat = chans[-1] * sizes[-1][0] * sizes[-1][1] + (2 * sum(chans) if spec.stats else 0)
         self.fc = nn.Sequential(nn.Linear(flat, spec.d_hidden), nn.GELU())
         self.to_content = nn.Linear(spec.d_hidden, d_content)
         self.to_style = nn.Linear(spec.d_hidden, d_style)
+        self.per_layer = spec.blocks_per_layer
 
     def forward(self, x):
-        h = self.fc(self.conv(x).flatten(1))
+        if not self.stats:
+            h = self.fc(self.conv(x).flatten(1))
+        else:
+            feats = []
+            for i, block in enumerate(self.conv):
+                x = block(x)
+                if (i + 1) % self.per_layer == 0:
+                    feats += [x.mean((2, 3)), x.std((2, 3), correction=0)]
+            h = self.fc(torch.cat([x.flatten(1), *feats], 1))
         return self.to_content(h), self.to_style(h)
 
 
