@@ -288,3 +288,21 @@ def test_style_pool_decodes_with_the_sample_mean_style_and_reports_it():
     m.eval()
     style = m.encode(x).style
     assert torch.allclose(style, style[:, :1].expand_as(style))  # one style per sample, as DSAE's static f
+
+
+@pytest.mark.parametrize("repeats", [True, False])
+def test_shuffled_content_reference_is_met_by_a_faithful_code_with_or_without_repeats(repeats):
+    g = torch.Generator().manual_seed(0)
+    b, length, k = 64, 10, 10
+    atoms = torch.eye(k)
+    content = (torch.randint(0, k, (b, length), generator=g) if repeats
+               else torch.stack([torch.randperm(k, generator=g) for _ in range(b)]))
+    zc = atoms[content]
+    zs = torch.randn(b, 1, 4, generator=g).expand(b, length, 4) * 100
+    perm = torch.randperm(b * length, generator=g)
+    paper, shuffled = v3_terms(zc, zc, zs, 15.0), v3_terms(zc, zc, zs, 15.0, perm)
+    assert float(shuffled["content"]) < 0.1
+    assert (float(paper["content"]) > 0.7) == repeats  # the paper's r = 15 cannot be met with repeats
+    # a code that also carries the sample's style spreads the sample means more than random groups do
+    leaky = torch.cat([zc, zs[..., :2] / 50], -1)
+    assert float(v3_terms(leaky, leaky, zs, 15.0, perm)["content"]) > 0.3

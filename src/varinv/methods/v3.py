@@ -41,6 +41,13 @@ class V3Config(VQConfig):
     w_style: float = 1.0
     w_sample: float = 1.0
     w_fragment: float = 1.0
+    # What the content term compares the across-sample spread of content means with. "samples" (the
+    # paper): V_c^frag / V_c^samp >= r. When contents repeat within a sample (drawn independently), a
+    # faithful codebook only reaches a ratio near sqrt(L) (3.1 for L = 10), so at r = 15 the term never
+    # drops below 0.79 and pushes z_c away from the contents. "shuffled": the sample means may spread no
+    # more than the means of random groups of L fragments of the batch (V_c^samp <= V_c^shuf), which a
+    # faithful code meets with or without repeats and a code carrying style does not.
+    content_reference: str = "samples"
     w_diversity: float = 0.0
     diversity_temperature: float = 0.1
     # Spread the across-sample style variance over many directions (0 when isotropic). The hinge
@@ -102,6 +109,8 @@ class V3Config(VQConfig):
         _check(self.reassign_style in ("own", "mean", "other"), "model.reassign_style", self.reassign_style,
                "'own', 'mean' or 'other'")
         _check(self.relativity > 1, "model.relativity", self.relativity, "a number r > 1")
+        _check(self.content_reference in ("samples", "shuffled"), "model.content_reference", self.content_reference,
+               "'samples' or 'shuffled'")
         _check(self.diversity_temperature > 0, "model.diversity_temperature", self.diversity_temperature, "> 0")
 
 
@@ -116,9 +125,12 @@ def hinge(ratio: torch.Tensor, r: float) -> torch.Tensor:
     return F.relu(r - ratio) / r
 
 
-def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float) -> dict[str, torch.Tensor]:
+def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float,
+             shuffle: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The four V3 hinge terms and their statistics from (B, L, d) tensors.
 
+    ``shuffle`` (a permutation of the B·L fragments): the content term compares the sample means'
+    spread with that of random groups of L fragments (``V3Config.content_reference``), not with r.
     Only per-sample summaries (within-sample MPDs, sample means) cross processes under DDP.
     """
     fc, fq, fs, mc, mq, ms = gather_samples(mpd(zc), mpd(zq), mpd(zs), zc.mean(1), zq.mean(1), zs.mean(1))
@@ -126,8 +138,14 @@ def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float) -> 
     vc_samp = 0.5 * mpd(mc) + 0.5 * mpd(mq)
     vs_frag = fs.mean()
     vs_samp = mpd(ms)
+    if shuffle is None:
+        content = hinge(vc_frag / (vc_samp + EPS), r)
+    else:
+        groups = (z.flatten(0, 1)[shuffle].view_as(z).mean(1).detach() for z in (zc, zq))
+        gc, gq = gather_samples(*groups)
+        content = hinge((0.5 * mpd(gc) + 0.5 * mpd(gq)) / (vc_samp + EPS), 1.0)
     return {
-        "content": hinge(vc_frag / (vc_samp + EPS), r),
+        "content": content,
         "style": hinge(vs_samp / (vs_frag + EPS), r),
         "sample": hinge(vs_samp / (vc_samp + EPS), r),
         "fragment": hinge(vc_frag / (vs_frag + EPS), r),
@@ -147,7 +165,8 @@ class V3(VQAutoencoder):
         b, length = ae["b"], ae["length"]
         zc3, zq3, zs3 = (ae[k].view(b, length, -1).float() for k in ("zc", "zq", "zs"))
         ae["zs3"] = zs3
-        terms = v3_terms(zc3, zq3, zs3, cfg.relativity)
+        shuffle = torch.randperm(b * length, device=zc3.device) if cfg.content_reference == "shuffled" else None
+        terms = v3_terms(zc3, zq3, zs3, cfg.relativity, shuffle)
         out = {"recon": ae["recon"], "commit": ae["commit"], **terms}
         total = (
             self.base_total(ae)
