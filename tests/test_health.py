@@ -18,6 +18,12 @@ def test_eta_squared_by_hand():
     assert health.eta_squared(v, np.array([0, 1, 0, 1])) == pytest.approx(4 / 104)
 
 
+def test_atom_margin_by_hand():
+    atoms = np.array([[0.0, 0.0], [4.0, 0.0]])
+    # distances (1, 3) and (2, 2): ratios 1/3 and 1
+    assert health.atom_margin(np.array([[1.0, 0.0], [2.0, 0.0]]), atoms) == pytest.approx((1 / 3 + 1) / 2)
+
+
 def test_assess_flags_each_failure():
     rng = np.random.default_rng(0)
     good_log = [{h: 0.0 for h in health.HINGES}] * 20
@@ -30,6 +36,12 @@ def test_assess_flags_each_failure():
     assert not h["content_formed"] and "content hinge unmet" in health.warning(h)
     h = health.assess(good_log, np.zeros((30, 4), int), styles, 4)  # one atom for everything
     assert not h["content_formed"] and "perplexity" in health.warning(h)
+    atoms = np.eye(4) * 10
+    tight = atoms[index] + rng.normal(size=(30, 4, 4)) * 0.5
+    assert health.assess(good_log, index, styles, 4, tight, atoms)["ok"]
+    between = (atoms[index] + atoms[(index + 1) % 4]) / 2 + rng.normal(size=(30, 4, 4)) * 0.5  # a continuum cut up
+    h = health.assess(good_log, index, styles, 4, between, atoms)
+    assert not h["content_formed"] and "between atoms" in health.warning(h)
     leaky = styles + np.eye(3)[index % 3] * 2  # z_s moves with the atom inside each sample
     assert health.assess(good_log, index, leaky, 4)["content_in_style"] > 0.9
     assert health.assess(good_log, index, styles, 4)["content_in_style"] < 0.3

@@ -3,6 +3,7 @@
     python benchmarks/generalisation/suite.py data                 # generate every missing domain
     python benchmarks/generalisation/suite.py floor                # k-means floor -> results file
     python benchmarks/generalisation/suite.py grid --tag recipe --methods v3,tsdsae,supervised --seeds 0,1,2
+    python benchmarks/generalisation/suite.py table --tags recipe         # per-run rows beside the floor
     python benchmarks/generalisation/suite.py grid --tag explore-a --domains letters,speech --seeds 0 \\
         --set model.film=true --variant a: --variant b:model.style_pool=true   # two variants side by side
 
@@ -178,12 +179,34 @@ def cmd_grid(a) -> None:
         subprocess.run([sys.executable, "-m", "varinv", "benchmark", str(path)], check=True, cwd=ROOT)
 
 
+def cmd_table(a) -> None:
+    """Per-run rows of the recorded cells of grids ``--tags`` beside the floor, as Markdown on stdout."""
+    results = ROOT / "benchmarks/results"
+    floors = {}
+    for path in sorted(results.glob("*-generalisation-floor.json")):
+        floors.update(json.loads(path.read_text()))  # the newest file wins
+    cols = ("codebook_purity", "prauc_zc_content", "prauc_zs_style", "prauc_zs_content", "prauc_zc_style")
+    print("| run | seed | purity | PR-AUC z_c·content | z_s·style | z_s·content | z_c·style | floor z_c | health | train s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for tag in a.tags.split(","):
+        for rec in sorted((results / "cells" / f"suite-{tag}").glob("*.json")):
+            m = json.loads(rec.read_text())
+            name = rec.stem.rsplit("-K", 1)[0]
+            floor_zc = floors.get(name.split("-")[0], {}).get("prauc_zc_content", float("nan"))
+            health = "ok" if m.get("health", {}).get("ok") else "flag"
+            print(f"| {tag}/{name} | {m['seed']} | " + " | ".join(f"{m[c]:.3f}" for c in cols)
+                  + f" | {floor_zc:.3f} | {health} | {m['train_seconds']:.0f} |")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name, fn in (("data", cmd_data), ("floor", cmd_floor), ("grid", cmd_grid)):
+    for name, fn in (("data", cmd_data), ("floor", cmd_floor), ("grid", cmd_grid), ("table", cmd_table)):
         s = sub.add_parser(name)
         s.set_defaults(fn=fn)
+        if name == "table":
+            s.add_argument("--tags", required=True, help="comma-separated grid tags, e.g. x1,x2")
+            continue
         s.add_argument("--domains", help=f"comma-separated (default: the suite: {','.join(SUITE)})")
         if name == "grid":
             s.add_argument("--tag", required=True)

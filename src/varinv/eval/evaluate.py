@@ -233,7 +233,7 @@ def part_core(ctx: _Context) -> dict:
     index, atoms = content_index(ctx.model, emb, ctx.k, seed=ctx.seed)
     metrics, counts, pairs = core_metrics(emb, index, ctx.k, ctx.n_content, ctx.n_eval, seed=ctx.seed)
     metrics["health"] = health.assess(health.read_log(ctx.run), index.reshape(-1, ctx.L),
-                                      emb["zs"].reshape(-1, ctx.L, emb["zs"].shape[-1]), ctx.k)
+                                      emb["zs"].reshape(-1, ctx.L, emb["zs"].shape[-1]), ctx.k, emb["zc"], atoms)
     metrics.update(
         {
             "curves": {key: {kk: np.asarray(vv).tolist() for kk, vv in val.items()}

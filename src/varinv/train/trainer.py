@@ -287,11 +287,12 @@ def report_health(model, run: Path, ds: Dataset, echo: bool = True, n_samples: i
     split = ds.split("val" if "val" in ds.splits else "train")
     was_training = model.training
     model.eval()
-    idx, zs = [], []
+    idx, zs, zc = [], [], []
     with torch.no_grad():
         for batch in iterate(split, ds.scale, 32):
             enc = model.encode(batch["x"].to(next(model.parameters()).device))
             zs.append(enc.style.float().cpu())
+            zc.append(enc.content.float().cpu())
             if enc.content_index is not None:
                 idx.append(enc.content_index.cpu())
             if sum(len(z) for z in zs) >= n_samples:
@@ -299,7 +300,8 @@ def report_health(model, run: Path, ds: Dataset, echo: bool = True, n_samples: i
     model.train(was_training)
     book = model.codebook()
     h = health.assess(health.read_log(run), torch.cat(idx).numpy() if idx else None, torch.cat(zs).numpy(),
-                      int(book.shape[0]) if book is not None else 1)
+                      int(book.shape[0]) if book is not None else 1, torch.cat(zc).numpy(),
+                      book.detach().float().cpu().numpy() if book is not None else None)
     (run / "health.json").write_text(json.dumps(h, indent=1) + "\n")
     line = health.warning(h)
     if line is not None:
