@@ -227,24 +227,83 @@ def _import_folder(name: DatasetName, source: Optional[Path], out: Path, **o) ->
                + f" samples of {ds.n_fragments} fragments ({shape})")
 
 
-@app.command()
+_TRAIN_HELP = "\n\n".join([
+    "Train a method on a dataset. Writes checkpoints (safetensors), TensorBoard summaries (RUN/tb) and the "
+    "resolved config.",
+    "CONFIG is a YAML file or the name of a shipped config (`varinv configs` lists them, e.g. "
+    "`varinv train phonenums_v3_small --run R`); a path that exists always wins over a name.",
+    "Without a config, `varinv train --data DS --run R [--method v3] [--k K] [--steps N] [--batch-size B]` "
+    "starts from the method's shipped generic config (v3, tsdsae, supervised; other methods: their "
+    "defaults) with data.path = DS, the backbone derived from the fragment shape and K (model.n_atoms, or "
+    "data.n_clusters for methods without a codebook) = the dataset's number of content names; the "
+    "supervised method takes its class counts from the manifest. With a config, --data, --k, --steps and "
+    "--batch-size replace the config's values. --set applies last.",
+    "Progress: a progress bar in a terminal; otherwise (nohup, a batch scheduler, a pipe) a plain line on "
+    "stdout every train.log_every steps (step, loss terms, steps/s, ETA). --no-progress silences both.",
+])
+
+
+@app.command(help=_TRAIN_HELP)
 def train(
-    config: Annotated[Path, typer.Argument(help="YAML config (see configs/).")],
-    run: Annotated[Path, typer.Option(help="Run folder for checkpoints, logs and results.")],
+    config: Annotated[
+        Optional[str],
+        typer.Argument(metavar="CONFIG", show_default=False,
+                       help="YAML config file or shipped config name (`varinv configs`); optional with --data."),
+    ] = None,
+    run: Annotated[Path, typer.Option(help="Run folder for checkpoints, logs and results.")] = ...,
+    data: Annotated[
+        Optional[Path], typer.Option(help="Dataset folder: replaces data.path, or, without a config, trains the "
+                                          "method's generic config on it.", show_default=False)
+    ] = None,
+    method: Annotated[
+        Optional[str], typer.Option(help="Without a config: the method (default v3).", show_default=False)
+    ] = None,
+    k: Annotated[
+        Optional[int], typer.Option("--k", help="Codebook size model.n_atoms (data.n_clusters for methods without "
+                                                "a codebook); default without a config: the dataset's number of "
+                                                "content names.", show_default=False)
+    ] = None,
+    steps: Annotated[Optional[int], typer.Option(help="train.steps.", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="train.batch_size.", show_default=False)] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="Override a config value: section.key=value (repeatable).")
     ] = None,
-    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    progress: Annotated[
+        bool, typer.Option(help="Show progress (a bar in a terminal, plain lines otherwise).")
+    ] = True,
 ):
-    """Train a method on a dataset. Writes checkpoints (safetensors), TensorBoard scalars and the resolved config."""
+    """Train a method on a dataset (help: _TRAIN_HELP)."""
     from varinv import config as config_mod
     from varinv.train.trainer import train as run_train
 
-    cfg = config_mod.load(config, set_)
-    state = run_train(cfg, run, resume=resume, progress=progress and sys.stderr.isatty())
+    cfg = config_mod.compose(config, data, method=method, k=k, steps=steps, batch_size=batch_size,
+                             overrides=set_)
+    state = run_train(cfg, run, resume=resume, progress="auto" if progress else False)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one line rather than one per process
         typer.echo(f"trained {cfg.method} to step {state['step']} in {state['train_seconds']:.0f} s; run folder {run}")
+
+
+@app.command("configs")
+def list_configs():
+    """List the shipped configs: name, method, dataset path and description.
+
+    The configs live in the package (src/varinv/configs, also ./configs in a checkout); the description
+    is the config's first comment line. Train one with `varinv train NAME --run RUN`."""
+    import shutil
+
+    from varinv import config as config_mod
+
+    rows = [config_mod.describe(p) for p in config_mod.shipped().values()]
+    head = {"name": "NAME", "method": "METHOD", "data": "DATA", "description": "DESCRIPTION"}
+    widths = {key: max(len(r[key]) for r in [head, *rows]) for key in ("name", "method", "data")}
+    width = shutil.get_terminal_size((10_000, 24)).columns if sys.stdout.isatty() else 10_000
+    for r in [head, *rows]:
+        line = "  ".join(r[key].ljust(widths[key]) for key in ("name", "method", "data")) + "  " + r["description"]
+        if len(line) > width:
+            line = line[:max(0, width - 1)] + "…"
+        typer.echo(line.rstrip())
+    typer.echo(f"{len(rows)} configs in {config_mod.SHIPPED_DIR}")
 
 
 @app.command()

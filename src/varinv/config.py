@@ -166,22 +166,164 @@ def from_dict(raw: dict) -> RunConfig:
     )
 
 
-def load(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Load a YAML config; ``overrides`` are ``section.key=value`` strings (YAML-parsed values)."""
+def read_yaml(path: str | Path) -> dict:
+    """The raw mapping of a YAML config file (ConfigError if missing or not valid YAML)."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist; see configs/ for examples")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; `varinv configs` lists the shipped configs")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must be a mapping with sections data, model, train")
+    return raw
+
+
+def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
+    """Apply ``section.key=value`` strings (YAML-parsed values) to a raw config mapping, in place."""
     for item in overrides or []:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise ConfigError(f"override {item!r} must look like section.key=value, e.g. train.steps=500")
         dotted, value = item.split("=", 1)
         section, key = dotted.split(".", 1)
         raw.setdefault(section, {})
+        if raw[section] is None:
+            raw[section] = {}
         if not isinstance(raw[section], dict):
             raise ConfigError(f"config section '{section}' must be a mapping")
         raw[section][key] = yaml.safe_load(value)
-    return from_dict(raw)
+    return raw
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML config; ``overrides`` are ``section.key=value`` strings (YAML-parsed values)."""
+    return from_dict(apply_overrides(read_yaml(path), overrides))
+
+
+# -- the configs shipped inside the package (src/varinv/configs/, also reachable as ./configs) -------------
+SHIPPED_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def shipped() -> dict[str, Path]:
+    """Shipped config name (file name without .yaml) -> path, sorted by name."""
+    return {p.stem: p for p in sorted(SHIPPED_DIR.glob("*.yaml"))}
+
+
+def describe(path: str | Path) -> dict:
+    """name, method, data path and one-line description (the first comment line) of a config file."""
+    path = Path(path)
+    text = path.read_text()
+    description = ""
+    for line in text.splitlines():
+        if line.strip().startswith("#"):
+            description = line.strip().lstrip("#").strip()
+            break
+    raw = yaml.safe_load(text) or {}
+    model = raw.get("model") or {}
+    data = raw.get("data") or {}
+    return {"name": path.stem, "method": str(model.get("method", "v3")), "data": str(data.get("path", "")),
+            "description": description}
+
+
+def resolve(config: str | Path) -> Path:
+    """The config file ``config`` names: an existing file path (always wins), else a shipped config name
+    (``phonenums_v3_small``, with or without ``.yaml``). Anything else is a ConfigError naming the closest
+    shipped configs."""
+    path = Path(config)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise ConfigError(f"config {config} is a folder; give a YAML file or a shipped config name (`varinv configs`)")
+    names = shipped()
+    text = str(config)
+    bare = "/" not in text and "\\" not in text
+    name = text[:-5] if text.endswith(".yaml") else text[:-4] if text.endswith(".yml") else text
+    if bare and name in names:
+        return names[name]
+    stem = Path(name).name
+    if not bare and stem in names:
+        raise ConfigError(f"config file {text} does not exist; the shipped config of that name is "
+                          f"`varinv train {stem}`")
+    close = difflib.get_close_matches(stem, list(names), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    if bare:
+        raise ConfigError(f"config {text!r} is neither an existing file nor a shipped config name{hint} "
+                          "(`varinv configs` lists them)")
+    raise ConfigError(f"config file {text} does not exist{hint.replace('mean ', 'mean the shipped ')} "
+                      "(`varinv configs` lists the shipped configs)")
+
+
+def has_codebook(method: str) -> bool:
+    """Whether ``method``'s config has a codebook size (model.n_atoms); else K is data.n_clusters."""
+    from varinv.methods import config_class
+
+    return "n_atoms" in {f.name for f in dataclasses.fields(config_class(method))}
+
+
+def compose(
+    config: str | Path | None = None,
+    data: str | Path | None = None,
+    *,
+    method: str | None = None,
+    k: int | None = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    overrides: list[str] | None = None,
+) -> RunConfig:
+    """The config of ``varinv train [CONFIG] [--data DS] [--method M] [--k K] [--steps N] [--batch-size B]``.
+
+    ``config`` is a file or a shipped name (:func:`resolve`). Without it, ``data`` is required and the
+    config starts from the method's shipped generic config (``configs/<method>.yaml``) when there is
+    one, else from the method's defaults; either way the backbone (n_layers = n_channels = 0) follows
+    from the fragment shape, K (model.n_atoms for methods with a codebook, else data.n_clusters)
+    defaults to the dataset's number of content names and the supervised method's class counts come
+    from the manifest. With ``config``, ``data`` replaces data.path and only the options given change
+    it. ``overrides`` (``--set``) apply last.
+    """
+    from varinv.methods import config_class
+
+    if config is None and data is None:
+        raise ConfigError("give a config (a YAML file or a shipped name, see `varinv configs`) or --data DS "
+                          "to train with the method's generic config")
+    if config is not None:
+        raw = read_yaml(resolve(config))
+        named = str((raw.get("model") or {}).get("method", "v3"))
+        if method is not None and method != named:
+            raise ConfigError(f"--method {method} contradicts the config's model.method ({named}); "
+                              "drop --method or the config")
+        method = named
+    else:
+        from varinv.data.store import open_dataset
+
+        method = method or "v3"
+        config_class(method)  # names the methods there are when it is not one of them
+        ds = open_dataset(data)
+        generic = shipped().get(method)
+        raw = read_yaml(generic) if generic is not None else {"model": {"method": method}}
+        if k is None:
+            k = len(ds.content_names)
+            if k < 2:
+                raise ConfigError(f"dataset {ds.root} names {k} content classes, so K cannot default to that "
+                                  "number; pass --k K")
+        if method == "supervised":
+            raw["model"] = dict(raw.get("model") or {})
+            raw["model"]["n_content_classes"] = len(ds.content_names)
+            raw["model"]["n_style_classes"] = len(ds.style_names)
+    for section in ("data", "model", "train"):
+        if raw.get(section) is None:
+            raw[section] = {}
+        elif not isinstance(raw[section], dict):
+            raise ConfigError(f"config section '{section}' must be a mapping")
+    raw["model"].setdefault("method", method)
+    if data is not None:
+        raw["data"]["path"] = str(data)
+    if k is not None:
+        if k < 1:
+            raise ConfigError(f"--k must be >= 1, got {k}")
+        raw["model" if has_codebook(method) else "data"]["n_atoms" if has_codebook(method) else "n_clusters"] = int(k)
+    if steps is not None:
+        raw["train"]["steps"] = int(steps)
+    if batch_size is not None:
+        raw["train"]["batch_size"] = int(batch_size)
+    return from_dict(apply_overrides(raw, overrides))

@@ -7,8 +7,9 @@ run folder::
                            input scale, kind, feature params, content/style names (see model_meta)
     provenance.json        seed, package/torch versions, dataset manifest hash, command
     checkpoints/last.*     periodic checkpoint (see checkpoint.py); checkpoints/final.* at the end
-    tb/                    TensorBoard scalars (every loss term by name, lr)
-    train_log.jsonl        the same scalars as JSON lines
+    tb/                    TensorBoard: loss/*, stat/*, opt/lr, atoms/* scalars, checkpoint images, the
+                           config (see monitor.py)
+    train_log.jsonl        the scalars as JSON lines (loss terms by name, lr)
 
 Under ``torchrun --nproc_per_node=N`` the same loop runs data-parallel (see distributed.py):
 process 0 writes the run folder, and the numbers match a 1-process run of the same config.
@@ -22,18 +23,19 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
 from varinv import __version__
 from varinv.config import RunConfig
-from varinv.data.batching import Prefetcher
+from varinv.data.batching import Prefetcher, make_batch
 from varinv.data.store import Dataset, open_dataset
 from varinv.errors import DataError, TrainingError
 from varinv.methods import build_method
 from varinv.train import checkpoint as ckpt
 from varinv.train import distributed as ddp
-from varinv.train import speed
+from varinv.train import monitor, speed
 
 
 def lr_factor(step: int, t) -> float:
@@ -135,52 +137,19 @@ def train_step(
     return scalars
 
 
-class _NoLogger:
-    """What processes other than 0 log to: nothing."""
-
-    def log(self, step: int, scalars: dict[str, float]) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class _Logger:
-    def __init__(self, run: Path, enabled: bool):
-        self.jsonl = open(run / "train_log.jsonl", "a")
-        self.tb = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(run / "tb"))
-            except ImportError:  # tensorboard is a dependency, but logging must never stop training
-                self.tb = None
-
-    def log(self, step: int, scalars: dict[str, float]) -> None:
-        self.jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
-        self.jsonl.flush()
-        if self.tb is not None:
-            for k, v in scalars.items():
-                self.tb.add_scalar(k, v, step)
-
-    def close(self) -> None:
-        self.jsonl.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
 def train(
     cfg: RunConfig,
     run: str | Path,
     *,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
     tensorboard: bool = True,
     stop_after: int | None = None,
 ) -> dict:
     """Train ``cfg`` into folder ``run``; returns the final state dict. ``stop_after`` ends the
-    process early (tests of resume) exactly as a kill between steps would.
+    process early (tests of resume) exactly as a kill between steps would. ``progress``: True or
+    "bar" (rich progress bar), "plain" (a line on stdout per log step), "auto" (a bar in a terminal,
+    else plain lines), False (nothing). ``tensorboard``: the summaries of monitor.py in RUN/tb.
 
     Launched by torchrun (WORLD_SIZE > 1), or inside an initialised process group, it trains
     data-parallel and every process returns the same dict."""
@@ -197,11 +166,12 @@ def _train(
     ctx: ddp.Context,
     *,
     resume: bool,
-    progress: bool,
+    progress: bool | str,
     tensorboard: bool,
     stop_after: int | None,
 ) -> dict:
     run = Path(run)
+    mode = monitor.progress_mode(progress)
     t = cfg.train
     set_threads(t.threads)
     keep_freed_memory()
@@ -232,12 +202,21 @@ def _train(
     else:
         ddp.seed_process(t.seed, 0, ctx)
     ddp.run_on_main(lambda: _write_run_files(run, cfg, ds, ctx), ctx)
-    logger = _Logger(run, tensorboard) if ctx.main else _NoLogger()
+    if ctx.main:
+        samples = None
+        if tensorboard:  # the samples of the checkpoint images: the first validation (else training) ones
+            shown = ds.split("val") if "val" in ds.splits else train_split
+            samples = make_batch(shown, np.arange(min(monitor.N_IMAGE_SAMPLES, len(shown))), ds.scale)["x"]
+        logger = monitor.Logger(run, tensorboard, cfg=cfg, samples=samples, kind=ds.kind, start=start)
+    else:
+        logger = monitor.NoLogger()
     model.train()
     stop = t.steps if stop_after is None else min(t.steps, stop_after)
     batches = Prefetcher(train_split, ds.scale, t.batch_size, t.seed, start, stop, rank=ctx.rank, world=ctx.world)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
-    bar = _ProgressBar(t.steps, start) if progress and ctx.main else None
+    bar = None
+    if mode is not None and ctx.main:
+        bar = monitor.ProgressBar(t.steps, start) if mode == "bar" else monitor.PlainProgress(t.steps, start)
     t0, last = time.time(), {}
     elapsed0 = 0.0
     if resume and start > 0:
@@ -249,6 +228,7 @@ def _train(
             return
         state = {"step": step, "train_seconds": elapsed0 + time.time() - t0, "losses": last, "method": cfg.method}
         ckpt.save(ck_dir, name, model, opt, {**state, **rngs})
+        logger.images(step, model)
 
     try:
         for step in range(start, stop):
@@ -258,8 +238,10 @@ def _train(
             losses = train_step(model, opt, batch, step, autocast, t.grad_clip, ck_dir, ctx)
             if (step + 1) % t.log_every == 0 or step == stop - 1:
                 last = {k: float(v.detach()) for k, v in losses.items()}
-                logger.log(step + 1, {**last, "lr": opt.param_groups[0]["lr"]})
-            if bar is not None:
+                logger.log(step + 1, {**last, "lr": opt.param_groups[0]["lr"]}, model=model, batch=batch)
+                if mode == "plain" and bar is not None:
+                    bar.update(step + 1, last)
+            if mode == "bar" and bar is not None:
                 bar.update(step + 1, losses)
             if (step + 1) % t.ckpt_every == 0 and step + 1 < stop:
                 save("last", step + 1)
@@ -267,7 +249,7 @@ def _train(
             save("last", stop)
             save("final", stop)
             if ctx.main:
-                report_health(model, run, ds, progress)
+                report_health(model, run, ds, mode is not None)
         else:
             save("last", stop)
         ddp.barrier(ctx)  # no process returns before the checkpoint is on disk
@@ -376,39 +358,6 @@ def _write_run_files(run: Path, cfg: RunConfig, ds: Dataset, ctx: ddp.Context) -
             indent=1,
         )
     )
-
-
-class _ProgressBar:
-    """A rich progress bar with ETA and the main loss terms (refreshed a few times a second)."""
-
-    def __init__(self, total: int, start: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.p = Progress(
-            TextColumn("train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[losses]}"),
-            transient=False,
-            refresh_per_second=2,
-        )
-        self.task = self.p.add_task("train", total=total, completed=start, losses="")
-        self.p.start()
-        self._t = 0.0
-
-    def update(self, step: int, losses: dict) -> None:
-        now = time.time()
-        if now - self._t < 0.5 and step < self.p.tasks[0].total:
-            self.p.update(self.task, completed=step)
-            return
-        self._t = now
-        keys = [k for k in ("total", "recon", "content", "style", "sample", "fragment", "diversity") if k in losses]
-        text = " ".join(f"{k}={float(losses[k]):.3g}" for k in keys)
-        self.p.update(self.task, completed=step, losses=text)
-
-    def close(self) -> None:
-        self.p.stop()
 
 
 def load_run(run: str | Path, checkpoint: str = "final", *, data: str | Path | None = None,
