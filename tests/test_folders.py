@@ -438,8 +438,14 @@ def test_existing_out_needs_overwrite(tmp_path, monkeypatch, capsys):
     code, text = cli(monkeypatch, capsys, "data", "images", src, "--out", out, "--tiles", 3)
     one_error_line(code, text, "already exists", "--overwrite")
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    # --overwrite replaces a varinv dataset, never a folder of other files (issue 18)
+    code, text = cli(monkeypatch, capsys, "data", "images", src, "--out", out, "--tiles", 3, "--overwrite")
+    one_error_line(code, text, "not a varinv dataset", "--overwrite")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    (out / "keep.txt").unlink()  # an empty folder may be written into
     ok(monkeypatch, capsys, "data", "images", src, "--out", out, "--tiles", 3, "--overwrite")
-    assert (out / "manifest.json").exists() and not (out / "keep.txt").exists()
+    ok(monkeypatch, capsys, "data", "images", src, "--out", out, "--tiles", 2, "--overwrite")
+    assert (out / "manifest.json").exists() and open_dataset(out).n_fragments == 2
 
 
 def test_skip_bad(tmp_path, monkeypatch, capsys):

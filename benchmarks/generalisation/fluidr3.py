@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import cli, compose, contents_repeating, split_sizes  # noqa: E402
+from common import audio_params, audio_splits, cli, contents_repeating, held_out, split_sizes  # noqa: E402
 
-from varinv.audio.features import HOP, N_FFT, SR, estimate_f0, log_stft, magnitude  # noqa: E402
+from varinv.audio.features import SR, estimate_f0, log_stft, magnitude  # noqa: E402
 from varinv.audio.features import midi_to_hz, reduce_bins, semitones  # noqa: E402
 from varinv.audio.render import Renderer, file_sha256, program_name  # noqa: E402
 from varinv.data.store import Dataset, from_arrays  # noqa: E402
@@ -63,25 +63,15 @@ def render_pool() -> np.ndarray:
 def generate(out, n_samples: int = 3000, seed: int = 0, overwrite: bool = False) -> Dataset:
     """FluidR3 soundfont melodies: 12 pitch classes with repeats (content), 8 GM instruments (style)."""
     pool = render_pool()
-    n_c, n_s, n_v = len(PITCHES), len(PROGRAMS), len(VELOCITIES)
-    variations = {"train": np.arange(n_v - 2), "val": [n_v - 2], "test": [n_v - 1]}
-    splits = {}
-    for k, (name, n) in enumerate(split_sizes(n_samples).items()):
-        rng = np.random.default_rng([seed, _TAG, k])
-        style = rng.permutation(np.arange(n) % n_s).astype(np.int64)  # balanced instruments
-        content = contents_repeating(rng, n, n_c, L)
-        var = rng.choice(variations[name], size=(n, L))
-        x = compose(pool, (style[:, None] * n_c + content) * n_v + var, rng)
-        splits[name] = (x, content, style)
-    params = {
-        "sr": SR, "n_fft": N_FFT, "hop": HOP, "n_bins": N_BINS, "bin_hz": SR / N_FFT,
-        "feature": "log(|STFT| + 1e-5), hann, center=True, low 128 bins of a 1-s fragment",
+    variations = held_out(len(VELOCITIES))
+    splits = audio_splits(pool, split_sizes(n_samples), variations, len(PROGRAMS), len(PITCHES), L, contents_repeating,
+                          entropy=(seed, _TAG))
+    params = audio_params(N_BINS, {
         "pitches": PITCHES, "note_seconds": NOTE_SECONDS, "length": L, "programs": PROGRAMS,
         "soundfont": Path(SOUNDFONT).name, "soundfont_sha256": file_sha256(Path(SOUNDFONT)),
         "velocities": VELOCITIES, "velocity_splits": {k: [VELOCITIES[i] for i in v] for k, v in variations.items()},
         "normalised": "per instrument, peak 0.9 over its pool",
-        "fragment_gain_db": 6, "fragment_delay_frames": [0, 2], "noise_std": [1e-4, 1e-3],
-    }
+    })
     return from_arrays(out, splits, kind="spectrogram", content_names=CONTENT_NAMES,
                        style_names=[f"{program_name(p)} ({p})" for p in PROGRAMS],
                        generator="generalisation.fluidr3", seed=seed, params=params, overwrite=overwrite)

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import cli, compose, contents_once, split_sizes  # noqa: E402
+from common import audio_params, audio_splits, cli, contents_once, held_out, split_sizes  # noqa: E402
 
-from varinv.audio.features import HOP, N_FFT, SR, log_stft, magnitude, midi_to_hz, reduce_bins  # noqa: E402
+from varinv.audio.features import SR, log_stft, magnitude, midi_to_hz, reduce_bins  # noqa: E402
 from varinv.data.store import Dataset, from_arrays  # noqa: E402
 from varinv.errors import DataError  # noqa: E402
 
@@ -88,25 +88,15 @@ def render_pool(seed: int) -> np.ndarray:
 def generate(out, n_samples: int = 3000, seed: int = 0, overwrite: bool = False) -> Dataset:
     """Two-operator FM synth melodies: 12 pitches once per sample (content), 8 FM patches (style)."""
     pool = render_pool(seed)
-    n_c, n_s = len(PITCHES), len(PATCHES)
-    variations = {"train": np.arange(VARIATIONS - 2), "val": [VARIATIONS - 2], "test": [VARIATIONS - 1]}
-    splits = {}
-    for k, (name, n) in enumerate(split_sizes(n_samples).items()):
-        rng = np.random.default_rng([seed, _TAG, 1000 + k])
-        style = rng.permutation(np.arange(n) % n_s).astype(np.int64)  # balanced patches
-        content = contents_once(rng, n, n_c, L)
-        var = rng.choice(variations[name], size=(n, L))
-        x = compose(pool, (style[:, None] * n_c + content) * VARIATIONS + var, rng)
-        splits[name] = (x, content, style)
-    params = {
-        "sr": SR, "n_fft": N_FFT, "hop": HOP, "n_bins": N_BINS, "bin_hz": SR / N_FFT,
-        "feature": "log(|STFT| + 1e-5), hann, center=True, low 128 bins of a 1-s fragment",
+    variations = held_out(VARIATIONS)
+    splits = audio_splits(pool, split_sizes(n_samples), variations, len(PATCHES), len(PITCHES), L, contents_once,
+                          entropy=(seed, _TAG), first=1000)
+    params = audio_params(N_BINS, {
         "pitches": PITCHES, "note_seconds": GATE, "release_seconds": RELEASE, "length": L,
         "patches": [p._asdict() | {"index_tau": str(p.index_tau)} for p in PATCHES],
         "variations": VARIATIONS, "variation_splits": {k: [int(v) for v in vs] for k, vs in variations.items()},
         "velocity": [0.45, 1.0], "detune_cents": 10, "index_jitter": 0.1,
-        "fragment_gain_db": 6, "fragment_delay_frames": [0, 2], "noise_std": [1e-4, 1e-3],
-    }
+    })
     return from_arrays(out, splits, kind="spectrogram", content_names=CONTENT_NAMES,
                        style_names=[p.name for p in PATCHES], generator="generalisation.fmsynth",
                        seed=seed, params=params, overwrite=overwrite)

@@ -18,15 +18,14 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageFont
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import cli, contents_repeating, split_sizes  # noqa: E402
+from common import PAD, SIZE, cli, composite, contents_repeating, render_glyph, split_sizes  # noqa: E402
 
 from varinv.data.store import Dataset, from_arrays  # noqa: E402
 
-SIZE, PAD = 32, 2  # fragment side; bank canvases are SIZE + 2 * PAD so a crop can shift by +-PAD
 SS = 4  # glyphs are rendered at 4x and downsampled (anti-aliasing)
 LETTERS = {"alpha": "\u03b1", "beta": "\u03b2", "gamma": "\u03b3", "delta": "\u03b4", "epsilon": "\u03b5",
            "zeta": "\u03b6", "eta": "\u03b7", "theta": "\u03b8", "lambda": "\u03bb", "pi": "\u03c0"}
@@ -45,11 +44,7 @@ def glyph_bank(rng: np.random.Generator) -> np.ndarray:
     each at every blur level of ``BLUR``."""
     side = SIZE + 2 * PAD
     font = ImageFont.truetype(str(FONT), 48 * SS)
-    glyphs = []
-    for ch in LETTERS.values():
-        im = Image.new("L", (3 * font.size, 3 * font.size), 0)
-        ImageDraw.Draw(im).text((font.size, font.size // 2), ch, font=font, fill=255)
-        glyphs.append(im.crop(im.getbbox()))
+    glyphs = [render_glyph(font, ch) for ch in LETTERS.values()]
     base = min(MAX_H / max(g.height for g in glyphs), MAX_W / max(g.width for g in glyphs))
     sharp = np.zeros((len(glyphs), N_VARIANTS, side, side), np.float32)
     for k, g in enumerate(glyphs):
@@ -62,17 +57,6 @@ def glyph_bank(rng: np.random.Generator) -> np.ndarray:
             sharp[k, v, y:y + h, x:x + w] = np.asarray(r.resize((w, h), Image.Resampling.LANCZOS)) / 255.0
     sharp = np.clip(sharp, 0.0, 1.0)
     return np.stack([ndimage.gaussian_filter(sharp, (0, 0, b, b)) if b > 0 else sharp for b in BLUR], axis=2)
-
-
-def composite(alpha: np.ndarray, ink: np.ndarray, paper: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """uint8 (N, L, 3, 32, 32): per-sample ink (N, 3) over paper (N, 3) by alpha (N, L, 32, 32), plus
-    per-fragment brightness offset and Gaussian noise (so no two fragments are pixel-identical)."""
-    n, length = alpha.shape[:2]
-    ink, paper = (c.astype(np.float32)[:, None, :, None, None] for c in (ink, paper))
-    x = paper + (ink - paper) * alpha[:, :, None]
-    x += rng.uniform(-10, 10, size=(n, length, 1, 1, 1)).astype(np.float32)
-    x += rng.standard_normal(x.shape, dtype=np.float32) * rng.uniform(2, 6, size=(n, 1, 1, 1, 1)).astype(np.float32)
-    return np.rint(np.clip(x, 0, 255)).astype(np.uint8)
 
 
 def generate(out, n_samples: int = 3000, seed: int = 0, overwrite: bool = False) -> Dataset:

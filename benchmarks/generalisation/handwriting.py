@@ -22,11 +22,10 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import SPLITS, cli, contents_once, split_sizes  # noqa: E402
+from common import PAD, SIZE, SPLITS, cli, composite, contents_once, split_sizes  # noqa: E402
 
 from varinv.data.store import Dataset, from_arrays  # noqa: E402
 
-SIZE, PAD = 32, 2  # fragment side; bank canvases are SIZE + 2 * PAD so a crop can shift by +-PAD
 SCAN_SIZES = (21, 23, 25, 27)  # upsampled side of a scan: the scale nuisance
 # (ink, paper) pairs, light-on-dark as well as dark-on-light so the style is not just "how dark is the ink"
 STYLES = {
@@ -61,17 +60,6 @@ def scan_bank(images: np.ndarray) -> np.ndarray:
             o = (side - s) // 2
             bank[i, j, o:o + s, o:o + s] = np.asarray(im.resize((s, s), Image.Resampling.BILINEAR))
     return np.clip(bank, 0.0, 1.0)
-
-
-def composite(alpha: np.ndarray, ink: np.ndarray, paper: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """uint8 (N, L, 3, 32, 32): per-sample ink (N, 3) over paper (N, 3) by alpha (N, L, 32, 32), plus
-    per-fragment brightness offset and Gaussian noise (so no two fragments are pixel-identical)."""
-    n, length = alpha.shape[:2]
-    ink, paper = (c.astype(np.float32)[:, None, :, None, None] for c in (ink, paper))
-    x = paper + (ink - paper) * alpha[:, :, None]
-    x += rng.uniform(-10, 10, size=(n, length, 1, 1, 1)).astype(np.float32)
-    x += rng.standard_normal(x.shape, dtype=np.float32) * rng.uniform(2, 6, size=(n, 1, 1, 1, 1)).astype(np.float32)
-    return np.rint(np.clip(x, 0, 255)).astype(np.uint8)
 
 
 def generate(out, n_samples: int = 3000, seed: int = 0, overwrite: bool = False) -> Dataset:

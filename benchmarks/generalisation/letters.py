@@ -17,14 +17,13 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageFont
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import cli, contents_once, split_sizes  # noqa: E402
+from common import PAD, SIZE, cli, composite, contents_once, render_glyph, split_sizes  # noqa: E402
 
 from varinv.data.store import Dataset, from_arrays  # noqa: E402
 
-SIZE, PAD = 32, 2  # fragment side; bank canvases are SIZE + 2 * PAD so a crop can shift by +-PAD
 SS = 4  # glyphs are rendered at 4x and downsampled (anti-aliasing)
 LETTERS = "ABCDEFGHIJ"
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -43,16 +42,6 @@ N_VARIANTS = 16  # scale variants per (letter, font)
 INK, PAPER = (30, 30, 38), (238, 234, 224)
 
 
-def render_glyph(font: ImageFont.FreeTypeFont, ch: str) -> Image.Image:
-    """High-resolution ink mask of ``ch`` cropped to its ink."""
-    im = Image.new("L", (3 * font.size, 3 * font.size), 0)
-    ImageDraw.Draw(im).text((font.size, font.size // 2), ch, font=font, fill=255)
-    box = im.getbbox()
-    if box is None:
-        raise ValueError(f"{font.path} renders no ink for {ch!r}")
-    return im.crop(box)
-
-
 def glyph_bank(rng: np.random.Generator) -> np.ndarray:
     """(letter, font, variant, 36, 36) float32 ink maps in 0..1, each variant at a random scale."""
     side = SIZE + 2 * PAD
@@ -69,17 +58,6 @@ def glyph_bank(rng: np.random.Generator) -> np.ndarray:
                 y, x = (side - h) // 2, (side - w) // 2
                 bank[k, f, v, y:y + h, x:x + w] = np.asarray(g.resize((w, h), Image.Resampling.LANCZOS)) / 255.0
     return np.clip(bank, 0.0, 1.0)
-
-
-def composite(alpha: np.ndarray, ink: np.ndarray, paper: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """uint8 (N, L, 3, 32, 32): per-sample ink (N, 3) over paper (N, 3) by alpha (N, L, 32, 32), plus
-    per-fragment brightness offset and Gaussian noise (so no two fragments are pixel-identical)."""
-    n, length = alpha.shape[:2]
-    ink, paper = (c.astype(np.float32)[:, None, :, None, None] for c in (ink, paper))
-    x = paper + (ink - paper) * alpha[:, :, None]
-    x += rng.uniform(-10, 10, size=(n, length, 1, 1, 1)).astype(np.float32)
-    x += rng.standard_normal(x.shape, dtype=np.float32) * rng.uniform(2, 6, size=(n, 1, 1, 1, 1)).astype(np.float32)
-    return np.rint(np.clip(x, 0, 255)).astype(np.uint8)
 
 
 def generate(out, n_samples: int = 3000, seed: int = 0, overwrite: bool = False) -> Dataset:

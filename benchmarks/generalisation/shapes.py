@@ -18,11 +18,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import cli, contents_repeating, split_sizes  # noqa: E402
+from common import PAD, SIZE, cli, composite, contents_repeating, split_sizes  # noqa: E402
 
 from varinv.data.store import Dataset, from_arrays  # noqa: E402
 
-SIZE, PAD = 32, 2  # fragment side; bank canvases are SIZE + 2 * PAD so a crop can shift by +-PAD
 SS = 4  # shapes are drawn at 4x and downsampled (anti-aliasing)
 RADIUS, OUTLINE = 11.0, 3  # nominal shape radius and outline width, px
 N_VARIANTS = 32  # rotation/size variants per (shape, fill)
@@ -85,17 +84,6 @@ def shape_bank(rng: np.random.Generator) -> np.ndarray:
                     draw.line(pts + pts[:2], fill=255, width=OUTLINE * SS, joint="curve")
                 bank[k, f, v] = np.asarray(im.resize((side, side), Image.Resampling.BOX)) / 255.0
     return bank
-
-
-def composite(alpha: np.ndarray, ink: np.ndarray, paper: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """uint8 (N, L, 3, 32, 32): per-sample ink (N, 3) over paper (N, 3) by alpha (N, L, 32, 32), plus
-    per-fragment brightness offset and Gaussian noise (so no two fragments are pixel-identical)."""
-    n, length = alpha.shape[:2]
-    ink, paper = (c.astype(np.float32)[:, None, :, None, None] for c in (ink, paper))
-    x = paper + (ink - paper) * alpha[:, :, None]
-    x += rng.uniform(-10, 10, size=(n, length, 1, 1, 1)).astype(np.float32)
-    x += rng.standard_normal(x.shape, dtype=np.float32) * rng.uniform(2, 6, size=(n, 1, 1, 1, 1)).astype(np.float32)
-    return np.rint(np.clip(x, 0, 255)).astype(np.uint8)
 
 
 def generate(out, n_samples: int = 3000, seed: int = 0, overwrite: bool = False) -> Dataset:

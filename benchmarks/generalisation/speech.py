@@ -27,9 +27,9 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import cli, compose, contents_repeating, split_sizes  # noqa: E402
+from common import audio_params, audio_splits, cli, contents_repeating, held_out, split_sizes  # noqa: E402
 
-from varinv.audio.features import HOP, N_FFT, SR, log_stft, magnitude, reduce_bins  # noqa: E402
+from varinv.audio.features import SR, log_stft, magnitude, reduce_bins  # noqa: E402
 from varinv.data.store import Dataset, from_arrays  # noqa: E402
 from varinv.errors import DataError, DependencyError  # noqa: E402
 
@@ -91,25 +91,15 @@ def render_pool(seed: int) -> np.ndarray:
 def generate(out, n_samples: int = 3000, seed: int = 0, overwrite: bool = False) -> Dataset:
     """Spoken 10-digit phone numbers: digit words with repeats (content), 8 espeak-ng voices (style)."""
     pool = render_pool(seed)
-    n_c, n_s = len(WORDS), len(VOICES)
-    variations = {"train": np.arange(VARIATIONS - 2), "val": [VARIATIONS - 2], "test": [VARIATIONS - 1]}
-    splits = {}
-    for k, (name, n) in enumerate(split_sizes(n_samples).items()):
-        rng = np.random.default_rng([seed, _TAG, 1000 + k])
-        style = rng.permutation(np.arange(n) % n_s).astype(np.int64)  # balanced speakers
-        content = contents_repeating(rng, n, n_c, L)
-        var = rng.choice(variations[name], size=(n, L))
-        x = compose(pool, (style[:, None] * n_c + content) * VARIATIONS + var, rng)
-        splits[name] = (x, content, style)
-    params = {
-        "sr": SR, "n_fft": N_FFT, "hop": HOP, "n_bins": N_BINS, "bin_hz": SR / N_FFT,
-        "feature": "log(|STFT| + 1e-5), hann, center=True, low 128 bins of a 1-s fragment",
+    variations = held_out(VARIATIONS)
+    splits = audio_splits(pool, split_sizes(n_samples), variations, len(VOICES), len(WORDS), L, contents_repeating,
+                          entropy=(seed, _TAG), first=1000)
+    params = audio_params(N_BINS, {
         "length": L, "voices": [{"voice": v, "pitch": p, "speed": s} for v, p, s in VOICES],
         "pitch_jitter": 6, "speed_jitter": 0.1, "max_word_seconds": MAX_WORD / SR, "peak": 0.9,
         "variations": VARIATIONS, "variation_splits": {k: [int(v) for v in vs] for k, vs in variations.items()},
         "espeak_ng": subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip(),
-        "fragment_gain_db": 6, "fragment_delay_frames": [0, 2], "noise_std": [1e-4, 1e-3],
-    }
+    })
     return from_arrays(out, splits, kind="spectrogram", content_names=WORDS,
                        style_names=[v for v, _, _ in VOICES], generator="generalisation.speech",
                        seed=seed, params=params, overwrite=overwrite)

@@ -19,15 +19,14 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageFont
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import cli, contents_once, split_sizes  # noqa: E402
+from common import PAD, SIZE, cli, contents_once, render_glyph, speckle, split_sizes  # noqa: E402
 
 from varinv.data.store import Dataset, from_arrays  # noqa: E402
 
-SIZE, PAD = 32, 2  # fragment side; bank canvases are SIZE + 2 * PAD so a crop can shift by +-PAD
 SS = 4  # glyphs are rendered at 4x and downsampled (anti-aliasing)
 SYMBOLS = {"plus": "+", "times": "\u00d7", "equals": "=", "question": "?", "exclamation": "!",
            "hash": "#", "at": "@", "ampersand": "&", "percent": "%", "dollar": "$"}
@@ -44,11 +43,7 @@ def symbol_bank(rng: np.random.Generator) -> np.ndarray:
     """(symbol, variant, 2, 36, 36) float32 maps in 0..1: [..., 0] the ink, [..., 1] a plain halo around it."""
     side = SIZE + 2 * PAD
     font = ImageFont.truetype(str(FONT), 48 * SS)
-    glyphs = []
-    for ch in SYMBOLS.values():
-        im = Image.new("L", (3 * font.size, 3 * font.size), 0)
-        ImageDraw.Draw(im).text((font.size, font.size // 2), ch, font=font, fill=255)
-        glyphs.append(im.crop(im.getbbox()))
+    glyphs = [render_glyph(font, ch) for ch in SYMBOLS.values()]
     base = min(MAX_H / max(g.height for g in glyphs), MAX_W / max(g.width for g in glyphs))
     bank = np.zeros((len(glyphs), N_VARIANTS, 2, side, side), np.float32)
     for k, g in enumerate(glyphs):
@@ -108,9 +103,7 @@ def generate(out, n_samples: int = 3000, seed: int = 0, overwrite: bool = False)
         paper, second, dark = (c[:, None, None] for c in (TONES[0], TONES[1], INK))  # broadcast over (3, H, W)
         x = paper + (second - paper) * tex
         x += (dark - x) * ink
-        x += rng.uniform(-10, 10, size=(n, 10, 1, 1, 1)).astype(np.float32)
-        x += rng.standard_normal(x.shape, dtype=np.float32) * rng.uniform(2, 6, (n, 1, 1, 1, 1)).astype(np.float32)
-        splits[split] = (np.rint(np.clip(x, 0, 255)).astype(np.uint8), content, style)
+        splits[split] = (speckle(x, rng), content, style)
     params = {"n_samples": n_samples, "period_px": PERIOD, "tones": TONES.tolist(), "ink": INK.tolist(),
               "shift_px": PAD}
     return from_arrays(out, splits, kind="image", content_names=list(SYMBOLS), style_names=list(TEXTURES),

@@ -129,6 +129,12 @@ def data(
     ] = False,
 ):
     """Generate a benchmark dataset or import a folder of images or audio (help: _DATA_HELP)."""
+    if not str(out).strip() or str(out) == ".":
+        raise ConfigError("--out must name a dataset folder (got an empty path), e.g. --out data/mine")
+    if overwrite and name in _BENCHMARKS:  # before generating; imports check their input first, from_arrays this
+        from varinv.data.store import check_replaceable
+
+        check_replaceable(out)
     given = {
         "DIR": source is not None, "--tiles": tiles is not None, "--length": length is not None,
         "--channels": channels is not None, "--labels": labels is not None, "--val": val is not None,
@@ -250,7 +256,7 @@ def train(
         typer.Argument(metavar="CONFIG", show_default=False,
                        help="YAML config file or shipped config name (`varinv configs`); optional with --data."),
     ] = None,
-    run: Annotated[Path, typer.Option(help="Run folder for checkpoints, logs and results.")] = ...,
+    run: Annotated[str, typer.Option(help="Run folder for checkpoints, logs and results.")] = ...,
     data: Annotated[
         Optional[Path], typer.Option(help="Dataset folder: replaces data.path, or, without a config, trains the "
                                           "method's generic config on it.", show_default=False)
@@ -277,6 +283,9 @@ def train(
     from varinv import config as config_mod
     from varinv.train.trainer import train as run_train
 
+    if not run.strip():
+        raise ConfigError("--run is empty; give the run folder to write, e.g. --run runs/v3")
+    run = Path(run)
     cfg = config_mod.compose(config, data, method=method, k=k, steps=steps, batch_size=batch_size,
                              overrides=set_)
     state = run_train(cfg, run, resume=resume, progress="auto" if progress else False)
@@ -355,6 +364,7 @@ def evaluate(
         torch.set_num_threads(threads)
     opts = EvalOptions(max_fragments=max_fragments, draws=draws, shots=shot_list, classifier_steps=classifier_steps,
                        data=data)
+    _check_eval_data(run, data, split)
     m = run_eval(run, n_eval=n_eval, split=split, tsne=tsne, what=parts, options=opts,
                  progress=lambda p: typer.echo(f"evaluate: {p}", err=True))
     summary = {}
@@ -372,6 +382,22 @@ def evaluate(
         typer.echo("error: evaluation part(s) failed: " + "; ".join(f"{k}: {v}" for k, v in m["errors"].items()),
                    err=True)
         sys.exit(1)
+
+
+def _check_eval_data(run: Path, data: Optional[Path], split: Optional[str]) -> None:
+    """Before `evaluate` writes anything: the split exists and the dataset matches its checksums."""
+    from varinv import config as config_mod
+    from varinv.data.store import open_dataset
+
+    if not (run / "config.yaml").is_file():
+        return  # evaluate itself says what is wrong with the run folder
+    where = Path(data) if data is not None else Path(config_mod.load(run / "config.yaml").data.path)
+    if not (where / "manifest.json").is_file():
+        return  # evaluate itself says where the dataset should be
+    ds = open_dataset(where)
+    if split is not None and split not in ds.splits:
+        ds.split(split)  # raises, naming the splits there are
+    ds.verify_cached()
 
 
 def _brief(part: str, res: dict) -> dict:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from varinv.data.store import Split
+from varinv.errors import DataError, VarinvError
 
 
 def to_tensor(x: np.ndarray, scale: float) -> torch.Tensor:
@@ -45,7 +46,12 @@ class Prefetcher:
     """Yields batches for steps start..stop-1, preparing the next one while the current trains.
 
     With ``world`` > 1 processes, each yields its contiguous slice (``rank``) of the global batch.
+    An exception in the loading thread is handed to the consumer and re-raised by ``next()`` (a
+    VarinvError as it is, anything else as a DataError naming it); the consumer never waits forever:
+    a dead loading thread is noticed within ``poll`` seconds. ``close()`` stops the thread.
     """
+
+    poll = 0.5
 
     def __init__(
         self, split: Split, scale: float, batch_size: int, seed: int, start: int, stop: int, rank: int = 0, world: int = 1
@@ -53,21 +59,59 @@ class Prefetcher:
         self.q: queue.Queue = queue.Queue(maxsize=2)
         self.split, self.scale, self.bs, self.seed = split, scale, batch_size, seed
         self.rank, self.world = rank, world
+        self._stop = threading.Event()
+        self._left = stop - start
         self.thread = threading.Thread(target=self._work, args=(start, stop), daemon=True)
         self.thread.start()
 
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self.q.put(item, timeout=self.poll)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def _work(self, start: int, stop: int) -> None:
-        for step in range(start, stop):
-            idx = batch_indices(len(self.split), self.bs, self.seed, step)
-            if self.world > 1:
-                idx = shard(idx, self.rank, self.world)
-            self.q.put(make_batch(self.split, idx, self.scale))
+        try:
+            for step in range(start, stop):
+                if self._stop.is_set():
+                    return
+                idx = batch_indices(len(self.split), self.bs, self.seed, step)
+                if self.world > 1:
+                    idx = shard(idx, self.rank, self.world)
+                if not self._put(("batch", make_batch(self.split, idx, self.scale))):
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, re-raised there
+            self._put(("error", e))
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        return self.q.get()
+        if self._left <= 0:
+            raise StopIteration
+        while True:
+            try:
+                kind, item = self.q.get(timeout=self.poll)
+                break
+            except queue.Empty:
+                if not self.thread.is_alive() and self.q.empty():
+                    raise DataError("the batch-loading thread stopped without a batch or an error; "
+                                    "rerun with --debug and report it") from None
+        if kind == "error":
+            self.close()
+            if isinstance(item, VarinvError):
+                raise item
+            raise DataError(f"loading a training batch failed ({type(item).__name__}: {item}); "
+                            "check the dataset files or regenerate them with `varinv data`") from item
+        self._left -= 1
+        return item
+
+    def close(self) -> None:
+        """Stop the loading thread (it exits within ``poll`` seconds)."""
+        self._stop.set()
 
 
 def iterate(split: Split, scale: float, batch_size: int = 64):

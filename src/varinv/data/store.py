@@ -119,6 +119,7 @@ class Dataset:
                     f"dataset file {path} cannot be read ({e}); it is truncated or corrupt: "
                     "regenerate the dataset with `varinv data`"
                 ) from None
+            _check_dtype(path, key, arr.dtype)
             if list(arr.shape) != meta["shape"]:
                 raise DataError(
                     f"dataset file {path} has shape {list(arr.shape)} but the manifest says {meta['shape']}; "
@@ -134,10 +135,81 @@ class Dataset:
         for name in self.splits:
             self.split(name, verify=True)
 
+    def verify_cached(self) -> None:
+        """:meth:`verify`, cheaply: a file whose (size, mtime_ns) match those recorded when it last
+        matched its manifest checksum is not hashed again. The record is ``VERIFIED_FILE`` in the
+        dataset folder when that is writable, else kept in memory for this process. Raises DataError
+        naming the first file that is missing or does not match."""
+        cache_path = self.root / VERIFIED_FILE
+        cache = _read_verified(cache_path)
+        changed = False
+        for name in self.splits:
+            for fname, meta in self.manifest["splits"][name]["files"].items():
+                path = self.root / name / fname
+                rel = f"{name}/{fname}"
+                try:
+                    st = path.stat()
+                except OSError:
+                    raise DataError(f"dataset file {path} is missing; regenerate the dataset with `varinv data`") from None
+                stamp = [st.st_size, st.st_mtime_ns, meta.get("sha256")]
+                if cache.get(rel) == stamp or _MEMORY_VERIFIED.get(str(path.resolve())) == stamp:
+                    continue
+                if sha256_file(path) != meta.get("sha256"):
+                    raise DataError(
+                        f"dataset file {path} does not match its manifest checksum (corrupt or edited); "
+                        "regenerate the dataset with `varinv data`"
+                    )
+                cache[rel] = stamp
+                _MEMORY_VERIFIED[str(path.resolve())] = stamp
+                changed = True
+        if changed:
+            _write_verified(cache_path, cache)
+
     def hash(self) -> str:
         """A short provenance hash of the manifest (which covers every file checksum)."""
         blob = json.dumps(self.manifest, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+VERIFIED_FILE = ".verified.json"  # (size, mtime_ns, sha256) of files that matched the manifest
+_MEMORY_VERIFIED: dict[str, list] = {}  # the same, for read-only dataset folders
+_ARRAY_DTYPES = {"x": ("uint8", "float16", "float32"), "content": ("int64",), "style": ("int64",)}
+
+
+def _check_dtype(path: Path, key: str, dtype: np.dtype) -> None:
+    """Stored arrays must be of a supported type in the machine's byte order."""
+    ok = _ARRAY_DTYPES.get(key, ())
+    if dtype.byteorder not in ("=", "|") and not dtype.isnative:
+        raise DataError(
+            f"dataset file {path} is stored big-endian ({dtype.str}); varinv reads little-endian "
+            f"{'/'.join(ok)} only: rewrite it with np.save(path, arr.astype(arr.dtype.newbyteorder('='))) "
+            "and update the manifest, or regenerate the dataset with `varinv data`"
+        )
+    if not (dtype.name in ok or (key != "x" and dtype.kind in "iu")):
+        raise DataError(
+            f"dataset file {path} holds {dtype.name}, but {key}.npy must be {' or '.join(ok)}; "
+            "regenerate the dataset with `varinv data` or varinv.data.store.from_arrays"
+        )
+
+
+def _read_verified(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_verified(path: Path, cache: dict) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(cache, indent=0))
+        os.replace(tmp, path)
+    except OSError:  # a read-only dataset folder: the in-memory record serves this process
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 def open_dataset(root: str | Path) -> Dataset:
@@ -176,6 +248,19 @@ def _check_split(name: str, x: np.ndarray, content: np.ndarray, style: np.ndarra
         raise DataError(f"split '{name}': fragments contain NaN or Inf; clean the data first")
 
 
+def check_replaceable(out: str | Path) -> None:
+    """``--overwrite`` replaces a varinv dataset folder (one with manifest.json) or an empty folder only."""
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise DataError(f"{out} exists and is not a dataset folder; --overwrite replaces dataset folders only: "
+                        "choose another --out")
+    if not (out / "manifest.json").is_file() and any(out.iterdir()):
+        raise DataError(f"{out} is not a varinv dataset (no manifest.json), so --overwrite will not delete it; "
+                        "choose another --out or remove the folder yourself")
+
+
 def from_arrays(
     out: str | Path,
     splits: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]],
@@ -198,6 +283,7 @@ def from_arrays(
     out = Path(out)
     if out.exists() and not overwrite:
         raise DataError(f"{out} already exists; pass overwrite=True (CLI: --overwrite) or choose another path")
+    check_replaceable(out)
     if "train" not in splits:
         raise DataError("from_arrays needs at least a 'train' split")
     tmp = out.with_name(out.name + ".tmp-writing")

@@ -60,6 +60,21 @@ def _esc(s) -> str:
     return html.escape(str(s), quote=True)
 
 
+_SLOT = re.compile(r"\{\{([A-Z]+)\}\}")
+
+
+def fill_template(template: str, values: dict[str, str]) -> str:
+    """Replace each ``{{NAME}}`` of ``template`` in one pass: inserted text is never scanned again, so a
+    name such as ``{{NAV}}`` inside the data stays as it is. An unknown slot is left unchanged."""
+    return _SLOT.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+def script_json(obj) -> str:
+    """JSON that is safe inside a <script> element: <, > and & as \\u escapes (no </script>, no <!--)."""
+    text = json.dumps(obj, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def _prepare_out(out: Path) -> None:
     if out.exists():
         if not out.is_dir():
@@ -275,7 +290,9 @@ def _dataset_section(site: _Site, name: str, groups: list[Group], budget: A.Audi
     generator = (ds.manifest.get("generator") if ds is not None else (meta or {}).get("dataset_generator")) or ""
     title, subtitle = _DATASET_TITLES.get(generator, _DATASET_TITLES.get(name.lower(), (name, "")))
     if title != name:
-        title = f"{title} <span class=\"dsname\">({_esc(name)})</span>"
+        title = f"{_esc(title)} <span class=\"dsname\">({_esc(name)})</span>"
+    else:
+        title = _esc(title)
     kind = (ds.manifest.get("kind") if ds is not None else (meta or {}).get("kind")) or "image"
     content_names = list(ds.content_names if ds is not None else (meta or {}).get("content_names") or [])
     style_names = list(ds.style_names if ds is not None else (meta or {}).get("style_names") or [])
@@ -342,10 +359,10 @@ def _dataset_section(site: _Site, name: str, groups: list[Group], budget: A.Audi
         for ex in examples:
             audio = (f'<audio controls preload="metadata" src="{_esc(ex["audio"])}"></audio>'
                      if ex.get("audio") else "")
-            figs.append(f'<figure class="example {kind}"><img src="{_esc(ex["img"])}" alt="example sample" '
+            figs.append(f'<figure class="example {_esc(kind)}"><img src="{_esc(ex["img"])}" alt="example sample" '
                         f'loading="lazy">{audio}<figcaption><b>{_esc(ex["style"])}</b> · {_esc(ex["content"])}'
                         f"</figcaption></figure>")
-        ex_html = f'<div class="examples {kind}">{"".join(figs)}</div>'
+        ex_html = f'<div class="examples {_esc(kind)}">{"".join(figs)}</div>'
     else:
         where = groups[0].runs[0].dataset_path or "?"
         ex_html = (f'<p class="missing">Dataset not found on this machine ({_esc(where)}): no example data. '
@@ -459,16 +476,16 @@ def build_site(paths, out: str | Path = "site", audio_budget_mb: float = 20.0, l
         f"<code>{_esc(r.path.name)}</code>{'' if r.metrics else ' (not evaluated)'}</li>"
         for r in sorted(runs, key=lambda r: (r.dataset_name, r.method, r.k or 0, r.seed))
     )
-    template = (_STATIC / "template.html").read_text()
-    page = (template
-            .replace("{{CSS}}", (_STATIC / "report.css").read_text())
-            .replace("{{JS}}", (_STATIC / "report.js").read_text())
-            .replace("{{MANIFEST}}", json.dumps({"datasets": metas}, separators=(",", ":")).replace("</", "<\\/"))
-            .replace("{{NAV}}", nav)
-            .replace("{{CSV}}", ("Results tables: " + ", ".join(csv_links)) if csv_links else "")
-            .replace("{{RUNS}}", run_list)
-            .replace("{{NRUNS}}", str(len(runs)))
-            .replace("{{SECTIONS}}", "\n".join(sections)))
+    page = fill_template((_STATIC / "template.html").read_text(), {
+        "CSS": (_STATIC / "report.css").read_text(),
+        "JS": (_STATIC / "report.js").read_text(),
+        "MANIFEST": script_json({"datasets": metas}),
+        "NAV": nav,
+        "CSV": ("Results tables: " + ", ".join(csv_links)) if csv_links else "",
+        "RUNS": run_list,
+        "NRUNS": str(len(runs)),
+        "SECTIONS": "\n".join(sections),
+    })
     index = out / "index.html"
     index.write_text(page)
     if site.budget.skipped:

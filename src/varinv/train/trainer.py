@@ -18,6 +18,7 @@ process 0 writes the run folder, and the numbers match a 1-process run of the sa
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -31,7 +32,7 @@ from varinv import __version__
 from varinv.config import RunConfig
 from varinv.data.batching import Prefetcher, make_batch
 from varinv.data.store import Dataset, open_dataset
-from varinv.errors import DataError, TrainingError
+from varinv.errors import ConfigError, DataError, TrainingError
 from varinv.methods import build_method
 from varinv.train import checkpoint as ckpt
 from varinv.train import distributed as ddp
@@ -62,6 +63,123 @@ def check_run_folder(run: Path, need_bytes: int) -> None:
             f"run folder {run} has {free / 1e6:.0f} MB free but checkpoints need about {need_bytes / 1e6:.0f} MB; "
             "free some space or choose another --run folder"
         )
+
+
+LOCK_FILE = ".lock"
+# Settings a --resume may change: they alter neither the model, the optimisation nor the batches drawn.
+#   train.steps      train further (never below the steps already done, checked separately)
+#   train.threads    CPU threads: speed only
+#   train.log_every  how often scalars are logged: output only
+#   train.device     where the same computation runs (e.g. continue a CPU run on a GPU)
+RESUME_MAY_CHANGE = ("train.steps", "train.threads", "train.log_every", "train.device")
+
+
+class RunLock:
+    """An exclusive lock on RUN/.lock (fcntl.flock, non-blocking) held for a whole training, so that two
+    `varinv train` never write one run folder. The lock goes with the process, however it ends."""
+
+    def __init__(self, fd: int | None):
+        self.fd = fd
+
+    @classmethod
+    def acquire(cls, run: Path) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            return cls(None)
+        try:
+            run.mkdir(parents=True, exist_ok=True)
+            fd = os.open(run / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise TrainingError(f"run folder {run} is not writable ({e.strerror}); choose another --run folder") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            finally:
+                os.close(fd)
+            raise TrainingError(f"run folder {run} is in use by another varinv train (pid {pid}); wait for it to "
+                                "finish or stop it, or choose another --run folder") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return cls(fd)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = None
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_run_config(run: Path, cfg: RunConfig, resume: bool) -> None:
+    """Before anything in ``run`` is written: a resumed run continues exactly the run it names (same
+    settings but RESUME_MAY_CHANGE, at least as many steps as done, a complete checkpoint); a fresh
+    run never replaces a config.yaml that varinv did not write."""
+    from varinv import config as config_mod
+
+    cpath, ck_dir = run / "config.yaml", run / "checkpoints"
+    ours = (run / MODEL_FILE).exists() or (run / "provenance.json").exists() or ck_dir.exists()
+    if not resume:
+        if cpath.exists() and not ours:
+            raise TrainingError(f"run folder {run} holds a config.yaml that varinv did not write (no checkpoints, no "
+                                f"{MODEL_FILE}); move it out of the run folder or choose another --run folder")
+        return
+    if not (ck_dir / "last.json").exists():
+        if cpath.exists() or ck_dir.exists():
+            raise TrainingError(f"run folder {run} has no complete checkpoint to resume (it was stopped before or "
+                                "during its first checkpoint); start fresh with a new --run folder, or delete "
+                                f"{run} and train again")
+        return  # nothing there yet: --resume starts a new run
+    state = ckpt.read_state(ck_dir, "last")
+    done = int(state.get("step", 0))
+    if cfg.train.steps < done:
+        raise ConfigError(f"train.steps = {cfg.train.steps} is fewer than the {done} steps run {run} has already "
+                          f"done; resume with --steps {done} or more")
+    if not cpath.exists():
+        return
+    try:
+        saved = _flat(config_mod.load(cpath).to_dict())
+    except ConfigError:
+        return  # written by another varinv version; the checkpoint load still checks the model
+    now = _flat(cfg.to_dict())
+    if Path(str(saved.get("data.path"))).resolve() != Path(str(now.get("data.path"))).resolve():
+        raise ConfigError(f"data.path = {now.get('data.path')} differs from the dataset run {run} was trained on "
+                          f"({saved.get('data.path')}); resume with --data {saved.get('data.path')} or start a "
+                          "new --run folder")
+    differ = sorted(k for k in set(saved) | set(now)
+                    if k not in RESUME_MAY_CHANGE and k != "data.path" and saved.get(k) != now.get(k))
+    if differ:
+        shown = ", ".join(f"{k} ({saved.get(k)!r} -> {now.get(k)!r})" for k in differ[:4])
+        more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+        raise ConfigError(f"--resume with changed settings: {shown}{more}; a resumed run keeps its settings (in "
+                          f"{cpath}) except {', '.join(RESUME_MAY_CHANGE)}: set them back or start a new --run folder")
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Keep the train_log.jsonl rows of steps <= ``step`` (and drop a torn last line)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and int(row.get("step", 0)) <= step:
+            keep.append(line + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(keep))
+    os.replace(tmp, path)
 
 
 def build_for_dataset(cfg: RunConfig, ds: Dataset, seed: int):
@@ -176,15 +294,29 @@ def _train(
     set_threads(t.threads)
     keep_freed_memory()
     ds = open_dataset(cfg.data.path)
+    ddp.run_on_main(ds.verify_cached, ctx)  # a flipped byte fails here, not as an odd loss later
     train_split = ds.split("train")
     if len(train_split) < 2:
         raise DataError(f"dataset {ds.root} has {len(train_split)} training samples; V3 needs at least 2")
     ddp.check_batch(min(t.batch_size, len(train_split)), ctx.world)
     ck_dir = run / "checkpoints"
+    lock = ddp.run_on_main(lambda: RunLock.acquire(run), ctx)
+    try:
+        return _train_locked(cfg, run, ctx, ds, train_split, ck_dir, mode, resume=resume, tensorboard=tensorboard,
+                             stop_after=stop_after)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_locked(cfg: RunConfig, run: Path, ctx: ddp.Context, ds: Dataset, train_split, ck_dir: Path, mode, *,
+                  resume: bool, tensorboard: bool, stop_after: int | None) -> dict:
+    t = cfg.train
     if not resume and (ck_dir / "last.json").exists():
         raise TrainingError(
             f"run folder {run} already holds a checkpoint; pass --resume to continue it or choose a new --run folder"
         )
+    ddp.run_on_main(lambda: check_run_config(run, cfg, resume), ctx)
     _seed_all(t.seed)
     device = ddp.device_for(t.device, ctx)
     model = ddp.prepare_model(build_for_dataset(cfg, ds, t.seed).to(device), ctx, device)
@@ -203,6 +335,7 @@ def _train(
         ddp.seed_process(t.seed, 0, ctx)
     ddp.run_on_main(lambda: _write_run_files(run, cfg, ds, ctx), ctx)
     if ctx.main:
+        truncate_log(run / "train_log.jsonl", start)  # a resumed (or restarted) run logs each step once
         samples = None
         if tensorboard:  # the samples of the checkpoint images: the first validation (else training) ones
             shown = ds.split("val") if "val" in ds.splits else train_split
@@ -254,6 +387,7 @@ def _train(
             save("last", stop)
         ddp.barrier(ctx)  # no process returns before the checkpoint is on disk
     finally:
+        batches.close()
         logger.close()
         if bar is not None:
             bar.close()
