@@ -232,8 +232,9 @@ def part_core(ctx: _Context) -> dict:
     emb = embed_split(ctx.model, test, ctx.ds.scale)
     index, atoms = content_index(ctx.model, emb, ctx.k, seed=ctx.seed)
     metrics, counts, pairs = core_metrics(emb, index, ctx.k, ctx.n_content, ctx.n_eval, seed=ctx.seed)
+    book = atoms if ctx.model.codebook() is not None else None  # no margin to k-means centres: they cut any cloud
     metrics["health"] = health.assess(health.read_log(ctx.run), index.reshape(-1, ctx.L),
-                                      emb["zs"].reshape(-1, ctx.L, emb["zs"].shape[-1]), ctx.k, emb["zc"], atoms)
+                                      emb["zs"].reshape(-1, ctx.L, emb["zs"].shape[-1]), ctx.k, emb["zc"], book)
     metrics.update(
         {
             "curves": {key: {kk: np.asarray(vv).tolist() for kk, vv in val.items()}
