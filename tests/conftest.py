@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -47,3 +49,17 @@ TOY_CFG = {
     "train": {"steps": 60, "batch_size": 16, "log_every": 10, "ckpt_every": 20, "threads": 1},
     "data": {"n_eval": 50},
 }
+
+
+def run_varinv(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """`varinv ARGS` in this process through cli.main, the real error path: (exit code, stdout, stderr)."""
+    from varinv import cli
+
+    monkeypatch.setattr(sys, "argv", ["varinv", *map(str, args)])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import varinv
-from conftest import TOY_CFG, toy_arrays
+from conftest import TOY_CFG, run_varinv, toy_arrays
 from varinv import config as config_mod
 from varinv.data.store import from_arrays
 from varinv.errors import DataError
@@ -60,18 +60,7 @@ def spec_run(tmp_path_factory):
     return SimpleNamespace(run=root / "run", data=root / "spec", x=x)
 
 
-def _cli(monkeypatch, capsys, *args):
-    """`varinv ARGS` in this process: (exit code, stdout, stderr)."""
-    from varinv import cli
-
-    monkeypatch.setattr(sys, "argv", ["varinv", *map(str, args)])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+_cli = run_varinv
 
 
 def _one_error_line(err: str) -> str:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,23 +10,13 @@ import yaml
 
 from varinv import config as config_mod
 from varinv.errors import ConfigError
+from conftest import run_varinv
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--set", "train.threads=1", "--set", "data.n_eval=50", "--no-progress"]
 
 
-def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run `varinv ARGS` in-process through cli.main (the real error path); (exit code, stdout, stderr)."""
-    from varinv import cli as cli_mod
-
-    monkeypatch.setattr(sys, "argv", ["varinv", *map(str, args)])
-    code = 0
-    try:
-        cli_mod.main()
-    except SystemExit as ex:
-        code = ex.code if isinstance(ex.code, int) else (0 if ex.code is None else 1)
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
+cli = run_varinv
 
 
 def one_error_line(code: int, out: str, err: str, *needles: str) -> str:

@@ -13,6 +13,7 @@ from PIL import Image
 from varinv.data import folders
 from varinv.data.store import open_dataset
 from varinv.errors import ConfigError, DataError
+from conftest import run_varinv
 
 sf = pytest.importorskip("soundfile")
 
@@ -22,15 +23,9 @@ HOP = 512
 
 # -- helpers -------------------------------------------------------------------------------------
 def cli(monkeypatch, capsys, *args) -> tuple[int, str]:
-    """Run `varinv ARGS` in-process through cli.main (the real error path); (exit code, stdout + stderr)."""
-    from varinv import cli as cli_mod
-
-    monkeypatch.setattr(sys, "argv", ["varinv", *map(str, args)])
-    with pytest.raises(SystemExit) as ex:
-        cli_mod.main()
-    cap = capsys.readouterr()
-    code = ex.value.code if isinstance(ex.value.code, int) else (0 if ex.value.code is None else 1)
-    return code, cap.out + cap.err
+    """`varinv ARGS` in-process: (exit code, stdout + stderr)."""
+    code, out, err = run_varinv(monkeypatch, capsys, *args)
+    return code, out + err
 
 
 def ok(monkeypatch, capsys, *args) -> str:

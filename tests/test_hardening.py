@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TOY_CFG, toy_arrays
+from conftest import TOY_CFG, run_varinv, toy_arrays
 from varinv import config as config_mod
 from varinv.data.store import from_arrays, open_dataset, sha256_file
 from varinv.errors import DataError
@@ -76,14 +76,8 @@ def hashes(root: Path) -> dict[str, str]:
 
 
 def cli(monkeypatch, capsys, argv) -> tuple[int, str]:
-    from varinv import cli as cli_mod
-
-    monkeypatch.setattr(sys, "argv", ["varinv", *map(str, argv)])
-    with pytest.raises(SystemExit) as ex:
-        cli_mod.main()
-    cap = capsys.readouterr()
-    code = ex.value.code if isinstance(ex.value.code, int) else (0 if ex.value.code is None else 1)
-    return code, cap.out + cap.err
+    code, out, err = run_varinv(monkeypatch, capsys, *argv)
+    return code, out + err
 
 
 def cli_subprocess(argv, cwd: Path) -> tuple[int, str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 from PIL import Image
 
 from varinv.data.store import open_dataset
+from conftest import run_varinv
 
 sf = pytest.importorskip("soundfile")
 
@@ -43,16 +43,8 @@ def _one_thread():
 
 def varinv(monkeypatch, capsys, *args) -> str:
     """`varinv ARGS` in this process; asserts exit code 0 and returns stdout + stderr."""
-    from varinv import cli
-
-    monkeypatch.setattr(sys, "argv", ["varinv", *map(str, args)])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    cap = capsys.readouterr()
-    text = cap.out + cap.err
+    code, out, err = run_varinv(monkeypatch, capsys, *args)
+    text = out + err
     assert code == 0, f"varinv {' '.join(map(str, args))} exited {code}:\n{text}"
     return text
 
