@@ -122,7 +122,7 @@ def warning(h: dict) -> str | None:
     if not h["style_formed"]:
         problems.append(f"style hinge unmet ({hinges.get('style', 0):.2f}, style spread ratio {h['style_ratio']:.1f})")
         remedies.append("use a larger train.batch_size (the across-sample statistics need many samples)")
-    what = "the content vocabulary" if not h["content_formed"] else "the style space"
+    what = ("the content vocabulary" if not h["content_formed"] else "the style space") + " did not form"
     if not h["content_formed"] and not h["style_formed"]:
-        what = "neither the content vocabulary nor the style space"
-    return f"warning: {what} did not form ({'; '.join(problems)}); try: {'; '.join(dict.fromkeys(remedies))}"
+        what = "neither the content vocabulary nor the style space formed"
+    return f"warning: {what} ({'; '.join(problems)}); try: {'; '.join(dict.fromkeys(remedies))}"
