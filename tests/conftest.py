@@ -63,3 +63,14 @@ def run_varinv(monkeypatch, capsys, *args) -> tuple[int, str, str]:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     cap = capsys.readouterr()
     return code, cap.out, cap.err
+
+
+def one_error_line(code: int, text: str, *needles: str) -> str:
+    """Assert what every bad input must give: exit 2, one line, starting ``error:``, naming the needles."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert code == 2, text
+    assert len(lines) == 1 and lines[0].startswith("error: "), text
+    assert "Traceback" not in text
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]

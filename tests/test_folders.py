@@ -13,7 +13,7 @@ from PIL import Image
 from varinv.data import folders
 from varinv.data.store import open_dataset
 from varinv.errors import ConfigError, DataError
-from conftest import run_varinv
+from conftest import one_error_line, run_varinv
 
 sf = pytest.importorskip("soundfile")
 
@@ -32,16 +32,6 @@ def ok(monkeypatch, capsys, *args) -> str:
     code, text = cli(monkeypatch, capsys, *args)
     assert code == 0, text
     return text
-
-
-def one_error_line(code: int, text: str, *needles: str) -> str:
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    assert code == 2, text
-    assert len(lines) == 1 and lines[0].startswith("error: "), text
-    assert "Traceback" not in text
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
 
 
 def rows_by_name(ds) -> dict[str, tuple[str, int]]:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TOY_CFG, run_varinv, toy_arrays
+from conftest import TOY_CFG, one_error_line, run_varinv, toy_arrays
 from varinv import config as config_mod
 from varinv.data.store import from_arrays, open_dataset, sha256_file
 from varinv.errors import DataError
@@ -216,12 +216,7 @@ def test_bad_input_is_one_error_line(name, setup, needles, isolated, tmp_path, m
     else:
         code, text = cli(monkeypatch, capsys, argv)
     seconds = time.time() - t0
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    assert code == 2, text
-    assert len(lines) == 1 and lines[0].startswith("error: "), text
-    assert "Traceback" not in text
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
+    one_error_line(code, text, *needles)
     after = hashes(tmp_path)
     assert {k: after.get(k) for k in before} == before, "a file that was there changed"
     if name == "evaluate_nosuch_split":
