@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from varinv.errors import ConfigError
-from varinv.methods.regularisers import REGULARISERS, diversity_loss, matched_atoms, tilt, tilt_basis, tilt_term
+from varinv.methods.regularisers import REGULARISERS, diversity_loss, matched_atoms, sample_nce, tilt, tilt_basis, tilt_term
 from varinv.methods.v3 import V3, V3Config, hinge, mpd, v3_terms
 from varinv.nn.quantizer import EMAQuantizer
 
@@ -67,6 +67,18 @@ def test_diversity_loss_prefers_distinct_atoms():
     diff = torch.tensor([[[0.0, 100.0], [100.0, 0.0]]])
     assert float(diversity_loss(same, 0.1)) > 0.99
     assert float(diversity_loss(diff, 0.1)) < 0.01
+
+
+def test_sample_nce_rewards_styles_shared_within_samples():
+    g = torch.Generator().manual_seed(0)
+    per_sample = torch.randn(6, 1, 4, generator=g).expand(6, 5, 4)
+    shared = per_sample + 0.01 * torch.randn(6, 5, 4, generator=g)
+    mixed = torch.randn(6, 5, 4, generator=g)  # no sample structure
+    assert float(sample_nce(shared, 0.1)) < 0.5 < float(sample_nce(mixed, 0.1))
+    # hand value: 2 samples x 2 fragments, each pair identical and the two samples orthogonal:
+    # a fragment's logits are 10 (its partner) and 0, 0 (the other sample) → loss log(1 + 2 e^-10)
+    z = torch.tensor([[[1.0, 0.0], [1.0, 0.0]], [[0.0, 1.0], [0.0, 1.0]]])
+    assert math.isclose(float(sample_nce(z, 0.1)), math.log(1 + 2 * math.exp(-10)), abs_tol=2e-6)
 
 
 def test_quantizer_kmeans_init_finds_clusters_and_ema_tracks_them():

@@ -85,6 +85,25 @@ def matched_atoms(sqdist: torch.Tensor) -> torch.Tensor:
     return out.to(sqdist.device)
 
 
+def sample_nce(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Supervised-contrastive loss with the sample as the label: z (B, L, d) fragment embeddings; each
+    fragment's positives are the other fragments of its sample, its negatives every fragment of the
+    other samples (cosine similarity / temperature). Mean over fragments of -log(mass on positives)."""
+    (z,) = gather_samples(z)
+    b, length = z.shape[:2]
+    if b < 2 or length < 2:
+        return z.new_zeros(())
+    f = F.normalize(z.flatten(0, 1).float(), dim=-1)
+    logits = f @ f.t() / temperature
+    eye = torch.eye(b * length, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(eye, float("-inf"))
+    sample = torch.arange(b, device=z.device).repeat_interleave(length)
+    pos = (sample[:, None] == sample[None, :]) & ~eye
+    log_all = logits.logsumexp(1)
+    log_pos = logits.masked_fill(~pos, float("-inf")).logsumexp(1)
+    return (log_all - log_pos).mean()
+
+
 def isotropy_loss(z: torch.Tensor) -> torch.Tensor:
     """d·Σλ²/(Σλ)² − 1 for the eigenvalues λ of the covariance of z (B, d): 0 when isotropic,
     d − 1 when all variance lies along one direction. A batch statistic: z is gathered under DDP."""
@@ -135,6 +154,13 @@ def atom_sqdist(model, ae: dict) -> torch.Tensor:
                  "so other styles sit close together; spread the across-sample style variance over many directions.")
 def isotropy_term(model, batch, ae, step):
     return isotropy_loss(ae["zs3"].mean(1))
+
+
+@regulariser("style_nce", "w_style_nce", results="2026-12-02-generalisation-explore.md",
+             why="The ratio hinge on z_s did not form a style read from texture, font or voice (the style term stayed "
+                 "at 0.96); a contrastive form of the same prior (a fragment's z_s picks out its own sample) does.")
+def style_nce_term(model, batch, ae, step):
+    return sample_nce(ae["zs3"], model.cfg.style_nce_temperature)
 
 
 @regulariser("diversity", "w_diversity", results="2026-11-22-v3-phonenums-explore.md",

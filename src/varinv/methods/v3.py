@@ -48,6 +48,11 @@ class V3Config(VQConfig):
     # more than the means of random groups of L fragments of the batch (V_c^samp <= V_c^shuf), which a
     # faithful code meets with or without repeats and a code carrying style does not.
     content_reference: str = "samples"
+    # Contrastive style prior (0 = off): each fragment's z_s, by cosine similarity, should pick out the
+    # other fragments of its own sample among the batch's (the style statistics' "style varies across
+    # samples more than within" as a well-conditioned classification over samples).
+    w_style_nce: float = 0.0
+    style_nce_temperature: float = 0.1
     w_diversity: float = 0.0
     diversity_temperature: float = 0.1
     # Spread the across-sample style variance over many directions (0 when isotropic). The hinge
@@ -97,6 +102,8 @@ class V3Config(VQConfig):
 
     def validate(self) -> None:
         super().validate()
+        _check(self.w_style_nce >= 0, "model.w_style_nce", self.w_style_nce, "a number >= 0")
+        _check(self.style_nce_temperature > 0, "model.style_nce_temperature", self.style_nce_temperature, "> 0")
         _check(self.w_reassign >= 0, "model.w_reassign", self.w_reassign, "a number >= 0")
         _check(self.reassign_fragments >= 1, "model.reassign_fragments", self.reassign_fragments, "an integer >= 1")
         _check(self.reassign_start >= 0, "model.reassign_start", self.reassign_start, "an integer >= 0")
