@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -148,7 +149,14 @@ def site(tmp_path_factory):
 def test_site_is_self_contained(site):
     out = site.parent
     html = site.read_text()
-    assert "http://" not in html and "https://" not in html  # no CDN, no network
+    # no CDN, no network: nothing the page loads comes from elsewhere; the only web addresses are the
+    # paper / code links of the citation (plain <a> links, never fetched)
+    assert not re.search(r"""(?:src|srcset|data)\s*=\s*["']?\s*(?:https?:)?//""", html, re.I)
+    assert not re.search(r"""<link[^>]*href\s*=\s*["']?\s*(?:https?:)?//""", html, re.I)
+    assert "@import" not in html and not re.search(r"url\(\s*['\"]?(?:https?:)?//", html)
+    hrefs = re.findall(r'<a [^>]*href="(https?://[^"]+)"', html)
+    assert "https://arxiv.org/abs/2407.03824" in hrefs
+    assert len(html) < 2_000_000  # no huge inline data: the page loads fast from disk
     for ref in ("toy/v3_K4/confusion.svg", "tones/v3_K3/latents.js", "results/"):
         assert ref in html
     wavs = sorted(out.rglob("*.wav"))
@@ -314,6 +322,42 @@ def test_page_in_chromium(site):
         ActionChains(driver).move_to_element(canvas).click_and_hold().move_by_offset(60, 25).release().perform()
         assert driver.execute_script(snap) != before
 
+        # confusion matrices are readable at their default size (the SVG's 13-px labels shown at >= 11 px)
+        # and a click enlarges one in the page's own lightbox
+        from varinv.report.confusion import FONT_PX
+
+        driver.execute_script("document.querySelector('#ds-toy td.cf').scrollIntoView()")
+        cf = toy.find_element(By.CSS_SELECTOR, 'tr[data-method="v3"] img.confusion')
+        shown, natural = driver.execute_script(
+            "var i = arguments[0]; return [i.getBoundingClientRect().width, i.naturalWidth];", cf)
+        assert natural >= 250 and shown >= 250, (shown, natural)
+        assert FONT_PX * shown / natural >= 11, (shown, natural)
+        cf.click()
+        WebDriverWait(driver, 5).until(lambda d: d.execute_script(
+            "var b = document.getElementById('lightbox'); return b.open;"))
+        big = driver.execute_script(
+            "var i = document.querySelector('#lightbox img'); return [i.getAttribute('src'), i.getBoundingClientRect().width];")
+        assert big[0].endswith("toy/v3_K6/confusion.svg") and big[1] >= 1.5 * shown, big
+        driver.find_element(By.CSS_SELECTOR, "#lightbox button.close").click()
+        WebDriverWait(driver, 5).until(lambda d: not d.execute_script("return document.getElementById('lightbox').open;"))
+
+        # swaps of real samples: 3 pairs × (A, B, V3) images, following the K selector (K = 6 chosen above)
+        swaps = toy.find_elements(By.CSS_SELECTOR, "div.swaps")
+        assert [w.get_attribute("data-k") for w in swaps if w.is_displayed()] == ["6"]
+        driver.execute_script("document.querySelector('#ds-toy div.swaps[data-k=\"6\"]').scrollIntoView()")
+        WebDriverWait(driver, 10).until(lambda d: d.execute_script(
+            "var im = document.querySelectorAll('#ds-toy div.swaps[data-k=\"6\"] img');"
+            "return im.length === 9 && Array.prototype.every.call(im, function (i) {"
+            "  return i.complete && i.naturalWidth > 0; });"))
+        srcs = [i.get_attribute("src") for i in toy.find_elements(By.CSS_SELECTOR, 'div.swaps[data-k="6"] img')]
+        assert sum("/v3_K6/swaps/" in x for x in srcs) == 3
+        # the seeds column gives the number of seeds, the list in its tooltip
+        seeds = toy.find_element(By.CSS_SELECTOR, "table.metrics td.seeds")
+        assert seeds.text == "1" and seeds.get_attribute("title") == "seeds 0"
+        # the paper is credited, with a link
+        assert driver.find_element(By.CSS_SELECTOR, 'header p.paper a[href="https://arxiv.org/abs/2407.03824"]')
+        assert "How to cite" in driver.find_element(By.ID, "cite").text
+
         assert _severe(driver) == []
 
         ARTIFACTS.mkdir(exist_ok=True)
@@ -323,5 +367,53 @@ def test_page_in_chromium(site):
         time.sleep(0.3)
         driver.save_screenshot(str(ARTIFACTS / "report.png"))
         assert (ARTIFACTS / "report.png").stat().st_size > 10_000
+    finally:
+        driver.quit()
+
+
+def test_page_fits_a_phone_screen(site):
+    """At a 420-px window the page does not scroll sideways: wide tables scroll inside their own box."""
+    chromium, chromedriver = _need_browser()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _driver(chromium, chromedriver)
+    try:
+        driver.set_window_size(420, 900)
+        driver.get(site.as_uri())
+        WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        inner = driver.execute_script("return window.innerWidth")
+        if inner > 420:  # a browser with a minimum window width: emulate the phone's viewport instead
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                   {"width": 420, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+            driver.refresh()
+            WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        assert driver.execute_script("return window.innerWidth") <= 420
+        time.sleep(0.3)
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        wide = driver.execute_script("""
+            var out = [], vw = document.documentElement.clientWidth;
+            document.querySelectorAll('body *').forEach(function (e) {
+              var r = e.getBoundingClientRect();
+              if (r.width && r.right > vw + 1 && !e.closest('.table-scroll, .cf-box, dialog'))
+                out.push(e.tagName + '.' + e.className + ' ' + Math.round(r.right));
+            });
+            return out.slice(0, 8);""")
+        assert width <= 420 + 1, (width, wide)
+        # the metrics table is wider than the screen and scrolls inside its own container
+        box = driver.execute_script(
+            "var b = document.getElementById('ds-toy-metrics').parentNode; return [b.scrollWidth, b.clientWidth,"
+            " getComputedStyle(b).overflowX];")
+        assert box[0] > box[1] and box[2] in ("auto", "scroll"), box
+        # the confusion matrix labels stay readable on the phone too
+        from varinv.report.confusion import FONT_PX
+
+        shown, natural = driver.execute_script(
+            "var i = document.querySelector('#ds-toy img.confusion'); i.scrollIntoView();"
+            "return [i.getBoundingClientRect().width, i.naturalWidth];")
+        assert FONT_PX * shown / natural >= 11, (shown, natural)
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.execute_script("window.scrollTo(0, 0)")
+        driver.save_screenshot(str(ARTIFACTS / "report-420.png"))
+        assert _severe(driver) == []
     finally:
         driver.quit()

@@ -198,12 +198,41 @@ def cmd_table(a) -> None:
                   + f" | {floor_zc:.3f} | {health} | {m['train_seconds']:.0f} |")
 
 
+def purity(atom: np.ndarray, label: np.ndarray) -> float:
+    """Fraction of fragments whose atom's majority label is theirs."""
+    hits = sum(np.bincount(label[atom == a]).max() for a in np.unique(atom))
+    return float(hits) / max(len(atom), 1)
+
+
+def cmd_diagnose(a) -> None:
+    """Where a codebook fails, on the validation split: overall purity against purity within each style.
+    High purity within styles with low overall purity means each style permutes the atoms its own way
+    (the vocabulary formed but is not shared); low purity within styles means it never formed."""
+    import varinv
+    from varinv.api import encode_dataset
+    from varinv.data.store import open_dataset
+
+    for run in a.runs:
+        model = varinv.load_model(run)
+        ds = open_dataset(model.cfg.data.path)
+        arr = encode_dataset(model, ds, ["val"])
+        atom, content, style = arr["atom"], arr["content"], arr["style"]
+        within = [purity(atom[style == s], content[style == s]) for s in np.unique(style)]
+        print(f"{run}: purity {purity(atom, content):.3f}; within styles median {np.median(within):.3f} "
+              f"(min {min(within):.3f}, max {max(within):.3f}); atoms per style "
+              f"{np.median([len(np.unique(atom[style == s])) for s in np.unique(style)]):.0f}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name, fn in (("data", cmd_data), ("floor", cmd_floor), ("grid", cmd_grid), ("table", cmd_table)):
+    for name, fn in (("data", cmd_data), ("floor", cmd_floor), ("grid", cmd_grid), ("table", cmd_table),
+                     ("diagnose", cmd_diagnose)):
         s = sub.add_parser(name)
         s.set_defaults(fn=fn)
+        if name == "diagnose":
+            s.add_argument("runs", nargs="+", help="run folders")
+            continue
         if name == "table":
             s.add_argument("--tags", required=True, help="comma-separated grid tags, e.g. x1,x2")
             continue

@@ -6,11 +6,15 @@ assets beside it, all linked relatively so the folder opens from disk::
     site/index.html
     site/<dataset>/examples/example_<i>.{png,jpg}[, .wav]
     site/<dataset>/<method>_K<k>/confusion.svg, latents.js, recombine.{png,jpg}, audio/*.wav
+    site/<dataset>/<method>_K<k>/swaps/swap_<a>_<b>.png[, .wav]   content of test sample a, style of b
+    site/<dataset>/swaps/sample_<i>.png[, .wav]                   the samples those swaps are made from
     site/results/*.csv                       results tables found in benchmark folders
 
 Per dataset the page shows example data, a codebook-size (K) selector, per method the confusion
 matrix and interactive 3-D t-SNE views of z_c (with the atoms) and z_s, the two recombination
-traversals driven by selectors, and the metrics table (mean ± std over seeds). A piece that does not
+traversals driven by selectors, swaps of real test samples (the content of A in the style of B, made
+with ``varinv.api``'s ``transfer``), and the metrics table (mean ± std over seeds, n seeds). The header
+links the V3 paper and the footer holds the project's citation (CITATION.cff). A piece that does not
 exist (a method not run for some K, a run not evaluated) is shown as such, never as a broken image.
 """
 
@@ -26,6 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from varinv.report import assets as A
+from varinv.report import cite as C
+from varinv.report import swaps as SW
+from varinv.report.confusion import confusion_svg
 from varinv.report.collect import (
     METRIC_COLUMNS,
     Group,
@@ -48,6 +55,8 @@ _DATASET_TITLES = {
     "insnotes": ("InsNotes", "pitches and timbres"),
     "waveforms": ("Waveforms", "frequencies and waveforms"),
 }
+# generators that say nothing of the data (user folders): the folder name is the title
+_GENERIC_GENERATORS = {"", "user", "folder", "images", "audio", "arrays"}
 _ATOM_WAV = re.compile(r"atom_?(\d+)")
 _STYLE_WAV = re.compile(r"style_?(\d+)")
 
@@ -58,6 +67,26 @@ def _slug(s: str) -> str:
 
 def _esc(s) -> str:
     return html.escape(str(s), quote=True)
+
+
+def dataset_title(generator: str, name: str) -> tuple[str, str]:
+    """(human title, subtitle) of a dataset: the benchmark's title for a known generator, however it is
+    spelled (``phonenums``, ``varinv.data.phonenums``) or for a folder named after one
+    (``phonenums_small``); a generator module of another name, title-cased (``my_pkg.bird_songs`` →
+    ``Bird Songs``); else the folder name as it is. Plain text: escape it for HTML."""
+    gen = str(generator or "").strip()
+    key = re.split(r"[.:/]", gen)[-1].lower() if gen else ""
+    if key in _DATASET_TITLES:
+        return _DATASET_TITLES[key]
+    low = name.lower()
+    for k, v in _DATASET_TITLES.items():
+        if low == k or (low.startswith(k) and not low[len(k)].isalnum()):
+            return v
+    if key and key not in _GENERIC_GENERATORS and "." in gen:
+        words = [w for w in re.split(r"[_\-\s]+", key) if w]
+        if words:
+            return " ".join(w[:1].upper() + w[1:] for w in words), ""
+    return name, ""
 
 
 _SLOT = re.compile(r"\{\{([A-Z]+)\}\}")
@@ -257,9 +286,10 @@ def _metrics_table(ds_id: str, groups: list[Group], ks: list, methods: list[str]
                             f"not run for K={_esc(_kstr(k))}</td></tr>")
                 continue
             g, a = agg[(m, k)]
-            seeds = ", ".join(str(s) for s in g.seeds)
+            seeds = (f'<td class="seeds" title="{_esc("seeds " + ", ".join(str(s) for s in g.seeds))}">'
+                     f"{len(g.seeds)}</td>")
             if not a:
-                rows.append(f'<tr {cls}>{name}<td>{_esc(seeds)}</td><td class="missing-cell" '
+                rows.append(f'<tr {cls}>{name}{seeds}<td class="missing-cell" '
                             f'colspan="{len(METRIC_COLUMNS)}">not evaluated (run <code>varinv evaluate</code>)</td></tr>')
                 continue
             cells = []
@@ -272,9 +302,72 @@ def _metrics_table(ds_id: str, groups: list[Group], ks: list, methods: list[str]
                 b = best.get((key, k))
                 strong = b is not None and abs(v["mean"] - b) < 1e-12
                 cells.append(f'<td class="{"best" if strong else ""}">{txt}</td>')
-            rows.append(f'<tr {cls}>{name}<td>{_esc(seeds)}</td>{"".join(cells)}</tr>')
-    return (f'<table class="metrics" id="{ds_id}-metrics"><thead><tr><th>Method</th><th>K</th><th>seeds</th>{head}'
-            f'</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+            rows.append(f'<tr {cls}>{name}{seeds}{"".join(cells)}</tr>')
+    return (f'<div class="table-scroll"><table class="metrics" id="{ds_id}-metrics"><thead><tr><th>Method</th>'
+            f'<th>K</th><th title="number of seeds (hover a number for the list)">seeds (n)</th>{head}'
+            f'</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _figure(item: dict | None, caption: str = "") -> str:
+    if not item:
+        return ""
+    audio = (f'<audio controls preload="none" src="{_esc(item["audio"])}"></audio>' if item.get("audio") else "")
+    cap = f"<figcaption>{caption}</figcaption>" if caption else ""
+    return (f'<figure class="swap"><img src="{_esc(item["img"])}" alt="{_esc(item.get("alt", "sample"))}" '
+            f'loading="lazy">{audio}{cap}</figure>')
+
+
+def _swaps(site: _Site, ds, groups: list[Group], ks: list, methods: list[str], ddir: Path,
+           content_names: list[str], budget: A.AudioBudget) -> str:
+    """Markup of the swaps panel: per K a table, rows = (A, B) pairs of test samples, one column per
+    method holding the content of A decoded in the style of B (from the group's picture run)."""
+    if ds is None:
+        return '<p class="missing">Dataset not found on this machine: no swaps of real samples.</p>'
+    kind = "spectrogram" if ds.manifest.get("kind") == "spectrogram" else "image"
+    got = SW.eval_split(ds, groups[0].picture_run.config)
+    if got is None:
+        return '<p class="missing">The dataset has no samples to swap.</p>'
+    _, split = got
+    pairs = SW.pick_pairs(split.style, SW.N_PAIRS_AUDIO if kind == "spectrogram" else SW.N_PAIRS_IMAGE)
+    if not pairs:
+        return '<p class="missing">The dataset has too few samples to swap.</p>'
+    results: dict[tuple, tuple] = {}
+    for g in groups:
+        run = g.picture_run
+        gdir = ddir / f"{_slug(g.method)}_K{g.k if g.k is not None else 'x'}"
+        data = None if (run.path / "model.json").is_file() else resolve_dataset_path(run)
+        results[(g.method, g.k)] = SW.group_swaps(run.path, data, split, pairs, gdir, site.rel, budget)
+    if not any(r[0] for r in results.values()):
+        why = next(iter(results.values()))[1]
+        return (f'<p class="missing">No swaps: no run of this dataset could be loaded ({_esc(why)}); '
+                "the report needs the runs' checkpoints.</p>")
+    scale = float(ds.scale or 1.0)
+    params = dict(ds.manifest.get("params") or {})
+    samples = SW.render_samples(ds, split, pairs, ddir / "swaps", site.rel, budget, params, content_names, scale)
+    blocks = []
+    for i, k in enumerate(ks):
+        head = "".join(f"<th>{_esc(method_title(m))}</th>" for m in methods)
+        rows = []
+        for n, (a, b) in enumerate(pairs):
+            sa, sb = dict(samples[a]), dict(samples[b])
+            sa["alt"], sb["alt"] = f"sample A{n + 1}", f"sample B{n + 1}"
+            cells = [f"<td>{_figure(x, '<b>' + _esc(x['style']) + '</b> · ' + _esc(x['content']))}</td>"
+                     for x in (sa, sb)]
+            for m in methods:
+                res = results.get((m, k))
+                if res is None:
+                    cells.append(f'<td class="na">not run for K={_esc(_kstr(k))}</td>')
+                elif res[0] is None:
+                    cells.append(f'<td class="na" title="{_esc(res[1])}">no model</td>')
+                else:
+                    item = dict(res[0][n], alt=f"{method_title(m)}: content of A{n + 1} in the style of B{n + 1}")
+                    cells.append(f"<td>{_figure(item)}</td>")
+            rows.append(f"<tr>{''.join(cells)}</tr>")
+        blocks.append(
+            f'<div class="swaps table-scroll" data-k="{_esc(_kstr(k))}"{"" if i == 0 else " hidden"}>'
+            f'<table class="swaps {_esc(kind)}"><thead><tr><th>A (content from)</th><th>B (style from)</th>{head}</tr>'
+            f'</thead><tbody>{"".join(rows)}</tbody></table></div>')
+    return "".join(blocks)
 
 
 def _dataset_section(site: _Site, name: str, groups: list[Group], budget: A.AudioBudget) -> tuple[str, dict]:
@@ -288,11 +381,11 @@ def _dataset_section(site: _Site, name: str, groups: list[Group], budget: A.Audi
     if ds is None:
         meta = next((m for g in groups for r in g.runs if (m := _model_meta(r)) is not None), None)
     generator = (ds.manifest.get("generator") if ds is not None else (meta or {}).get("dataset_generator")) or ""
-    title, subtitle = _DATASET_TITLES.get(generator, _DATASET_TITLES.get(name.lower(), (name, "")))
-    if title != name:
-        title = f"{_esc(title)} <span class=\"dsname\">({_esc(name)})</span>"
+    plain_title, subtitle = dataset_title(generator, name)
+    if plain_title != name:
+        title = f"{_esc(plain_title)} <span class=\"dsname\">({_esc(name)})</span>"
     else:
-        title = _esc(title)
+        title = _esc(plain_title)
     kind = (ds.manifest.get("kind") if ds is not None else (meta or {}).get("kind")) or "image"
     content_names = list(ds.content_names if ds is not None else (meta or {}).get("content_names") or [])
     style_names = list(ds.style_names if ds is not None else (meta or {}).get("style_names") or [])
@@ -330,7 +423,12 @@ def _dataset_section(site: _Site, name: str, groups: list[Group], budget: A.Audi
         gdir.mkdir(parents=True, exist_ok=True)
         cell: dict = {"seed": run.seed, "seeds": g.seeds, "run": run.path.name,
                       "evaluated": run.metrics is not None}
-        if run.has_confusion:
+        svg = confusion_svg((run.metrics or {}).get("confusion_counts"), content_names)
+        if svg is not None:
+            dst = gdir / "confusion.svg"
+            dst.write_text(svg)
+            cell["confusion"] = site.rel(dst)
+        elif run.has_confusion:
             dst = gdir / "confusion.svg"
             shutil.copyfile(run.plots / "confusion.svg", dst)
             cell["confusion"] = site.rel(dst)
@@ -347,9 +445,10 @@ def _dataset_section(site: _Site, name: str, groups: list[Group], budget: A.Audi
             cell["recomb"] = rec
         cells[f"{g.method}|{_kstr(g.k)}"] = cell
     _encode_audio(site, jobs, budget)
+    swaps_html = _swaps(site, ds, groups, ks, methods, ddir, content_names, budget)
 
     n_runs = sum(len(g.runs) for g in groups)
-    meta = {"id": ds_id, "name": name, "kind": kind, "ks": [_kstr(k) for k in ks],
+    meta = {"id": ds_id, "name": name, "title": plain_title, "kind": kind, "ks": [_kstr(k) for k in ks],
             "methods": [{"key": m, "title": method_title(m)} for m in methods],
             "content_names": content_names, "style_names": style_names, "cells": cells}
 
@@ -377,14 +476,20 @@ def _dataset_section(site: _Site, name: str, groups: list[Group], budget: A.Audi
         mt = _esc(method_title(m))
         first = cells.get(f"{m}|{_kstr(ks[0])}", {})
         src = first.get("confusion")
-        img = (f'<img class="confusion" data-method="{_esc(m)}" alt="codebook confusion matrix" '
+        img = (f'<img class="confusion" data-method="{_esc(m)}" alt="codebook confusion matrix of {mt}" '
+               f'title="click to enlarge" tabindex="0" role="button" '
                + (f'src="{_esc(src)}"' if src else 'hidden') + ">")
+        full = (f'<a class="cf-full" href="{_esc(src or "")}" target="_blank"{"" if src else " hidden"}>'
+                "full size ↗</a>")
         view_rows.append(
             f'<tr data-method="{_esc(m)}"><td class="mname">{mt}<div class="seedinfo"></div></td>'
-            f'<td class="cf">{img}<div class="missing" hidden></div></td>'
-            f'<td class="lat"><canvas class="scatter" data-method="{_esc(m)}" data-space="zc"></canvas>'
+            f'<td class="cf" data-label="Confusion matrix P(class | atom)"><div class="cf-box">{img}</div>{full}'
             f'<div class="missing" hidden></div></td>'
-            f'<td class="lat"><canvas class="scatter" data-method="{_esc(m)}" data-space="zs"></canvas>'
+            f'<td class="lat" data-label="Content latent z_c (✕ = atoms)">'
+            f'<canvas class="scatter" data-method="{_esc(m)}" data-space="zc"></canvas>'
+            f'<div class="missing" hidden></div></td>'
+            f'<td class="lat" data-label="Style latent z_s">'
+            f'<canvas class="scatter" data-method="{_esc(m)}" data-space="zs"></canvas>'
             f'<div class="missing" hidden></div></td></tr>'
         )
         trav_rows.append(f'<tr data-method="{_esc(m)}"><td class="mname">{mt}</td>'
@@ -408,6 +513,7 @@ def _dataset_section(site: _Site, name: str, groups: list[Group], budget: A.Audi
       <label><input type="radio" name="{ds_id}-colour" value="style"> style</label>
       <span class="hint">drag a plot to rotate it, shift + scroll to zoom, double-click to reset; hover a point for its labels</span></div>
     <table class="views">
+      <colgroup><col class="c-method"><col class="c-cf"><col class="c-lat"><col class="c-lat"></colgroup>
       <thead><tr><th>Method</th><th>Codebook confusion matrix P(class | atom)</th>
         <th>Content latent z<sub>c</sub> (✕ = codebook atoms)</th><th>Style latent z<sub>s</sub></th></tr></thead>
       <tbody>{"".join(view_rows)}
@@ -423,6 +529,14 @@ def _dataset_section(site: _Site, name: str, groups: list[Group], budget: A.Audi
       <label>Fix style, traverse all content indices: <select class="fix-style"></select></label>
     </div>
     <table class="traversal"><tbody>{"".join(trav_rows)}</tbody></table>
+  </div>
+  <div class="panel">
+    <h3>Swaps of real samples</h3>
+    <p class="note">Test samples A and B; each method column decodes the content of A (fragment by fragment:
+      its codebook atoms where the method has a codebook) in the style of B (the mean of B's style vectors),
+      as <code>varinv transfer</code>
+      does. The same pairs for every method; the table follows the codebook size chosen above.</p>
+    {swaps_html}
   </div>
   <div class="panel">
     <h3>Metrics (mean ± std over seeds)</h3>
@@ -470,7 +584,8 @@ def build_site(paths, out: str | Path = "site", audio_budget_mb: float = 20.0, l
         dst.parent.mkdir(exist_ok=True)
         shutil.copyfile(c, dst)
         csv_links.append(f'<a href="{_esc(site.rel(dst))}">{_esc(c.parent.name + "/" + c.name)}</a>')
-    nav = " · ".join(f'<a href="#{m["id"]}">{_esc(m["name"])}</a>' for m in metas)
+    nav = " · ".join(f'<a href="#{m["id"]}">{_esc(m["title"])}</a>' for m in metas)
+    citation = C.load_citation()
     run_list = "".join(
         f"<li>{_esc(r.dataset_name)} · {_esc(method_title(r.method))} · K={_esc(r.k)} · seed {r.seed}: "
         f"<code>{_esc(r.path.name)}</code>{'' if r.metrics else ' (not evaluated)'}</li>"
@@ -481,6 +596,8 @@ def build_site(paths, out: str | Path = "site", audio_budget_mb: float = 20.0, l
         "JS": (_STATIC / "report.js").read_text(),
         "MANIFEST": script_json({"datasets": metas}),
         "NAV": nav,
+        "PAPER": C.paper_html(citation, _esc),
+        "CITE": C.cite_html(citation, _esc),
         "CSV": ("Results tables: " + ", ".join(csv_links)) if csv_links else "",
         "RUNS": run_list,
         "NRUNS": str(len(runs)),

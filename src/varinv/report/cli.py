@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
     ):
         """Build a self-contained static demo site (opens from disk, no network): per dataset the example
         data, per method and K the confusion matrix, interactive 3-D latent views, the recombination
-        traversals, and the metrics table (mean ± std over seeds)."""
+        traversals, swaps of real test samples (content of one, style of another), the metrics table (mean ±
+        std over seeds) and the V3 paper / citation."""
         from varinv.report.build import build_site
 
         def log(msg: str) -> None:

@@ -235,18 +235,24 @@
     this.root.querySelectorAll("table.views tr[data-method]").forEach(function (tr) {
       var m = tr.getAttribute("data-method"), cell = self.cell(m);
       var img = tr.querySelector("img.confusion"), box = tr.querySelector("td.cf .missing");
+      var full = tr.querySelector("a.cf-full");
       var info = tr.querySelector(".seedinfo");
       info.textContent = cell ? ("seed " + cell.seed + (cell.seeds.length > 1 ? " (of " + cell.seeds.length + ")" : "")) : "";
       if (cell && cell.confusion) {
         if (img.getAttribute("src") !== cell.confusion) img.setAttribute("src", cell.confusion);
         img.hidden = false; box.hidden = true;
+        if (full) { full.setAttribute("href", cell.confusion); full.hidden = false; }
       } else {
         img.hidden = true; img.removeAttribute("src");
+        if (full) { full.hidden = true; full.removeAttribute("href"); }
         showMissing(box, !cell ? "not run for K=" + self.k : "no confusion matrix (run `varinv evaluate`)");
       }
     });
     this.root.querySelectorAll("table.metrics tr.k-row").forEach(function (tr) {
       tr.classList.toggle("current", tr.getAttribute("data-k") === self.k);
+    });
+    this.root.querySelectorAll("div.swaps[data-k]").forEach(function (d) {
+      d.hidden = d.getAttribute("data-k") !== self.k;
     });
     this.latents();
     this.fillSelectors();
@@ -378,6 +384,29 @@
       }
     });
   };
+
+  // ---- lightbox: a confusion matrix enlarged (its natural size, at least twice the shown size) -----
+  var box = document.getElementById("lightbox");
+  function enlarge(img) {
+    if (!box || !img.getAttribute("src")) return;
+    var big = box.querySelector("img");
+    big.setAttribute("src", img.getAttribute("src"));
+    big.setAttribute("alt", img.getAttribute("alt") || "");
+    var nw = img.naturalWidth || img.clientWidth;
+    big.style.width = Math.round(Math.max(nw * 1.6, img.clientWidth * 2)) + "px";  // scrolls in the box
+    big.style.height = "auto";
+    if (box.showModal) box.showModal(); else box.setAttribute("open", "");
+  }
+  if (box) {
+    box.querySelector(".lb-body").addEventListener("click", function () { box.close ? box.close() : box.removeAttribute("open"); });
+    box.addEventListener("click", function (e) { if (e.target === box) box.close(); });
+  }
+  document.querySelectorAll("img.confusion").forEach(function (img) {
+    img.addEventListener("click", function () { enlarge(img); });
+    img.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); enlarge(img); }
+    });
+  });
 
   // ---- start -------------------------------------------------------------------------------------
   var sections = MANIFEST.datasets.map(function (m) { return new Section(m); });
