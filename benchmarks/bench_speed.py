@@ -68,12 +68,17 @@ def _batches(cfg, n: int):
         return out, shape, f"random ({e})"
 
 
-def worker(conn, variant: str, config: str, threads: int, n_batches: int) -> None:
+def worker(conn, variant: str, config: str, threads: int, n_batches: int, overrides: list[str] | None = None,
+           start_step: int = 0) -> None:
+    """One variant's process. ``overrides``: its config overrides (default: VARIANTS[variant]; another
+    benchmark brings its own variants); ``start_step``: the step number the timed steps begin at."""
     import torch
 
     from varinv import config as config_mod
 
-    overrides = [] if VARIANTS[variant] is None else list(VARIANTS[variant])
+    if overrides is None:
+        overrides = [] if VARIANTS[variant] is None else list(VARIANTS[variant])
+    overrides = list(overrides)
     overrides.append(f"train.threads={threads}")
     cfg = config_mod.load(config, overrides)
     t = cfg.train
@@ -88,6 +93,9 @@ def worker(conn, variant: str, config: str, threads: int, n_batches: int) -> Non
 
         def one(step: int) -> None:
             ref.step(batches[step % len(batches)]["x"])
+
+        def final() -> dict:
+            return {}
 
     else:
         from varinv.methods import build_method
@@ -112,12 +120,16 @@ def worker(conn, variant: str, config: str, threads: int, n_batches: int) -> Non
                 g["lr"] = t.lr * tr.lr_factor(step, t)
             tr.train_step(model, opt, batches[step % len(batches)], step, autocast, t.grad_clip, ck)
 
+        def final() -> dict:
+            return {"compile": speed.compile_summary(model)}
+
     conn.send({"params": n_params, "threads": torch.get_num_threads(), "data": source,
                "fragments": int(batches[0]["x"].shape[0] * batches[0]["x"].shape[1])})
-    step = 0
+    step = start_step
     while True:
         msg = conn.recv()
         if msg is None:
+            conn.send(final())
             break
         times = []
         for _ in range(msg):
@@ -135,13 +147,26 @@ def loadavg() -> str:
         return "?"
 
 
-def bench_config(config: str, variants: list[str], threads: int, warmup: int, rounds: int, per_round: int, log):
+def uptime() -> str:
+    """`uptime`'s line (the load when a benchmark started goes into its report)."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return f"load average {loadavg()}"
+
+
+def bench_config(config: str, variants: list[str], threads: int, warmup: int, rounds: int, per_round: int, log,
+                 overrides: dict[str, list[str]] | None = None, start_step: int = 0):
+    """Warm up each variant's worker, then time ``rounds`` rotated rounds. ``overrides``: variant ->
+    config overrides (default VARIANTS). Returns (info, times, cpu, loads); info[v] holds the worker's
+    set-up facts, its warm-up step times and what it reported on exit (e.g. ``compile``)."""
     ctx = mp.get_context("spawn")
     procs, conns, info = {}, {}, {}
     try:
         for v in variants:  # start and warm up one at a time
             a, b = ctx.Pipe()
-            p = ctx.Process(target=worker, args=(b, v, config, threads, 4), daemon=True)
+            p = ctx.Process(target=worker, daemon=True,
+                            args=(b, v, config, threads, 4, None if overrides is None else overrides[v], start_step))
             p.start()
             procs[v], conns[v] = p, a
             info[v] = a.recv()
@@ -166,7 +191,9 @@ def bench_config(config: str, variants: list[str], threads: int, warmup: int, ro
         for v, c in conns.items():
             try:
                 c.send(None)
-            except (BrokenPipeError, OSError):
+                if v in info and c.poll(30):
+                    info[v].update(c.recv())
+            except (BrokenPipeError, EOFError, OSError):
                 pass
         for p in procs.values():
             p.join(timeout=30)
@@ -196,7 +223,6 @@ def main() -> None:
         print(s, flush=True)
         lines.append(s)
 
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     head = [
         f"# Training throughput: V3 on this CPU ({date.today().isoformat()})",
         "",
@@ -204,7 +230,7 @@ def main() -> None:
         "",
         f"* machine: {cpu_model()}, {os.cpu_count()} logical CPUs",
         f"* torch {torch.__version__}, threads per worker: {args.threads}",
-        f"* `uptime` at start: {uptime}",
+        f"* `uptime` at start: {uptime()}",
         f"* warm-up {args.warmup} steps per variant, then {args.rounds} rounds (variants rotated each round); "
         "the figure per variant is the median over rounds of its per-step time",
         "",

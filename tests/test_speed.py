@@ -1,9 +1,16 @@
-"""train.channels_last (varinv.train.speed): same model, NHWC layout; runs, resumes and loads like NCHW."""
+"""Speed options (varinv.train.speed) and their benchmark: train.channels_last (same model, NHWC layout;
+runs, resumes and loads like NCHW), train.compile (compiled conv trunks, plain checkpoints, eager fallback)
+and benchmarks/bench_train_speed.py."""
 
 import json
+import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from conftest import TOY_CFG
 from varinv import config as config_mod
@@ -11,7 +18,7 @@ from varinv.errors import ConfigError
 from varinv.methods import build_method
 from varinv.train import checkpoint as ckpt
 from varinv.train import speed
-from varinv.train.trainer import load_run, train
+from varinv.train.trainer import RESUME_MAY_CHANGE, load_run, train
 
 
 def _cfg(ds, **train_opts):
@@ -57,3 +64,112 @@ def test_channels_last_same_function_and_resume(toy_dataset, tmp_path):
         assert torch.equal(wa[k], wb[k]), k
     _, _, model, _ = load_run(tmp_path / "a")
     assert all(p.is_contiguous() for p in model.parameters())
+
+
+# -- train.compile ---------------------------------------------------------------------------------------
+
+
+def test_compile_is_validated():
+    raw = json.loads(json.dumps(TOY_CFG))
+    raw["train"]["compile"] = "yes"
+    with pytest.raises(ConfigError, match="train.compile"):
+        config_mod.from_dict(raw)
+    assert config_mod.from_dict(json.loads(json.dumps(TOY_CFG))).train.compile is False
+    assert "train.compile" in RESUME_MAY_CHANGE  # speed only: a run may be resumed with it toggled
+
+
+def _aot_eager(monkeypatch):
+    """Dynamo and AOT autograd as with inductor, without inductor's minutes of C++ compilation."""
+    monkeypatch.setattr(speed, "_compile", lambda fn: torch.compile(fn, backend="aot_eager", dynamic=False))
+
+
+def test_compile_trains_and_checkpoints_load_uncompiled(toy_dataset, tmp_path, monkeypatch):
+    """A 2-step compiled run: finite losses, compiled trunks inside the step, plain state-dict keys,
+    and its checkpoint loads into an uncompiled model (load_run); a resume may switch compile off."""
+    _aot_eager(monkeypatch)
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    cfg = _cfg(toy_dataset, steps=2, log_every=1, compile=True)
+    train(cfg, tmp_path / "c", progress=False, tensorboard=False)
+    assert counters["stats"]["unique_graphs"] >= 2  # encoder and decoder went through dynamo
+    rows = [json.loads(line) for line in (tmp_path / "c" / "train_log.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(math.isfinite(v) for r in rows for v in r.values())
+    weights = ckpt._load_tensors(ckpt.model_path(tmp_path / "c" / "checkpoints", "final"), None)
+    assert not any("_orig_mod" in k for k in weights)
+    _, _, model, state = load_run(tmp_path / "c")  # strict load into a plain model
+    assert state["step"] == 2 and "forward" not in vars(model.encoder)
+    train(_cfg(toy_dataset, steps=3, log_every=1), tmp_path / "c", resume=True, progress=False, tensorboard=False)
+
+
+def test_compile_failure_falls_back_to_eager_with_one_warning(toy_dataset, tmp_path, monkeypatch, capsys):
+    def broken(fn):
+        def run(*args, **kwargs):
+            raise RuntimeError("inductor: no C++ compiler\nsecond line")
+        return run
+
+    monkeypatch.setattr(speed, "_compile", broken)
+    cfg = _cfg(toy_dataset, steps=3, log_every=1, compile=True)
+    train(cfg, tmp_path / "f", progress=False, tensorboard=False)
+    eager = _cfg(toy_dataset, steps=3, log_every=1)
+    train(eager, tmp_path / "e", progress=False, tensorboard=False)
+    warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning: train.compile")]
+    assert len(warnings) == 1 and "no C++ compiler" in warnings[0]
+    log = lambda run: (run / "train_log.jsonl").read_text()  # noqa: E731
+    assert log(tmp_path / "f") == log(tmp_path / "e")  # eager fallback: the very same run
+
+
+def test_compile_inside_the_step_only(monkeypatch):
+    """The trunks are compiled, each once; only calls within model.loss take the compiled path."""
+    cfg = config_mod.from_dict(json.loads(json.dumps(TOY_CFG)))
+    calls = []
+    monkeypatch.setattr(speed, "_compile", lambda fn: (lambda *a, **k: calls.append(fn) or fn(*a, **k)))
+    m = build_method(cfg.method, cfg.model, (3, 16, 16))
+    assert speed.compile_trunks(m) == ["encoder", "decoder"]
+    assert speed.compile_trunks(m) == ["encoder", "decoder"]  # idempotent
+    x = torch.rand(2, 4, 3, 16, 16)
+    m.encode(x)  # inference: eager
+    assert calls == []
+    m.loss({"x": x}, 0)
+    assert len(calls) == 2 and speed.compile_summary(m).startswith("compiled encoder, decoder")
+
+
+@pytest.mark.slow
+def test_compile_with_inductor(toy_dataset, tmp_path):
+    """The real backend (minutes of C++ compilation on a cold cache): 2 finite steps, loadable."""
+    train(_cfg(toy_dataset, steps=2, log_every=1, compile=True), tmp_path / "i", progress=False, tensorboard=False)
+    rows = [json.loads(line) for line in (tmp_path / "i" / "train_log.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(v) for r in rows for v in r.values())
+    load_run(tmp_path / "i")
+
+
+# -- benchmarks/bench_train_speed.py ----------------------------------------------------------------------
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train_speed.py"
+
+
+def _bench(*args, cwd=None):
+    return subprocess.run([sys.executable, str(BENCH), *map(str, args)], capture_output=True, text=True, timeout=120,
+                          cwd=cwd or BENCH.parents[1])
+
+
+def test_bench_train_speed_end_to_end(toy_dataset, tmp_path):
+    """Two eager variants, one round of one step (~15 s: two worker processes)."""
+    raw = json.loads(json.dumps(TOY_CFG))
+    raw["data"]["path"] = "data/toy"  # the benchmark's --data-root points it at the test's dataset
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw))
+    out = tmp_path / "report.md"
+    r = _bench("--configs", tmp_path / "tiny.yaml", "--variants", "default", "cl", "--rounds", "1",
+               "--steps-per-round", "1", "--warmup", "1", "--data-root", toy_dataset.root.parent, "--out", out)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert "command: `python benchmarks/bench_train_speed.py" in text and "`uptime` at start:" in text
+    assert f"torch {torch.__version__}" in text and "* machine:" in text
+    rows = [ln for ln in text.splitlines() if ln.startswith("| default |") or ln.startswith("| cl |")]
+    assert len(rows) == 2 and rows[0].split("|")[4].strip() == "1.00"  # × default of default
+
+
+def test_bench_train_speed_names_a_missing_dataset(tmp_path):
+    r = _bench("--configs", "configs/phonenums_v3_small.yaml", "--data-root", tmp_path, "--out", tmp_path / "r.md")
+    assert r.returncode == 2 and not (tmp_path / "r.md").exists()
+    assert r.stderr.startswith("error: no dataset at ") and "phonenums-10k" in r.stderr and "Traceback" not in r.stderr

@@ -58,6 +58,9 @@ class TrainConfig:
     # NHWC ("channels-last") layout for the conv weights and activations: the same functions, a faster
     # oneDNN path on CPU, different rounding (benchmarks/results/2026-11-22-speed.md; varinv.train.speed).
     channels_last: bool = False
+    # torch.compile of the conv trunks (varinv.train.speed): the same functions in fused kernels, a
+    # one-off compilation per input shape, eager again (one warning) if compiling fails.
+    compile: bool = False
     # Where training runs: "cpu" (the default, bit-reproducible here), "cuda" or "cuda:N". Under
     # torchrun, "cuda" means each process's own GPU (cuda:LOCAL_RANK). Evaluation runs on the CPU.
     device: str = "cpu"
@@ -72,6 +75,7 @@ class TrainConfig:
         _check(self.ckpt_every >= 1, "train.ckpt_every", self.ckpt_every, "an integer >= 1")
         _check(self.precision in ("fp32", "bf16"), "train.precision", self.precision, "'fp32' or 'bf16'")
         _check(isinstance(self.channels_last, bool), "train.channels_last", self.channels_last, "true or false")
+        _check(isinstance(self.compile, bool), "train.compile", self.compile, "true or false")
         _check(0 < self.lr_decay <= 1, "train.lr_decay", self.lr_decay, "a number in (0, 1]")
         _check(re.fullmatch(r"cpu|cuda(:\d+)?", str(self.device)) is not None, "train.device", self.device,
                "'cpu', 'cuda' or 'cuda:N'")

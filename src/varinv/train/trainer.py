@@ -71,7 +71,8 @@ LOCK_FILE = ".lock"
 #   train.threads    CPU threads: speed only
 #   train.log_every  how often scalars are logged: output only
 #   train.device     where the same computation runs (e.g. continue a CPU run on a GPU)
-RESUME_MAY_CHANGE = ("train.steps", "train.threads", "train.log_every", "train.device")
+#   train.compile    the same computation in compiled kernels (speed.py); checkpoints are alike
+RESUME_MAY_CHANGE = ("train.steps", "train.threads", "train.log_every", "train.device", "train.compile")
 
 
 class RunLock:
