@@ -318,3 +318,32 @@ def test_shuffled_content_reference_is_met_by_a_faithful_code_with_or_without_re
     # a code that also carries the sample's style spreads the sample means more than random groups do
     leaky = torch.cat([zc, zs[..., :2] / 50], -1)
     assert float(v3_terms(leaky, leaky, zs, 15.0, perm)["content"]) > 0.3
+
+
+def test_detail_code_is_bounded_and_left_out_of_style_and_decoding():
+    torch.manual_seed(0)
+    cfg = V3Config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, d_detail=2,
+                   detail_capacity=0.0)
+    m = V3(cfg, (3, 16, 16))
+    m.train()
+    x = torch.rand(4, 5, 3, 16, 16)
+    out = m.loss({"x": x}, step=0)
+    ae = m.autoencode(x, step=0)
+    assert float(out["detail_kl"]) > 0 and ae["zs"].shape[-1] == 3
+    # with no free capacity the KL is a term of the total: its gradient reaches the detail head
+    base = m.base_total(ae)
+    assert torch.isclose(base, cfg.w_recon * ae["recon"] + cfg.w_commit * ae["commit"] + ae["detail_kl"])
+    m.zero_grad()
+    ae["detail_kl"].backward()
+    assert m.encoder.to_style.weight.grad[-4:].abs().sum() > 0 and m.encoder.to_style.weight.grad[:3].abs().sum() == 0
+    # within the capacity it costs nothing
+    m2 = V3(V3Config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, d_detail=2,
+                     detail_capacity=1e6), (3, 16, 16))
+    ae2 = m2.autoencode(x, step=0)
+    assert torch.isclose(m2.base_total(ae2), ae2["recon"] + 0.1 * ae2["commit"])
+    m.eval()
+    enc = m.encode(x)
+    assert enc.style.shape == (4, 5, 3)
+    assert m.decode(enc.content_q, enc.style).shape == x.shape
+    with pytest.raises(ConfigError, match="d_detail"):
+        V3Config(d_detail=-1).validate()

@@ -175,6 +175,8 @@ class V3(VQAutoencoder):
         shuffle = torch.randperm(b * length, device=zc3.device) if cfg.content_reference == "shuffled" else None
         terms = v3_terms(zc3, zq3, zs3, cfg.relativity, shuffle)
         out = {"recon": ae["recon"], "commit": ae["commit"], **terms}
+        if "detail_kl" in ae:
+            out["detail_kl"] = ae["detail_kl"].detach()
         total = (
             self.base_total(ae)
             + cfg.w_content * terms["content"]
@@ -200,7 +202,7 @@ class V3(VQAutoencoder):
         try:
             with torch.no_grad():
                 book = self.quantizer.codebook.to(zs.dtype)
-                x_hat = self.decoder(book.repeat(n, 1), zs.repeat_interleave(k, 0))  # (N·K, C, H, W)
+                x_hat = self.decode(book.repeat(n, 1), zs.repeat_interleave(k, 0))  # (N·K, C, H, W)
                 err = (x_hat.float() - x.float().repeat_interleave(k, 0)).pow(2).flatten(1).mean(1)
         finally:
             self.decoder.train(was_training)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from varinv.config import _check
 from varinv.methods.base import Encoded
 from varinv.methods.autoencoder import BackboneConfig, ConvAutoencoder
+from varinv.nn.backbones import Decoder, Encoder
 from varinv.nn.quantizer import EMAQuantizer
 
 
@@ -34,9 +35,20 @@ class VQConfig(BackboneConfig):
     # fragments share, so a per-fragment z_s is a side channel through which content detail can reach
     # the decoder without the codebook (look-alike contents sharing an atom while z_s tells them apart).
     style_pool: bool = False
+    # A per-fragment continuous "detail" code of d_detail dims (0 = off) beside the atom, for what varies
+    # from fragment to fragment but is neither content nor style (position, size, loudness). Without it
+    # that variation can only be cut into atoms or leak into z_s. A Gaussian code with at most
+    # ``detail_capacity`` nats (KL to N(0, I) above it costs ``w_detail`` per nat), too little to carry
+    # the content itself; decoding with the code at 0 renders an atom's prototype.
+    d_detail: int = 0
+    detail_capacity: float = 1.0
+    w_detail: float = 1.0
 
     def validate(self) -> None:
         super().validate()
+        _check(self.d_detail >= 0, "model.d_detail", self.d_detail, "an integer >= 0")
+        _check(self.detail_capacity >= 0, "model.detail_capacity", self.detail_capacity, "a number >= 0 (nats)")
+        _check(self.w_detail >= 0, "model.w_detail", self.w_detail, "a number >= 0")
         _check(self.vq_warmup >= 0, "model.vq_warmup", self.vq_warmup, "an integer >= 0")
         _check(self.n_atoms >= 1, "model.n_atoms", self.n_atoms, "an integer K >= 1")
         _check(0 < self.vq_decay < 1, "model.vq_decay", self.vq_decay, "a number in (0, 1)")
@@ -57,12 +69,29 @@ class VQAutoencoder(ConvAutoencoder):
             kmeans_iters=cfg.kmeans_iters,
             seed=seed,
         )
+        if cfg.d_detail:  # the style head also gives the detail code's mean and log-variance
+            self.encoder = Encoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style + 2 * cfg.d_detail)
+            self.decoder = Decoder(self.fragment_shape, cfg.spec(), cfg.d_content + cfg.d_detail, cfg.d_style)
+
+    def _split_detail(self, zs: torch.Tensor):
+        """(style, detail mean, detail log-variance) from the style head's output; no detail: Nones."""
+        d = self.cfg.d_detail
+        if not d:
+            return zs, None, None
+        return zs[:, :-2 * d], zs[:, -2 * d:-d], zs[:, -d:].clamp(-10, 10)
+
+    def decode(self, content, style):
+        """Atoms (or z_c) and styles to fragments, the detail code at its prior mean (the prototype)."""
+        if self.cfg.d_detail:
+            content = torch.cat([content, content.new_zeros(*content.shape[:-1], self.cfg.d_detail)], -1)
+        return super().decode(content, style)
 
     def codebook(self):
         return self.quantizer.codebook
 
     def encode(self, x):
         zc, zs, b, length = self._encode_flat(x)
+        zs = self._split_detail(zs)[0]
         zq, index, _ = self.quantizer(zc)
         return Encoded(
             content=zc.view(b, length, -1),
@@ -86,12 +115,23 @@ class VQAutoencoder(ConvAutoencoder):
             zq, index, commit = self.quantizer(zc)
         else:
             zq, index, commit = zc, torch.zeros(zc.shape[0], dtype=torch.long, device=zc.device), zc.new_zeros(())
+        zs, mu, logvar = self._split_detail(zs)
         zs_dec = self.decoder_style(zs.view(b, length, -1)).flatten(0, 1)
-        x_hat = self.decoder(zq, zs_dec).view_as(x)
+        out = {}
+        dec_in = zq
+        if mu is not None:
+            detail = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
+            kl = 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).sum(-1).mean()
+            out["detail_kl"] = kl
+            dec_in = torch.cat([zq, detail], -1)
+        x_hat = self.decoder(dec_in, zs_dec).view_as(x)
         return {
             "zc": zc, "zq": zq, "zs": zs, "zs_dec": zs_dec, "index": index, "b": b, "length": length,
-            "recon": F.mse_loss(x_hat.float(), x.float()), "commit": commit,
+            "recon": F.mse_loss(x_hat.float(), x.float()), "commit": commit, **out,
         }
 
     def base_total(self, ae: dict) -> torch.Tensor:
-        return self.cfg.w_recon * ae["recon"] + self.cfg.w_commit * ae["commit"]
+        total = self.cfg.w_recon * ae["recon"] + self.cfg.w_commit * ae["commit"]
+        if "detail_kl" in ae:
+            total = total + self.cfg.w_detail * F.relu(ae["detail_kl"] - self.cfg.detail_capacity)
+        return total
