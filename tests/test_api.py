@@ -197,7 +197,7 @@ def test_bad_inputs_are_one_error_line(moved, tmp_path, monkeypatch, capsys):
     cases = [
         (["encode", tmp_path / "no-run", moved.data, "-o", tmp_path / "c.csv"], "does not exist"),
         (["encode", moved.run, moved.data, "-o", tmp_path / "c.txt"], ".csv or .npz"),
-        (["encode", moved.run, tmp_path, "-o", tmp_path / "c.csv"], "only dataset folders"),
+        (["encode", moved.run, tmp_path, "-o", tmp_path / "c.csv"], "holds no image or audio files"),
         (["encode", moved.run, moved.data, "-o", tmp_path / "c.csv", "--split", "nope"], "no split 'nope'"),
         (["transfer", moved.run, "--content", "test:0", "--style", "test:1", "--data", moved.data,
           "-o", tmp_path / "t.jpg"], ".png or .wav"),

@@ -8,6 +8,7 @@
     codes.index, codes.content, codes.style   # (B, L) atom ids, (B, L, d_c) z_c, (B, L, d_s) z_s (numpy)
     y = model.decode(codes.index, style)      # style (B, L, d_s) or (B, d_s) -> (B, L, C, H, W) in model units
     z = model.transfer(a, b)                  # the content of a, fragment by fragment, in the mean style of b
+    raw = varinv.api.read_raw(model, "my_pngs/")  # raw files with the run's own settings: raw.x (N, L, C, H, W)
 
 Everything runs on the CPU in eval mode without gradients, in batches. "Model units" are what the
 decoder produces: stored values divided by the run's input scale (images in [0, 1], spectrograms as
@@ -24,8 +25,8 @@ import torch
 
 from varinv.errors import ConfigError, DataError, DependencyError
 
-__all__ = ["Codes", "Model", "load_model", "parse_sample_ref", "encode_dataset", "fragments_image",
-           "write_fragments_png", "write_fragments_wav"]
+__all__ = ["Codes", "Model", "load_model", "parse_sample_ref", "encode_dataset", "read_raw", "encode_raw",
+           "is_dataset", "fragments_image", "write_fragments_png", "write_fragments_wav"]
 
 
 @dataclass
@@ -303,11 +304,149 @@ def encode_dataset(model: Model, ds, splits: list[str], batch_size: int = 64) ->
     return out
 
 
+# ---------------------------------------------------------------------------------- raw input
+def is_dataset(path: str | Path) -> bool:
+    """Whether ``path`` is a dataset folder of the varinv store (it has manifest.json)."""
+    return (Path(path) / "manifest.json").is_file()
+
+
+def _raw_kinds(path: Path) -> set[str]:
+    """What a raw input holds: {"image"} / {"audio"} (both, or neither, for odd folders)."""
+    from varinv.data.folders import AUDIO_EXTS, IMAGE_EXTS
+
+    if path.is_file():
+        ext = path.suffix.lower()
+        return {"image"} if ext in IMAGE_EXTS else {"audio"} if ext in AUDIO_EXTS else set()
+    kinds = set()
+    for p in path.rglob("*"):
+        rel = p.relative_to(path)
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
+            continue
+        ext = p.suffix.lower()
+        if ext in IMAGE_EXTS and len(rel.parts) <= 2:  # images: in the folder or one sub-folder deep
+            kinds.add("image")
+        elif ext in AUDIO_EXTS:
+            kinds.add("audio")
+        if len(kinds) == 2:
+            break
+    return kinds
+
+
+def _raw_audio_settings(model: Model, length: int, name: str):
+    """The run's audio cutting and features as :class:`varinv.data.folders.AudioSettings`."""
+    from varinv.audio.features import HOP, N_FFT, SR
+    from varinv.data.folders import AudioSettings
+
+    p = model.params
+    c, bins, frames = model.fragment_shape
+    odd = [f"{k} {p.get(k)}" for k, v in (("sr", SR), ("n_fft", N_FFT), ("hop", HOP)) if p.get(k) != v]
+    if odd or c != 1:
+        raise DataError(f"run {name} was trained on spectrograms not made with varinv's audio features (sr {SR}, "
+                        f"n_fft {N_FFT}, hop {HOP}, 1 channel; its data has {', '.join(odd) or f'{c} channels'}), "
+                        "so raw audio cannot be imported for it; pass a dataset folder made like its training data")
+    if int(p.get("frame_pool") or 1) != 1:
+        raise DataError(f"run {name} was trained on spectrograms with pooled frames (frame_pool {p['frame_pool']}), "
+                        "which raw audio import does not make; pass a dataset folder made like its training data")
+    window = p.get("window")
+    if window is None:  # a benchmark (InsNotes): fixed windows of the fragment's duration
+        note = p.get("note_seconds")
+        frames_of = lambda w: 1 + int(round(float(w) * SR)) // HOP  # noqa: E731
+        window = note if note is not None and frames_of(note) == frames else (frames - 1) * HOP / SR
+    settings = AudioSettings.from_params({**p, "window": float(window), "n_bins": bins, "length": length})
+    if settings.frames != frames:
+        raise DataError(f"run {name} takes fragments of {frames} frames, but its recorded window of "
+                        f"{settings.window:g} s gives {settings.frames}; pass a dataset folder made like its "
+                        "training data")
+    return settings
+
+
+def read_raw(model: Model, path: str | Path, *, one_sample: bool = False):
+    """Raw images or audio as samples for ``model``, read with the run's own settings (nothing written).
+
+    ``path`` is an image or audio file, or a folder of them: images in the layouts of ``varinv data
+    images`` ((a) one image per sample, cut into the run's L tiles along its width; (b) one sub-folder
+    per sample, one image per fragment, windows of the run's L), each fragment resized to the run's
+    H x W and converted to its channels (RGB or grey); audio (wav, flac, ogg, searched recursively) cut
+    as the run's dataset was (its recorded window or onsets; without a record, fixed windows of the
+    fragment's duration) into log-STFT fragments with the run's bins, a file giving floor(fragments / L)
+    samples. With ``one_sample`` the input is one sample of any length: an image file cut into L tiles,
+    an audio file with all its fragments, a folder whose images (or audio files, in order) are the
+    fragments. Returns a :class:`varinv.data.folders.Imported`: ``x`` (N, L, C, H, W) in the run's
+    stored units (``model.encode(x)`` applies the input scale), ``rows`` (sample name, index of its first
+    fragment in its file or folder) per sample. Input that does not fit the run raises
+    :class:`~varinv.errors.DataError` naming the file and the fix.
+    """
+    from varinv.data import folders
+
+    path = Path(path)
+    name = str(model.run) if model.run is not None else "(in memory)"
+    if not path.exists():
+        raise DataError(f"{path} does not exist; pass a dataset folder, an image or audio file, or a folder of them")
+    if path.is_dir() and is_dataset(path):
+        raise DataError(f"{path} is a dataset folder, not raw files; name one of its samples as SPLIT:INDEX "
+                        f"with --data {path}")
+    want = "audio" if model.kind == "spectrogram" else "image"
+    have = _raw_kinds(path)
+    if want not in have:
+        exts = folders.AUDIO_EXTS if want == "audio" else folders.IMAGE_EXTS
+        what = ("holds " + " and ".join(sorted(have)) + " files") if path.is_dir() and have else \
+            ("is an image file" if have == {"image"} else "is an audio file" if have == {"audio"} else
+             "holds no image or audio files" if path.is_dir() else "is neither an image nor an audio file")
+        raise DataError(f"{path} {what}, but run {name} was trained on {model.kind} data; pass "
+                        f"{want} files ({', '.join(e[1:] for e in exts)}) or a folder of them, or "
+                        + ("a dataset sample SPLIT:INDEX" if one_sample else "a dataset folder"))
+    length = model.n_fragments
+    if length is None or length < 2:
+        raise DataError(f"run {name} records no sample length L >= 2 (n_fragments {length!r} in model.json); "
+                        "pass a dataset folder instead of raw files")
+    if want == "audio":
+        data = folders.read_audio(path, _raw_audio_settings(model, length, name), one_sample=one_sample,
+                                  for_run=name)
+    else:
+        c, h, w = model.fragment_shape
+        if c not in (1, 3):
+            raise DataError(f"run {name} takes images of {c} channels; raw images come as RGB (3) or grey (1): "
+                            "pass a dataset folder made like its training data")
+        layout = folders.image_layout(path, one_sample=one_sample, for_run=name)
+        tiled = layout == "image-per-sample"
+        data = folders.read_images(path, tiles=length if tiled else None, size=(h, w),
+                                   channels="rgb" if c == 3 else "grey",
+                                   length=None if tiled or one_sample else length, one_sample=one_sample,
+                                   for_run=name)
+        if model.scale != 255.0:  # the run's data stored images otherwise than as uint8
+            data.x = data.x.astype(np.float32) * np.float32(model.scale / 255.0)
+    if tuple(data.x.shape[2:]) != model.fragment_shape:  # the readers make the run's shape; a safety net
+        raise DataError(f"{path} gives fragments of shape {tuple(data.x.shape[2:])} but run {name} takes "
+                        f"{model.fragment_shape}; pass a dataset folder made like its training data")
+    return data
+
+
+def encode_raw(model: Model, path: str | Path, batch_size: int = 64):
+    """:func:`read_raw` then per-fragment arrays as :func:`encode_dataset` gives them, without split and
+    labels: sample (the file's stem or sub-folder's name), row (the sample's index), fragment (index of
+    the fragment in its file or folder), position (0..L-1 in the sample), atom, zc, zs. Returns
+    ``(arrays, imported)``."""
+    data = read_raw(model, path)
+    n, length = data.x.shape[:2]
+    codes = model.encode(data.x, batch_size=batch_size)
+    pos = np.tile(np.arange(length), n)
+    out = {
+        "sample": np.repeat(np.array([name for name, _ in data.rows], dtype=str), length),
+        "row": np.repeat(np.arange(n), length).astype(np.int64),
+        "fragment": (np.repeat(np.array([start for _, start in data.rows]), length) + pos).astype(np.int64),
+        "position": pos.astype(np.int64),
+        "atom": (codes.index.reshape(-1) if codes.index is not None else np.full(n * length, -1)).astype(np.int64),
+        "zc": codes.content.reshape(n * length, -1).astype(np.float32),
+        "zs": codes.style.reshape(n * length, -1).astype(np.float32),
+    }
+    return out, data
+
+
 def write_codes_csv(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """The arrays of :func:`encode_dataset` as CSV: one row per fragment, zc_0.., zs_0.. columns."""
     import csv
 
-    scalar = [k for k in ("sample", "split", "row", "position", "atom") if k in arrays]
+    scalar = [k for k in ("sample", "split", "row", "fragment", "position", "atom") if k in arrays]
     labels = [k for k in ("content", "content_name", "style", "style_name") if k in arrays]
     zc, zs = arrays["zc"], arrays["zs"]
     header = scalar + [f"zc_{i}" for i in range(zc.shape[1])] + [f"zs_{i}" for i in range(zs.shape[1])] + labels

@@ -23,6 +23,17 @@ their metrics.json entry in the record, and ``probes`` adds the z_c/z_s × conte
 to the table.
 
 Leave ``data.path`` out of ``set`` to mix datasets in one grid: each config's own path then holds.
+
+``--launcher slurm`` submits each cell as a Slurm job through submitit (``pip install 'varinv[cluster]'``;
+job files in ``<out>/.submitit``), with the grid's optional ``slurm:`` block::
+
+    slurm: {partition: gpu, time: 60, cpus_per_task: 4, gpus_per_node: 1, mem_gb: 16, account: lab,
+            slurm_qos: normal}    # time in minutes per job (default 60); other slurm_* keys pass through
+
+A job runs the same commands and writes the same record as a local cell (cells that train one model, see
+``_twin_key``, share one job). ``--launcher submitit-local`` does the same with submitit's local executor,
+every job at once. ``--no-wait`` submits and exits; a later run of the same command skips the recorded
+cells, waits for the jobs still running and resubmits only the rest.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -70,13 +82,16 @@ def load_grid(path: Path) -> tuple[dict, list[Cell]]:
     if not path.exists():
         raise ConfigError(f"benchmark grid {path} does not exist")
     grid = yaml.safe_load(path.read_text()) or {}
-    unknown = set(grid) - {"name", "out", "parallel", "seeds", "set", "evaluate", "cells"}
+    if not isinstance(grid, dict):
+        raise ConfigError(f"benchmark grid {path} must be a YAML mapping (name, out, cells, ...)")
+    unknown = set(grid) - {"name", "out", "parallel", "seeds", "set", "evaluate", "cells", "slurm"}
     if unknown:
         raise ConfigError(f"unknown benchmark key(s) {sorted(unknown)}; valid: name, out, parallel, seeds, set, "
-                          "evaluate, cells")
+                          "evaluate, cells, slurm")
     if not grid.get("cells"):
         raise ConfigError(f"benchmark grid {path} has no cells")
     eval_parts(grid)  # validates the parts up front
+    slurm_options(grid)  # likewise the slurm block, whatever the launcher
     out = Path(grid.get("out", f"runs/bench-{grid.get('name', path.stem)}"))
     cells = []
     for entry in grid["cells"]:
@@ -103,6 +118,10 @@ def eval_parts(grid: dict) -> list[str]:
     if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
         raise ConfigError(f"benchmark key 'evaluate' must be a list of part names, got {parts!r}")
     return parse_parts(",".join(parts))
+
+
+def _evaluate_command(grid: dict) -> list[str]:
+    return [sys.executable, "-m", "varinv", "evaluate", "--no-tsne", "--what", ",".join(eval_parts(grid))]
 
 
 def _command(cell: Cell, grid: dict, threads: int) -> list[str]:
@@ -182,36 +201,88 @@ def _keep_record(cell: Cell, grid: dict, results_dir: Path) -> None:
     rec.write_text(json.dumps(keep, indent=1) + "\n")
 
 
+def _cell_steps(cell: Cell, cells: list[Cell], grid: dict, threads: int) -> Iterator[tuple[str, list[str]]]:
+    """One cell's commands in order, as (phase, command): its training, then its evaluation. Where a twin
+    has already trained the same model, the cell evaluates a copy of the twin's run instead. A generator,
+    so the copy is made when the first step is asked for: when the cell starts."""
+    cell.run.parent.mkdir(parents=True, exist_ok=True)
+    twin = _trained_twin(cell, cells)
+    if twin is not None:  # same model, another k-means K: evaluate a copy of the trained run
+        _clone_run(twin, cell)
+    else:
+        yield "train", _command(cell, grid, threads)
+    yield "evaluate", _evaluate_command(grid) + [str(cell.run)]
+
+
+def _log(cell: Cell) -> Path:
+    return cell.run.parent / f"{cell.run.name}.log"
+
+
+def _failed(cell: Cell, phase: str, code: int) -> str:
+    return f"cell {cell.run.name} failed in {phase} (exit {code}); see {_log(cell)}"
+
+
+def _finish(cell: Cell, grid: dict, results_dir: Path) -> bool:
+    """After a cell's last step: keep its record (see _keep_record); False when it wrote no metrics."""
+    if not (cell.run / "metrics.json").exists():
+        return False
+    _keep_record(cell, grid, results_dir)
+    return True
+
+
+def _threads_env(threads: int) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": str(threads)}
+
+
+def run_cells(todo: list[Cell], cells: list[Cell], grid: dict, results_dir: Path, threads: int | None = None,
+              cwd: str | None = None) -> list[str]:
+    """Run ``todo``'s cells one after the other in this process, each step as the local pool runs it, and keep
+    their records: the body of one submitit job. ``threads`` None: the CPUs this job was given. Returns one
+    line per cell."""
+    if cwd is not None:  # the grid's relative paths are relative to where it was submitted from
+        os.chdir(cwd)
+    if threads is None:
+        threads = int(os.environ.get("SLURM_CPUS_PER_TASK", 0) or 0) or len(os.sched_getaffinity(0))
+    env = _threads_env(threads)
+    lines = []
+    for cell in todo:
+        for phase, cmd in _cell_steps(cell, cells, grid, threads):
+            with open(_log(cell), "a") as log:
+                code = subprocess.run(cmd, env=env, stdout=log, stderr=log).returncode
+            if code != 0:
+                lines.append(_failed(cell, phase, code))
+                break
+        else:
+            lines.append(f"cell {cell.run.name} done" if _finish(cell, grid, results_dir)
+                         else f"cell {cell.run.name} wrote no metrics; see {_log(cell)}")
+    return lines
+
+
 def run_grid(path: Path, results_dir: Path = Path("benchmarks/results"), train: bool = True) -> Path:
     """Train and evaluate the grid's unfinished cells (``train=False``: none), then write the table of
     every finished one."""
     grid, cells = load_grid(path)
     parallel = int(grid.get("parallel", 1))
     threads = max(1, (os.cpu_count() or 1) // parallel)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    evaluate = [sys.executable, "-m", "varinv", "evaluate", "--no-tsne", "--what", ",".join(eval_parts(grid))]
+    env = _threads_env(threads)
     # seed by seed, so that a grid stopped part-way has covered every (method, K) before repeating any
     pending = sorted((c for c in cells if train and _metrics(c, grid, results_dir) is None), key=lambda c: c.seed)
-    # (cell, process, phase): a cell's evaluation takes its slot after its training, so that the
-    # other slots keep training meanwhile
-    running: list[tuple[Cell, subprocess.Popen, str]] = []
+    # (cell, its remaining steps, process, phase): a cell's evaluation takes its slot after its training, so
+    # that the other slots keep training meanwhile
+    running: list[tuple[Cell, Iterator, subprocess.Popen, str]] = []
     t0 = time.time()
 
-    def launch(cell: Cell, cmd: list[str], phase: str) -> str:
-        with open(cell.run.parent / f"{cell.run.name}.log", "a") as log:  # the child keeps its own handle
-            running.append((cell, subprocess.Popen(cmd, env=env, stdout=log, stderr=log), phase))
+    def launch(cell: Cell, steps: Iterator, phase: str, cmd: list[str]) -> str:
+        with open(_log(cell), "a") as log:  # the child keeps its own handle
+            running.append((cell, steps, subprocess.Popen(cmd, env=env, stdout=log, stderr=log), phase))
         return phase
 
     def start(cell: Cell) -> str:
-        cell.run.parent.mkdir(parents=True, exist_ok=True)
-        twin = _trained_twin(cell, cells)
-        if twin is not None:  # same model, another k-means K: evaluate a copy of the trained run
-            _clone_run(twin, cell)
-            return launch(cell, evaluate + [str(cell.run)], "evaluate")
-        return launch(cell, _command(cell, grid, threads), "train")
+        steps = _cell_steps(cell, cells, grid, threads)
+        return launch(cell, steps, *next(steps))
 
     while pending or running:
-        training = {_twin_key(c) for c, _, phase in running if phase == "train"} - {None}
+        training = {_twin_key(c) for c, _, _, phase in running if phase == "train"} - {None}
         while len(running) < parallel:
             cell = next((c for c in pending if _twin_key(c) not in training), None)
             if cell is None:  # what is left waits for a twin's training
@@ -221,18 +292,170 @@ def run_grid(path: Path, results_dir: Path = Path("benchmarks/results"), train: 
                 training.add(_twin_key(cell))
         time.sleep(1)
         for item in list(running):
-            cell, proc, phase = item
+            cell, steps, proc, phase = item
             if proc.poll() is None:
                 continue
             running.remove(item)
             if proc.returncode != 0:
-                print(f"cell {cell.run.name} failed in {phase} (exit {proc.returncode}); "
-                      f"see {cell.run.parent / cell.run.name}.log")
-            elif phase == "train":
-                launch(cell, evaluate + [str(cell.run)], "evaluate")
-            elif (cell.run / "metrics.json").exists():
-                _keep_record(cell, grid, results_dir)
+                print(_failed(cell, phase, proc.returncode))
+            elif (step := next(steps, None)) is not None:
+                launch(cell, steps, *step)
+            else:
+                _finish(cell, grid, results_dir)
     return write_table(grid, cells, path, results_dir, time.time() - t0 if train else None)
+
+
+LAUNCHERS = ("local", "slurm", "submitit-local")
+# The slurm block's own keys: (type, what the type is called, the submitit AutoExecutor parameter).
+_SLURM_KEYS = {"partition": (str, "a string", "slurm_partition"), "time": (int, "an integer", "timeout_min"),
+               "cpus_per_task": (int, "an integer", "cpus_per_task"),
+               "gpus_per_node": (int, "an integer", "gpus_per_node"),
+               "mem_gb": ((int, float), "a number", "mem_gb"), "account": (str, "a string", "slurm_account")}
+_SLURM_DEFAULT_TIME = 60  # minutes per job
+
+
+def slurm_options(grid: dict, partition: str | None = None, time_min: str | int | None = None) -> dict:
+    """The grid's ``slurm:`` block, validated, with the --slurm-partition/--slurm-time overrides: submitit
+    AutoExecutor parameters. Extra ``slurm_*`` keys pass through (submitit checks their names)."""
+    block = grid.get("slurm") or {}
+    if not isinstance(block, dict):
+        raise ConfigError(f"benchmark key 'slurm' must be a mapping (partition, time, ...), got {block!r}")
+    block = dict(block)
+    if partition is not None:
+        block["partition"] = partition
+    if time_min is not None:
+        try:
+            block["time"] = int(time_min)
+        except ValueError:
+            raise ConfigError(f"--slurm-time must be an integer number of minutes, got {time_min!r}") from None
+    params: dict = {}
+    for key, value in block.items():
+        if key in _SLURM_KEYS:
+            typ, name, param = _SLURM_KEYS[key]
+            if isinstance(value, bool) or not isinstance(value, typ):
+                raise ConfigError(f"slurm.{key} must be {name}, got {value!r}")
+            if typ is not str and value <= 0:
+                raise ConfigError(f"slurm.{key} must be positive, got {value!r}")
+            params[param] = value
+        elif isinstance(key, str) and key.startswith("slurm_"):
+            params[key] = value
+        else:
+            raise ConfigError(f"unknown slurm key {key!r}; valid: {', '.join(_SLURM_KEYS)} and slurm_* "
+                              "parameters of submitit")
+    params.setdefault("timeout_min", _SLURM_DEFAULT_TIME)
+    return params
+
+
+def _executor(launcher: str, folder: Path, params: dict):
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError(f"--launcher {launcher} needs submitit: pip install 'varinv[cluster]'") from None
+    from submitit.slurm.slurm import SlurmExecutor
+
+    unknown = sorted(k for k in params if k.startswith("slurm_") and k[len("slurm_"):] not in
+                     SlurmExecutor._valid_parameters())
+    if unknown:
+        raise ConfigError(f"unknown slurm parameter(s) {unknown}; the slurm_* keys are submitit's SlurmExecutor "
+                          "parameters prefixed with slurm_ (e.g. slurm_qos, slurm_constraint)")
+    if launcher == "slurm":
+        import shutil
+
+        if shutil.which("sbatch") is None:
+            raise ConfigError("--launcher slurm needs Slurm's sbatch on PATH (run it on a cluster's login node); "
+                              "--launcher submitit-local runs the jobs here")
+        try:
+            executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        except RuntimeError as e:  # e.g. no srun
+            raise ConfigError(f"--launcher slurm: {str(e).splitlines()[0]}") from None
+    else:  # the parameters the local executor knows; every job starts at once
+        executor = submitit.LocalExecutor(folder=folder)
+        params = {k: v for k, v in params.items() if k in ("timeout_min", "gpus_per_node")}
+    try:
+        executor.update_parameters(**params)
+    except (ValueError, NameError, AssertionError, TypeError) as e:
+        raise ConfigError(f"slurm options rejected by submitit: {str(e).splitlines()[0]}") from None
+    return executor
+
+
+def _alive(launcher: str, folder: Path, job_id: str) -> bool:
+    """Whether a job submitted by an earlier run (``--no-wait``) is still queued or running."""
+    import submitit
+
+    if launcher == "slurm":
+        return not submitit.SlurmJob(folder, job_id).done(force_check=True)
+    if submitit.local.local.LocalJob(folder, job_id).paths.result_pickle.exists():
+        return False
+    try:  # a local job's id is its controller's pid
+        os.kill(int(job_id), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def submit_grid(path: Path, results_dir: Path, launcher: str, wait: bool = True, partition: str | None = None,
+                time_min: str | None = None) -> Path | None:
+    """Run the grid's unfinished cells as submitit jobs (one per cell; cells that train one model share one),
+    each running ``run_cells``. ``wait``: print one line per finished cell and write the table; otherwise
+    print the job ids and return None. Jobs still running from an earlier ``--no-wait`` are waited for, not
+    resubmitted."""
+    grid, cells = load_grid(path)
+    params = slurm_options(grid, partition, time_min)
+    folder = cells[0].run.parent / ".submitit"
+    executor = _executor(launcher, folder, params)
+    ledger = folder / "jobs.json"  # run name -> [launcher, job id] of the jobs submitted for it
+    known = json.loads(ledger.read_text()) if ledger.exists() else {}
+    pending = sorted((c for c in cells if _metrics(c, grid, results_dir) is None), key=lambda c: c.seed)
+    jobs: list[tuple[str, list[Cell], object]] = []  # (job id, its cells, the submitit job or None if adopted)
+    for cell in list(pending):
+        entry = known.get(cell.run.name)
+        if entry and entry[0] == launcher and _alive(launcher, folder, entry[1]):
+            pending.remove(cell)
+            adopted = next((j for j in jobs if j[0] == entry[1]), None)
+            if adopted is None:
+                jobs.append((entry[1], [cell], None))
+            else:
+                adopted[1].append(cell)
+    groups: dict = {}
+    for cell in pending:  # twins train once: the first cell of the job trains, the others copy its run
+        groups.setdefault(_twin_key(cell) or cell.run.name, []).append(cell)
+    threads = None if launcher == "slurm" else max(1, (os.cpu_count() or 1) // int(grid.get("parallel", 1)))
+    folder.mkdir(parents=True, exist_ok=True)
+    for todo in groups.values():
+        executor.update_parameters(name=f"varinv-{todo[0].run.name}")
+        try:
+            job = executor.submit(run_cells, todo, cells, grid, results_dir, threads, os.getcwd())
+        except Exception as e:  # sbatch refused it (a bad partition, account, time limit)
+            lines = [ln for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+            raise ConfigError(f"submitting {todo[0].run.name} failed: {lines[-1]}") from None
+        jobs.append((job.job_id, todo, job))
+        known.update({c.run.name: [launcher, job.job_id] for c in todo})
+        ledger.write_text(json.dumps(known, indent=1) + "\n")
+    for job_id, todo, job in jobs:
+        print(f"job {job_id}: {', '.join(c.run.name for c in todo)}" + (" (still running)" if job is None else ""))
+    if not wait:
+        return None
+    t0 = time.time()
+    while jobs:
+        time.sleep(1 if launcher != "slurm" else 15)
+        for item in list(jobs):
+            job_id, todo, job = item
+            if not (job.done() if job is not None else not _alive(launcher, folder, job_id)):
+                continue
+            jobs.remove(item)
+            stderr = (job.paths if job is not None else _job_paths(folder, job_id)).stderr
+            for cell in todo:
+                if _record(cell, grid, results_dir).exists():
+                    print(f"cell {cell.run.name} done (job {job_id})")
+                else:
+                    print(f"cell {cell.run.name} failed (job {job_id}); see {_log(cell)} and {stderr}")
+    return write_table(grid, cells, path, results_dir, time.time() - t0)
+
+
+def _job_paths(folder: Path, job_id: str):
+    from submitit.core.utils import JobPaths
+
+    return JobPaths(folder, job_id)
 
 
 def write_table(grid: dict, cells: list[Cell], path: Path, results_dir: Path, wall: float | None) -> Path:
@@ -290,7 +513,25 @@ def register(app) -> None:
         results: Annotated[Path, typer.Option(help="Where the dated .md/.csv table goes.")] = Path("benchmarks/results"),
         table_only: Annotated[bool, typer.Option("--table-only", help="Train nothing: write the table of the cells "
                                                  "already recorded (e.g. run elsewhere).")] = False,
+        launcher: Annotated[str, typer.Option(help="local (a process pool here), slurm (one submitit job per cell) "
+                                              "or submitit-local (the same jobs, run here).")] = "local",
+        wait: Annotated[bool, typer.Option("--wait/--no-wait", help="slurm/submitit-local: wait for the jobs and "
+                                           "write the table, or only submit them (re-run to collect).")] = True,
+        slurm_partition: Annotated[str | None, typer.Option(help="Overrides the grid's slurm.partition.")] = None,
+        slurm_time: Annotated[str | None, typer.Option(help="Overrides the grid's slurm.time (minutes per job).")]
+        = None,
     ):
         """Run a grid of trainings as separate processes (resumable), evaluate each, and write a mean ± std table."""
-        md = run_grid(grid, results, train=not table_only)
+        if launcher not in LAUNCHERS:
+            raise ConfigError(f"unknown --launcher {launcher!r}; valid: {', '.join(LAUNCHERS)}")
+        if launcher == "local" and (not wait or slurm_partition is not None or slurm_time is not None):
+            raise ConfigError("--no-wait, --slurm-partition and --slurm-time apply to --launcher slurm or "
+                              "submitit-local only")
+        if launcher == "local" or table_only:
+            md = run_grid(grid, results, train=not table_only)
+        else:
+            md = submit_grid(grid, results, launcher, wait, slurm_partition, slurm_time)
+            if md is None:
+                typer.echo(f"submitted; re-run `varinv benchmark {grid} --launcher {launcher}` to collect the results")
+                return
         typer.echo(f"wrote {md} and {md.with_suffix('.csv')}")

@@ -453,7 +453,11 @@ def _output_path(out: Path, allowed: tuple[str, ...]) -> Path:
 @app.command()
 def encode(
     run: Annotated[Path, typer.Argument(help="A run folder made by `varinv train`.")],
-    input: Annotated[Path, typer.Argument(help="A dataset folder (varinv store format, with manifest.json).")],
+    input: Annotated[Path, typer.Argument(
+        help="A dataset folder (varinv store format, with manifest.json), or raw files imported on the fly with "
+             "the run's own settings: an image or audio file, or a folder of them (images: one image per sample, "
+             "cut into the run's L tiles, or one sub-folder of fragment images per sample; audio: every "
+             "wav/flac/ogg, cut as the run's dataset was).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .csv (one row per fragment) or .npz.")],
     split: Annotated[Optional[str], typer.Option(help="Encode this split only (default: all splits).")] = None,
     batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 64,
@@ -462,15 +466,18 @@ def encode(
         Optional[Path], typer.Option(help="Old run folders without model.json only: the run's training dataset.")
     ] = None,
 ):
-    """Encode every fragment of a dataset: atom index, z_c and z_s (and the labels, where known).
+    """Encode every fragment of a dataset or of raw files: atom index, z_c and z_s (and the labels, where known).
 
     Columns (CSV; the .npz holds arrays of the same names, zc and zs as (N, d) matrices): sample
     (SPLIT:ROW), split, row, position, atom (-1 for methods without a codebook), zc_0.., zs_0.., and,
     when the dataset has labels, content, content_name, style, style_name (-1 / empty where unknown).
-    The model runs on the CPU and needs no other dataset than INPUT."""
+    Raw INPUT (no manifest.json) is read with the run's settings (fragment size and channels, L, audio
+    features and cutting; nothing is written but OUT) and gives the columns sample (the file's stem or
+    sub-folder's name), row (sample index), fragment (index in its file or folder), position, atom,
+    zc_.., zs_.. (no split, no labels). The model runs on the CPU and needs no other dataset than INPUT."""
     import numpy as np
 
-    from varinv.api import Model, encode_dataset, write_codes_csv
+    from varinv.api import Model, encode_dataset, encode_raw, is_dataset, write_codes_csv
     from varinv.data.store import open_dataset
 
     out = _output_path(out, (".csv", ".npz"))
@@ -481,34 +488,40 @@ def encode(
 
         torch.set_num_threads(threads)
     model = Model.load(run, data=data, command="encode")
-    if not (input / "manifest.json").is_file():
-        what = "does not exist" if not input.exists() else "is not a varinv dataset folder (no manifest.json)"
-        raise ConfigError(f"{input} {what}; only dataset folders are supported as INPUT yet: import a folder of "
-                          f"raw files into one first (`varinv data images {input} --out DS` or "
-                          f"`varinv data audio {input} --out DS`)")
-    ds = open_dataset(input)
-    splits = [split] if split else ds.splits
-    if split:
-        ds.split(split)  # names the splits there are when it is not one of them
-    arrays = encode_dataset(model, ds, splits, batch_size=batch_size)
+    if is_dataset(input):
+        ds = open_dataset(input)
+        splits = [split] if split else ds.splits
+        if split:
+            ds.split(split)  # names the splits there are when it is not one of them
+        arrays = encode_dataset(model, ds, splits, batch_size=batch_size)
+        what, n_samples = ", ".join(splits), len(set(arrays["sample"].tolist()))
+    else:
+        if split:
+            raise ConfigError(f"--split applies to dataset folders; {input} is raw files (no manifest.json): "
+                              "leave out --split")
+        arrays, imported = encode_raw(model, input, batch_size=batch_size)
+        what, n_samples = f"raw {imported.kind}s from {input}", len(imported.rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".npz":
         np.savez(out, **arrays)
     else:
         write_codes_csv(out, arrays)
     n = len(arrays["atom"])
-    typer.echo(f"wrote {out}: {n} fragments of {len(set(arrays['sample'].tolist()))} samples "
-               f"({', '.join(splits)}), z_c {arrays['zc'].shape[1]}-d, z_s {arrays['zs'].shape[1]}-d")
+    typer.echo(f"wrote {out}: {n} fragments of {n_samples} samples "
+               f"({what}), z_c {arrays['zc'].shape[1]}-d, z_s {arrays['zs'].shape[1]}-d")
 
 
 @app.command()
 def transfer(
     run: Annotated[Path, typer.Argument(help="A run folder made by `varinv train`.")],
-    content: Annotated[str, typer.Option(help="The sample whose content (atoms) to keep: SPLIT:INDEX.")],
-    style: Annotated[str, typer.Option(help="The sample whose mean style to use: SPLIT:INDEX.")],
+    content: Annotated[str, typer.Option(help="The sample whose content (atoms) to keep: SPLIT:INDEX of the "
+                                              "dataset, or a raw file or folder (as described above).")],
+    style: Annotated[str, typer.Option(help="The sample whose mean style to use: SPLIT:INDEX, or a raw file "
+                                            "or folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output: .png (fragments side by side) or .wav (audio).")],
     data: Annotated[
-        Optional[Path], typer.Option(help="Dataset holding both samples (default: the run's training dataset).")
+        Optional[Path], typer.Option(help="Dataset holding the SPLIT:INDEX samples (default: the run's training "
+                                          "dataset).")
     ] = None,
     upscale: Annotated[int, typer.Option(help="PNG: enlarge by this integer factor.")] = 1,
     griffin_lim_iters: Annotated[int, typer.Option(help="WAV: Griffin-Lim iterations.")] = 48,
@@ -517,10 +530,14 @@ def transfer(
     """Decode the content of one sample in the mean style of another.
 
     The content sample's atoms, fragment by fragment, are decoded with the mean style vector of the
-    style sample. PNG: the L decoded fragments side by side (images as decoded; spectrograms coloured
-    by log-magnitude). WAV (spectrogram runs only): each fragment by Griffin-Lim with the run's feature
-    parameters, joined with short gaps."""
-    from varinv.api import Model, parse_sample_ref, write_fragments_png, write_fragments_wav
+    style sample. --content and --style each name a dataset sample (SPLIT:INDEX, from --data or the
+    run's training dataset) or raw input read with the run's settings, one sample each: an image file
+    (cut into the run's L tiles along its width), a folder of images (one image per fragment, in
+    natural name order), an audio file (all its fragments) or a folder of audio files (their
+    fragments, in order). PNG: the decoded fragments side by side (images as decoded; spectrograms
+    coloured by log-magnitude). WAV (spectrogram runs only): each fragment by Griffin-Lim with the
+    run's feature parameters, joined with short gaps."""
+    from varinv.api import Model, parse_sample_ref, read_raw, write_fragments_png, write_fragments_wav
     from varinv.data.store import open_dataset
     from varinv.errors import DataError
 
@@ -535,25 +552,40 @@ def transfer(
     wav = out.suffix.lower() == ".wav"
     if wav and model.kind != "spectrogram":
         raise ConfigError(f"run {run} was trained on {model.kind} data, which has no audio; write a .png instead")
-    where = data if data is not None else Path(model.cfg.data.path)
-    if not (Path(where) / "manifest.json").is_file():
-        if data is not None:
-            raise DataError(f"no dataset at {data} (manifest.json missing); check the path given with --data")
-        raise DataError(f"the samples come from a dataset, and the run's training dataset is no longer at {where} "
-                        "(manifest.json missing); pass one with --data DS")
-    ds = open_dataset(where)
-    (cs, ci), (ss, si) = parse_sample_ref(content, ds, "--content"), parse_sample_ref(style, ds, "--style")
-    if tuple(ds.fragment_shape) != model.fragment_shape:
-        raise DataError(f"dataset {ds.root} has fragments of shape {tuple(ds.fragment_shape)} but run {run} takes "
-                        f"{model.fragment_shape}")
-    a, b = ds.split(cs).x[ci], ds.split(ss).x[si]
-    y = model.transfer(a, b)
+    refs = {"--content": content, "--style": style}
+    raw = {opt: Path(ref).exists() for opt, ref in refs.items()}
+    ds = None
+    if not all(raw.values()):
+        for opt, ref in refs.items():
+            if not raw[opt] and ":" not in ref:
+                raise ConfigError(f"{opt} {ref!r} is neither an existing file or folder nor a dataset sample "
+                                  "SPLIT:INDEX (e.g. test:0); check the path")
+        where = data if data is not None else Path(model.cfg.data.path)
+        if not (Path(where) / "manifest.json").is_file():
+            if data is not None:
+                raise DataError(f"no dataset at {data} (manifest.json missing); check the path given with --data")
+            raise DataError(f"the SPLIT:INDEX samples come from a dataset, and the run's training dataset is no "
+                            f"longer at {where} (manifest.json missing); pass one with --data DS")
+        ds = open_dataset(where)
+        if tuple(ds.fragment_shape) != model.fragment_shape:
+            raise DataError(f"dataset {ds.root} has fragments of shape {tuple(ds.fragment_shape)} but run {run} "
+                            f"takes {model.fragment_shape}")
+    samples, names = [], []
+    for opt, ref in refs.items():
+        if raw[opt]:
+            samples.append(read_raw(model, ref, one_sample=True).x[0])
+            names.append(ref)
+        else:
+            sp, i = parse_sample_ref(ref, ds, opt)
+            samples.append(ds.split(sp).x[i])
+            names.append(f"{sp}:{i}")
+    y = model.transfer(*samples)
     out.parent.mkdir(parents=True, exist_ok=True)
     if wav:
         write_fragments_wav(out, y, model.params, n_iter=griffin_lim_iters, seed=int(model.cfg.train.seed))
     else:
         write_fragments_png(out, y, model.kind, upscale)
-    typer.echo(f"wrote {out}: the content of {cs}:{ci} in the style of {ss}:{si} ({y.shape[0]} fragments)")
+    typer.echo(f"wrote {out}: the content of {names[0]} in the style of {names[1]} ({y.shape[0]} fragments)")
 
 
 # Commands living beside their subsystem: each module defines register(app).

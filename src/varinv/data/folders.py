@@ -48,6 +48,12 @@ A row naming a sample that is not in DIR is an error (one skipped with ``--skip-
 Splits are by sample, seeded: ``round(val * N)`` samples to ``val`` and ``round(test * N)`` to ``test``
 (a split that would get none is left out), the rest to ``train``, which needs at least 2.
 
+Raw input of a trained run (``varinv encode RUN INPUT``, ``varinv transfer RUN --content A``;
+:func:`varinv.api.read_raw`) goes through the same readers with the run's settings: ``for_run`` names
+the run (messages then speak of the run's settings instead of ``varinv data`` options, and a single file
+is accepted as INPUT: layout (a) with one image, or one audio file), ``one_sample`` reads a folder as
+one sample whose images (or audio files, in order) are its fragments. Nothing is written.
+
 Bad input raises :class:`~varinv.errors.DataError` / :class:`~varinv.errors.ConfigError` naming the
 file or value and the fix (the CLI prints one ``error:`` line, exit code 2). With ``skip_bad`` every bad
 file (unreadable, too short, of another size, too few fragments) is left out instead and reported in
@@ -122,11 +128,21 @@ class BadFile(Exception):
 class _Skips:
     skip_bad: bool
     items: list[tuple[str, str]] = field(default_factory=list)
+    hint: str | None = _SKIP_HINT
 
     def bad(self, e: BadFile) -> None:
         if not self.skip_bad:
-            raise DataError(f"{e.path}: {e.reason}; {e.fix}, {_SKIP_HINT}")
+            raise DataError(f"{e.path}: {e.reason}; {e.fix}" + (f", {self.hint}" if self.hint else ""))
         self.items.append((e.path, e.reason))
+
+
+def _skips(skip_bad: bool, for_run: str | None) -> _Skips:
+    return _Skips(skip_bad, hint=_SKIP_HINT if for_run is None else None)
+
+
+def _say(for_run: str | None, data_text: str, run_text: str) -> str:
+    """The wording for `varinv data` (options) or for a run's raw input (the run's settings)."""
+    return data_text if for_run is None else run_text.format(run=for_run)
 
 
 def skipped_summary(skipped: list[tuple[str, str]]) -> str | None:
@@ -175,11 +191,12 @@ def _check_length(value: int | None, option: str) -> int | None:
     return None if value is None else int(value)
 
 
-def _check_source(src: str | Path, what: str) -> Path:
+def _check_source(src: str | Path, what: str, file_ok: bool = False) -> Path:
     src = Path(src)
     if not src.exists():
-        raise DataError(f"source folder {src} does not exist; pass the folder that holds your {what}")
-    if not src.is_dir():
+        raise DataError(f"source {'' if file_ok else 'folder '}{src} does not exist; pass the "
+                        f"{'file or ' if file_ok else ''}folder that holds your {what}")
+    if not src.is_dir() and not (file_ok and src.is_file()):
         raise DataError(f"source {src} is not a folder; pass the folder that holds your {what}")
     return src
 
@@ -238,13 +255,14 @@ def _fragment_arrays(images, size: tuple[int, int] | None) -> list[np.ndarray]:
     return [np.asarray(im, dtype=np.uint8) for im in images]
 
 
-def _load_tiled(unit: Unit, tiles: int, size) -> None:
+def _load_tiled(unit: Unit, tiles: int, size, for_run: str | None = None) -> None:
     im = load_image(unit.source)
     w, h = im.size
     tw = w // tiles
     if tw < 1:
-        raise BadFile(unit.source, f"is {w} px wide, too narrow for --tiles {tiles}",
-                      "use fewer tiles or remove the file")
+        raise BadFile(unit.source, _say(for_run, f"is {w} px wide, too narrow for --tiles {tiles}",
+                                        f"is {w} px wide, too narrow for the {tiles} tiles (fragments) of run {{run}}"),
+                      _say(for_run, "use fewer tiles or remove the file", "use a wider image or remove the file"))
     unit.frags = _fragment_arrays([im.crop((i * tw, 0, (i + 1) * tw, h)) for i in range(tiles)], size)
 
 
@@ -254,6 +272,11 @@ def _load_folder(unit: Unit, size) -> None:
         raise BadFile(unit.source, "holds no image files (too few fragments)",
                       f"add fragment images ({', '.join(IMAGE_EXTS)}) or remove the folder")
     unit.frags = _fragment_arrays([load_image(f) for f in files], size)
+
+
+def _fragment_files(d: Path, excl: set[Path] = frozenset()) -> list[Path]:
+    """The fragment images of a sample folder (layout b), in natural name order."""
+    return sorted((f for f in _visible(d.iterdir(), excl) if _is_image(f)), key=_file_key)
 
 
 def _chw(frag: np.ndarray, channels: str) -> np.ndarray:
@@ -268,6 +291,44 @@ def _has_colour(frags: list[np.ndarray]) -> bool:
     return any(not ((f[..., 0] == f[..., 1]).all() and (f[..., 1] == f[..., 2]).all()) for f in frags)
 
 
+def image_layout(src: str | Path, *, one_sample: bool = False, exclude=(), for_run: str | None = None) -> str:
+    """``"image-per-sample"`` (layout a; also a single image file, with ``for_run``) or
+    ``"folder-per-sample"`` (layout b; also any folder with ``one_sample``); raises :class:`DataError`
+    for a folder that mixes both or holds neither."""
+    src = _check_source(src, "images", file_ok=for_run is not None)
+    if src.is_file():
+        if not _is_image(src):
+            raise DataError(f"{src} is not an image file ({', '.join(e[1:] for e in IMAGE_EXTS)}); "
+                            "pass an image, or a folder of them")
+        return "image-per-sample"
+    if one_sample:
+        return "folder-per-sample"
+    files, img_dirs, _ = _image_entries(src, _excluded(exclude))
+    if files and img_dirs:
+        raise DataError(
+            f"{src} mixes image files ({files[0].name}) and sample sub-folders of images ({img_dirs[0].name}); "
+            + _say(for_run, "use either one image per sample (with --tiles) or one sub-folder of fragment images "
+                            "per sample",
+                   "use either one image per sample or one sub-folder of fragment images per sample")
+        )
+    if not files and not img_dirs:
+        raise DataError(
+            f"{src} holds no images ({', '.join(e[1:] for e in IMAGE_EXTS)}) and no sub-folders of images; "
+            + _say(for_run, "point DIR at a folder with one image per sample or one sub-folder per sample",
+                   "pass a folder with one image per sample or one sub-folder of fragment images per sample")
+        )
+    return "image-per-sample" if files else "folder-per-sample"
+
+
+def _image_entries(src: Path, excl: set[Path]) -> tuple[list[Path], list[Path], list[Path]]:
+    """(image files, sub-folders holding images, all sub-folders) directly in ``src``."""
+    entries = sorted(_visible(src.iterdir(), excl), key=_file_key)
+    files = [p for p in entries if _is_image(p)]
+    dirs = [p for p in entries if p.is_dir()]
+    img_dirs = [d for d in dirs if any(_is_image(f) for f in d.iterdir() if not f.name.startswith("."))]
+    return files, img_dirs, dirs
+
+
 def read_images(
     src: str | Path,
     *,
@@ -277,11 +338,14 @@ def read_images(
     length: int | None = None,
     skip_bad: bool = False,
     exclude=(),
+    one_sample: bool = False,
+    for_run: str | None = None,
 ) -> Imported:
     """Read an image folder (layouts: module doc) into uint8 samples (N, L, C, H, W).
 
     ``size``: ``(H, W)`` or ``"HxW"``; ``channels``: ``"rgb"``, ``"grey"`` or None (auto); ``exclude``:
-    paths inside ``src`` to ignore (the output folder).
+    paths inside ``src`` to ignore (the output folder). ``one_sample``: ``src`` is one sample's folder
+    (its images are the fragments). ``for_run``: a run's raw input (module doc); ``src`` may be one image.
     """
     if isinstance(size, str):
         size = parse_size(size)
@@ -293,25 +357,12 @@ def read_images(
             raise ConfigError(f"--channels {channels!r} is invalid: use rgb or grey")
     tiles = _check_length(tiles, "--tiles")
     length = _check_length(length, "--length")
-    src = _check_source(src, "images")
+    src = _check_source(src, "images", file_ok=for_run is not None)
     excl = _excluded(exclude)
-    entries = sorted(_visible(src.iterdir(), excl), key=_file_key)
-    files = [p for p in entries if _is_image(p)]
-    dirs = [p for p in entries if p.is_dir()]
-    img_dirs = [d for d in dirs if any(_is_image(f) for f in d.iterdir() if not f.name.startswith("."))]
-    if files and img_dirs:
-        raise DataError(
-            f"{src} mixes image files ({files[0].name}) and sample sub-folders of images ({img_dirs[0].name}); "
-            "use either one image per sample (with --tiles) or one sub-folder of fragment images per sample"
-        )
-    if not files and not img_dirs:
-        raise DataError(
-            f"{src} holds no images ({', '.join(e[1:] for e in IMAGE_EXTS)}) and no sub-folders of images; "
-            "point DIR at a folder with one image per sample or one sub-folder per sample"
-        )
-    skips = _Skips(skip_bad)
-    if files:
-        layout = "image-per-sample"
+    layout = image_layout(src, one_sample=one_sample, exclude=exclude, for_run=for_run)
+    skips = _skips(skip_bad, for_run)
+    if layout == "image-per-sample":
+        files = [src] if src.is_file() else _image_entries(src, excl)[0]
         if tiles is None:
             raise ConfigError(
                 f"{src} holds one image per sample: pass --tiles L to cut each image into L fragments along its width"
@@ -322,20 +373,18 @@ def read_images(
         names = _unique_names(files, lambda p: p.stem, lambda p: p.name)
         units = [Unit(n, p) for n, p in zip(names, files)]
     else:
-        layout = "folder-per-sample"
         if tiles is not None:
             raise ConfigError(
                 f"--tiles applies to a folder of one image per sample; {src} holds one sub-folder per sample"
             )
-        units = [Unit(d.name, d, frag_files=sorted((f for f in _visible(d.iterdir(), excl) if _is_image(f)),
-                                                   key=_file_key))
-                 for d in dirs]
+        dirs = [src] if one_sample else _image_entries(src, excl)[2]
+        units = [Unit(d.name, d, frag_files=_fragment_files(d, excl)) for d in dirs]
     found = {u.name for u in units}
 
     good: list[Unit] = []
     for u in units:
         try:
-            _load_tiled(u, tiles, size) if layout == "image-per-sample" else _load_folder(u, size)
+            _load_tiled(u, tiles, size, for_run) if layout == "image-per-sample" else _load_folder(u, size)
             good.append(u)
         except BadFile as e:
             skips.bad(e)
@@ -365,8 +414,10 @@ def read_images(
         kept = []
         for u in good:
             if u.n < (big or 0):
-                skips.bad(BadFile(u.source, f"has too few fragments ({u.n}) for samples of L = {big}",
-                                  "add fragment images or use a smaller --length"))
+                skips.bad(BadFile(u.source, f"has too few fragments ({u.n}) for samples of L = {big}"
+                                  + _say(for_run, "", " (run {run})"),
+                                  _say(for_run, "add fragment images or use a smaller --length",
+                                       "add fragment images or remove the folder")))
             elif length is None and u.n > big:
                 skips.bad(BadFile(u.source, f"has {u.n} fragments but most samples have {big}",
                                   f"pass --length {big} to cut every sample into windows of {big} fragments"))
@@ -596,7 +647,8 @@ def fragment_features(frags: np.ndarray, bins: int) -> np.ndarray:
     return out
 
 
-def audio_fragments(wave: np.ndarray, settings: AudioSettings, path: Path | str = "audio") -> np.ndarray:
+def audio_fragments(wave: np.ndarray, settings: AudioSettings, path: Path | str = "audio",
+                    for_run: str | None = None) -> np.ndarray:
     """(n, bins, frames) float16 fragments of 16-kHz mono audio (windows or onsets); raises :class:`BadFile`."""
     from varinv.audio.features import SR
 
@@ -605,23 +657,27 @@ def audio_fragments(wave: np.ndarray, settings: AudioSettings, path: Path | str 
         starts = detect_onsets(wave, threshold=settings.threshold, min_gap=settings.min_gap)
         if starts.size == 0:
             raise BadFile(path, "has no detected onsets (too short for one fragment)",
-                          "lower --onset-threshold, or cut it by --window without --onsets")
+                          _say(for_run, "lower --onset-threshold, or cut it by --window without --onsets",
+                               "run {run} cuts audio at onsets: pass audio with clear note onsets or remove the file"))
         frags = cut_at(wave, starts, win)
     else:
         if wave.size < win:
-            raise BadFile(path, f"is {wave.size / SR:.3f} s long, too short for one fragment of --window "
-                                f"{settings.window} s", "use a shorter --window or remove the file")
+            raise BadFile(path, f"is {wave.size / SR:.3f} s long, too short for one fragment of "
+                                + _say(for_run, f"--window {settings.window} s",
+                                       f"{settings.window:g} s (run {{run}})"),
+                          _say(for_run, "use a shorter --window or remove the file",
+                               "pass a longer file or remove it"))
         frags = cut_windows(wave, win)
     return fragment_features(frags, settings.bins)
 
 
-def read_audio(src: str | Path, settings: AudioSettings | None = None, *, skip_bad: bool = False,
-               exclude=()) -> Imported:
-    """Read every wav/flac/ogg under ``src`` (recursively) into float16 samples (N, L, 1, bins, frames)."""
-    settings = settings or AudioSettings()
-    src = _check_source(src, "audio files")
-    _soundfile()
-    excl = _excluded(exclude)
+def _audio_files(src: Path, excl: set[Path]) -> list[tuple[str, Path]]:
+    """(sample name, path) of every audio file under ``src`` (recursive; or ``src`` itself, a file)."""
+    if src.is_file():
+        if src.suffix.lower() not in AUDIO_EXTS:
+            raise DataError(f"{src} is not an audio file ({', '.join(e[1:] for e in AUDIO_EXTS)}); "
+                            "pass an audio file, or a folder of them")
+        return [(src.stem, src)]
     files = []
     for p in src.rglob("*"):
         rel = p.relative_to(src)
@@ -633,23 +689,44 @@ def read_audio(src: str | Path, settings: AudioSettings | None = None, *, skip_b
         raise DataError(f"{src} holds no audio files ({', '.join(e[1:] for e in AUDIO_EXTS)}); "
                         "point DIR at the folder that holds them (sub-folders are searched)")
     names = _unique_names(files, lambda p: p.stem, lambda p: p.relative_to(src).with_suffix("").as_posix())
-    skips = _Skips(skip_bad)
+    return list(zip(names, files))
+
+
+def read_audio(src: str | Path, settings: AudioSettings | None = None, *, skip_bad: bool = False,
+               exclude=(), one_sample: bool = False, for_run: str | None = None) -> Imported:
+    """Read every wav/flac/ogg under ``src`` (recursively) into float16 samples (N, L, 1, bins, frames).
+
+    ``one_sample``: one sample of all fragments of all files, in order (no windows of L). ``for_run``:
+    a run's raw input (module doc); ``src`` may be one audio file.
+    """
+    settings = settings or AudioSettings()
+    src = _check_source(src, "audio files", file_ok=for_run is not None)
+    _soundfile()
+    named = _audio_files(src, _excluded(exclude))
+    names = [n for n, _ in named]
+    skips = _skips(skip_bad, for_run)
     good: list[Unit] = []
-    L = settings.length
-    for name, path in zip(names, files):
+    L = 1 if one_sample else settings.length
+    for name, path in named:
         try:
-            frags = audio_fragments(load_audio(path), settings, path)
+            frags = audio_fragments(load_audio(path), settings, path, for_run)
             if len(frags) < L:
-                raise BadFile(path, f"gives {len(frags)} fragment(s), too few for one sample of --length {L}",
-                              "use a smaller --length (or a shorter --window), or remove the file")
+                raise BadFile(path, f"gives {len(frags)} fragment(s), too few for one sample of "
+                                    + _say(for_run, f"--length {L}", f"L = {L} (run {{run}})"),
+                              _say(for_run, "use a smaller --length (or a shorter --window), or remove the file",
+                                   f"pass a file of at least {L} fragments or remove it"))
             good.append(Unit(name, path, frags))
         except BadFile as e:
             skips.bad(e)
     if not good:
         raise DataError(_nothing_left(src, skips.items))
-    wins = _windows(good, L)
-    x = np.stack([u.frags[s : s + L] for u, s in wins])[:, :, None]  # (N, L, 1, bins, frames)
-    rows = [(u.name, s) for u, s in wins]
+    if one_sample:
+        x = np.concatenate([u.frags for u in good])[None, :, None]  # (1, fragments, 1, bins, frames)
+        rows = [(src.stem if src.is_file() else src.name, 0)]
+    else:
+        wins = _windows(good, L)
+        x = np.stack([u.frags[s : s + L] for u, s in wins])[:, :, None]  # (N, L, 1, bins, frames)
+        rows = [(u.name, s) for u, s in wins]
     n_frags = {u.name: u.n for u in good}
     for u in good:
         u.frags = [None] * u.n  # keep the count for label checks, drop the arrays
