@@ -247,6 +247,10 @@ def test_matching_gives_each_fragment_of_a_sample_its_own_atom():
     sq = torch.tensor([[[0.0, 5.0, 9.0], [1.0, 6.0, 2.0], [8.0, 0.5, 7.0]]])
     assert matched_atoms(sq).tolist() == [[0, 2, 1]]
     assert matched_atoms(sq.repeat(1, 2, 1)[:, :4]).tolist()[0].count(-100) == 1  # L > K: one left over
+    # a repeat costs c x the mean squared distance (38.5 / 9): fragment 1 is 1 closer to atom 0 than to atom 2
+    assert matched_atoms(sq, repeat_cost=0.1).tolist() == [[0, 0, 1]]  # 0.43 < 1: it shares atom 0
+    assert matched_atoms(sq, repeat_cost=1.0).tolist() == [[0, 2, 1]]  # 4.3 > 1: it moves
+    assert -100 not in matched_atoms(sq.repeat(1, 2, 1)[:, :4], repeat_cost=1.0).tolist()[0]
     cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_match=1.0)
     m = V3(cfg, (1, 16, 8))
     out = m.loss({"x": torch.rand(2, 3, 1, 16, 8)}, step=0)

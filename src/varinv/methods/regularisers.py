@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -71,17 +72,22 @@ def diversity_loss(sqdist: torch.Tensor, temperature: float) -> torch.Tensor:
     return per_sample.mean()
 
 
-def matched_atoms(sqdist: torch.Tensor) -> torch.Tensor:
-    """(B, L) atom of each fragment under a one-to-one matching of each sample's fragments to the atoms
-    that minimises the total squared distance (sqdist (B, L, K)); with L > K the fragments left
-    unmatched get -100 (cross-entropy's ignore index)."""
+def matched_atoms(sqdist: torch.Tensor, repeat_cost: float = 0.0) -> torch.Tensor:
+    """(B, L) atom of each fragment under a matching of each sample's fragments to the atoms that minimises
+    the total squared distance (sqdist (B, L, K)). ``repeat_cost`` 0: one-to-one (with L > K the fragments
+    left unmatched get -100, cross-entropy's ignore index); c > 0: an atom may take several fragments of
+    one sample, its n-th extra one at c·n times the batch's mean squared distance."""
     from scipy.optimize import linear_sum_assignment
 
     cost = sqdist.detach().double().cpu().numpy()
-    out = torch.full(sqdist.shape[:2], -100, dtype=torch.long)
+    b, length, k = cost.shape
+    if repeat_cost > 0:  # slots: every atom once per fragment, each further use dearer
+        extra = repeat_cost * float(global_mean(sqdist.detach().mean().double()).cpu())
+        cost = np.concatenate([cost + n * extra for n in range(length)], axis=2)
+    out = torch.full((b, length), -100, dtype=torch.long)
     for i, c in enumerate(cost):
         rows, cols = linear_sum_assignment(c)
-        out[i, torch.from_numpy(rows)] = torch.from_numpy(cols)
+        out[i, torch.from_numpy(rows)] = torch.from_numpy(cols % k)
     return out.to(sqdist.device)
 
 
@@ -179,7 +185,8 @@ def match_term(model, batch, ae, step):
     if not model.quantizing(step):
         return None
     sq = atom_sqdist(model, ae)
-    return assignment_ce(sq.flatten(0, 1), matched_atoms(sq).flatten(), model.cfg.diversity_temperature)
+    target = matched_atoms(sq, model.cfg.match_repeat_cost).flatten()
+    return assignment_ce(sq.flatten(0, 1), target, model.cfg.diversity_temperature)
 
 
 @regulariser("reassign", "w_reassign", results="2026-11-22-v3-phonenums-reassign.md",

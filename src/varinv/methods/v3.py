@@ -81,6 +81,11 @@ class V3Config(VQConfig):
     # The diversity term is the soft form of this prior; it tolerated two tones sharing an atom while
     # another atom held one tone for only some waveforms, which the matching forbids.
     w_match: float = 0.0
+    # 0: strictly one-to-one. c > 0: an atom may take more than one fragment of a sample, each extra one at
+    # c·n times the batch's mean squared distance to the atoms, so contents that repeat within a sample can
+    # keep one atom once they are clearly closer to it than to any other, while fragments that are close
+    # to several atoms are still spread over distinct ones.
+    match_repeat_cost: float = 0.0
     # Spectral-tilt invariance (0 = off; spectrogram data): each fragment's log-magnitude gets a random
     # smooth curve along frequency (linear + quadratic, up to ±tilt_range at the band edges), which
     # reweights harmonics but moves none, and its z_c is pulled to the clean fragment's atom. On
@@ -108,6 +113,7 @@ class V3Config(VQConfig):
         _check(self.reassign_fragments >= 1, "model.reassign_fragments", self.reassign_fragments, "an integer >= 1")
         _check(self.reassign_start >= 0, "model.reassign_start", self.reassign_start, "an integer >= 0")
         _check(self.w_match >= 0, "model.w_match", self.w_match, "a number >= 0")
+        _check(self.match_repeat_cost >= 0, "model.match_repeat_cost", self.match_repeat_cost, "a number >= 0")
         _check(self.w_tilt >= 0, "model.w_tilt", self.w_tilt, "a number >= 0")
         _check(self.tilt_range > 0, "model.tilt_range", self.tilt_range, "a number > 0")
         _check(self.tilt_mode in TILT_MODES, "model.tilt_mode", self.tilt_mode, "'linear', 'log' or 'lowpass'")
