@@ -43,6 +43,7 @@ import dataclasses
 import datetime
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -75,35 +76,109 @@ class Cell:
     sets: tuple[str, ...] = ()
 
 
+_GRID_KEYS = ("name", "out", "parallel", "seeds", "set", "evaluate", "cells", "slurm")
+_CELL_KEYS = ("config", "k", "set", "name")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
+
+
+def _int_list(value, what: str, least: int) -> list[int]:
+    if isinstance(value, (int, bool)) and not isinstance(value, bool):
+        value = [value]
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in value)):
+        raise ConfigError(f"benchmark key {what} must be a non-empty list of integers >= {least}, got {value!r}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"benchmark key {what} lists a value twice: {value!r}")
+    return value
+
+
+def _str_list(value, what: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"benchmark key {what} must be a list of section.key=value strings, got {value!r}")
+    return value
+
+
+def _safe_name(value, what: str) -> str:
+    text = str(value)
+    if isinstance(value, bool) or value is None or not _SAFE_NAME.fullmatch(text) or ".." in text:
+        raise ConfigError(f"benchmark {what} {value!r} must be a plain name (letters, digits, '_', '-', '.'; no "
+                          "'/' or '..'): it names files and folders")
+    return text
+
+
+def _read_grid(path: Path) -> dict:
+    if path.is_dir():
+        raise ConfigError(f"benchmark grid {path} is a folder; give a YAML grid file")
+    if not path.exists():
+        raise ConfigError(f"benchmark grid {path} does not exist")
+    try:
+        grid = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"benchmark grid {path} is not a text file; give a YAML grid") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"benchmark grid {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if grid is None:
+        raise ConfigError(f"benchmark grid {path} is empty; it needs at least cells: [{{config: ...}}]")
+    if not isinstance(grid, dict):
+        raise ConfigError(f"benchmark grid {path} must be a YAML mapping (name, out, cells, ...)")
+    return grid
+
+
 def load_grid(path: Path) -> tuple[dict, list[Cell]]:
     from varinv import config as config_mod
     from varinv.methods import config_class
 
-    if not path.exists():
-        raise ConfigError(f"benchmark grid {path} does not exist")
-    grid = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(grid, dict):
-        raise ConfigError(f"benchmark grid {path} must be a YAML mapping (name, out, cells, ...)")
-    unknown = set(grid) - {"name", "out", "parallel", "seeds", "set", "evaluate", "cells", "slurm"}
+    path = Path(path)
+    grid = _read_grid(path)
+    unknown = set(grid) - set(_GRID_KEYS)
     if unknown:
-        raise ConfigError(f"unknown benchmark key(s) {sorted(unknown)}; valid: name, out, parallel, seeds, set, "
-                          "evaluate, cells, slurm")
+        raise ConfigError(f"unknown benchmark key(s) {sorted(map(str, unknown))}; valid: {', '.join(_GRID_KEYS)}")
     if not grid.get("cells"):
         raise ConfigError(f"benchmark grid {path} has no cells")
+    if not isinstance(grid["cells"], list):
+        raise ConfigError(f"benchmark key 'cells' must be a list of {{config: ..., k: [...]}} entries, "
+                          f"got {type(grid['cells']).__name__}")
+    name = _safe_name(grid.get("name", path.stem), "name")
+    if "parallel" in grid:
+        p = grid["parallel"]
+        if isinstance(p, bool) or not isinstance(p, int) or p < 1:
+            raise ConfigError(f"benchmark key 'parallel' must be an integer >= 1, got {p!r}")
+    seeds = _int_list(grid.get("seeds", [0]), "'seeds'", 0)
+    grid_sets = _str_list(grid.get("set"), "'set'")
+    if "out" in grid and (not isinstance(grid["out"], str) or not grid["out"].strip()):
+        raise ConfigError(f"benchmark key 'out' must be a folder path, got {grid['out']!r}")
     eval_parts(grid)  # validates the parts up front
     slurm_options(grid)  # likewise the slurm block, whatever the launcher
-    out = Path(grid.get("out", f"runs/bench-{grid.get('name', path.stem)}"))
+    out = Path(grid.get("out", f"runs/bench-{name}"))
     cells = []
-    for entry in grid["cells"]:
+    for i, entry in enumerate(grid["cells"]):
+        where = f"cells[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"benchmark {where} must be a mapping {{config: FILE, k: [...]}}, got {entry!r}")
+        bad = set(entry) - set(_CELL_KEYS)
+        if bad:
+            raise ConfigError(f"unknown key(s) {sorted(map(str, bad))} in benchmark {where}; valid: "
+                              f"{', '.join(_CELL_KEYS)}")
+        if not isinstance(entry.get("config"), str) or not entry["config"].strip():
+            raise ConfigError(f"benchmark {where} needs config: a YAML config file, got {entry.get('config')!r}")
         cfg_path = Path(entry["config"])
-        sets = tuple(grid.get("set", [])) + tuple(entry.get("set", []))
+        sets = tuple(grid_sets) + tuple(_str_list(entry.get("set"), f"{where}.set"))
         cfg = config_mod.load(cfg_path, list(sets))  # validates the config up front
-        stem = str(entry.get("name", cfg_path.stem))
+        stem = _safe_name(entry.get("name", cfg_path.stem), f"{where}.name")
         has_book = any(f.name == "n_atoms" for f in dataclasses.fields(config_class(cfg.method)))
         dataset = Path(cfg.data.path).name
-        for k in entry.get("k", [getattr(cfg.model, "n_atoms", 0) or 10]):
-            for seed in grid.get("seeds", [0]):
-                cells.append(Cell(cfg_path, cfg.method, dataset, int(k), int(seed), out / f"{stem}-K{k}-seed{seed}",
+        ks = _int_list(entry.get("k", [getattr(cfg.model, "n_atoms", 0) or 10]), f"{where}.k", 1)
+        for k in ks:
+            for seed in seeds:
+                run = out / f"{stem}-K{k}-seed{seed}"
+                if any(c.run == run for c in cells):
+                    raise ConfigError(f"benchmark {where} gives run folder {run} a second time; give the cell "
+                                      "its own name (e.g. name: letters-v3)")
+                cells.append(Cell(cfg_path, cfg.method, dataset, int(k), int(seed), run,
                                   "model.n_atoms" if has_book else "data.n_clusters", sets))
     return grid, cells
 

@@ -154,23 +154,24 @@ def data(
         return
     if (fragments or frames) and name != DatasetName.waveforms:
         raise ConfigError(f"--fragments and --frames apply to waveforms only; {name.value} fixes its fragment shape")
-    if size is not None:
-        try:
-            size_n: Optional[int] = int(size)
-        except ValueError:
-            raise ConfigError(f"--size {size!r} is not an integer; {name.value} takes a count, e.g. --size 1000") from None
-    else:
-        size_n = None
+    size_n = None if size is None else _parse_count(size, name.value)
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
+    for opt, value in (("--n-bins", n_bins), ("--fragments", fragments), ("--frames", frames)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{opt} must be a positive integer, got {value}")
+    if size_n is not None:
+        _check_generate_size(name.value, size_n, n_bins=n_bins, fragments=fragments, frames=frames)
     kwargs: dict = {"seed": seed, "overwrite": overwrite}
     if name == DatasetName.phonenums:
         from varinv.data import phonenums as gen
 
-        if size_n:
+        if size_n is not None:
             kwargs["n_rows"] = size_n
     elif name == DatasetName.insnotes:
         from varinv.data import insnotes as gen
 
-        if size_n:
+        if size_n is not None:
             kwargs["files_per_instrument"] = size_n
         if soundfont:
             kwargs["soundfont"] = str(soundfont)
@@ -179,7 +180,7 @@ def data(
     else:
         from varinv.data import waveforms as gen
 
-        if size_n:
+        if size_n is not None:
             kwargs["n_samples"] = size_n
         if n_bins:
             kwargs["n_bins"] = n_bins
@@ -189,6 +190,59 @@ def data(
             kwargs["n_frames"] = frames
     ds = gen.generate(out, **kwargs)
     typer.echo(f"wrote {name.value} to {ds.root}: " + ", ".join(f"{s} {ds.manifest['splits'][s]['n']}" for s in ds.splits))
+
+
+# --size minimum and bytes per unit of a generated benchmark (the stored arrays; generating holds them in
+# memory once more at most): phonenums rows of 10 (3, 48, 32) uint8 patches; insnotes files per instrument
+# (12 instruments, 10 samples of 12 (1, bins, 32) float16 notes, plus the OOD share); waveforms samples of
+# fragments x (1, bins, frames) float16.
+_SIZE_MIN = {"phonenums": 10, "insnotes": 1, "waveforms": 3}
+
+
+def _parse_count(size: str, what: str) -> int:
+    """--size of a benchmark: a whole number (1000, 1e4 or 10_000), at least the generator's minimum."""
+    text = size.strip().replace("_", "")
+    try:
+        value = float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        raise ConfigError(f"--size {size!r} is not an integer; {what} takes a count, e.g. --size 1000") from None
+    if isinstance(value, float) and (not value.is_integer() or value > 2**62):
+        raise ConfigError(f"--size {size!r} is not a whole count; {what} takes a count, e.g. --size 1000")
+    value = int(value)
+    if value < _SIZE_MIN[what]:
+        unit = {"phonenums": "rows", "insnotes": "files per instrument", "waveforms": "samples"}[what]
+        raise ConfigError(f"--size {value} is too small: {what} needs at least {_SIZE_MIN[what]} {unit} "
+                          "(leave --size out for the paper size)")
+    return value
+
+
+def _available_memory() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def _check_generate_size(what: str, n: int, *, n_bins=None, fragments=None, frames=None) -> None:
+    """Refuse a --size whose arrays cannot fit in memory, before anything is allocated."""
+    if what == "phonenums":
+        per = 10 * 3 * 48 * 32 * 1.2  # plus the OOD rows
+    elif what == "insnotes":
+        per = 12 * 10 * 12 * (n_bins or 128) * 32 * 2 * 1.2
+    else:
+        per = (fragments or 21) * (n_bins or 256) * (frames or 8) * 2
+    need = 2 * per * n  # the arrays, and a copy while writing
+    have = _available_memory()
+    if need > have:
+        most = max(_SIZE_MIN[what], int(have / (2 * per)))
+        raise ConfigError(f"--size {n} would need about {need / 1e9:,.1f} GB of memory for {what} but "
+                          f"{have / 1e9:,.1f} GB are available; use --size {most} or less")
 
 
 def _import_folder(name: DatasetName, source: Optional[Path], out: Path, **o) -> None:
@@ -358,6 +412,14 @@ def evaluate(
         raise ConfigError(f"--shots must be comma-separated integers, got {shots!r}") from None
     if draws < 1 or classifier_steps < 0:
         raise ConfigError("--draws must be >= 1 and --classifier-steps >= 0")
+    if n_eval is not None and n_eval < 1:
+        raise ConfigError(f"--n-eval must be >= 1 fragments, got {n_eval}; leave it out for the run's data.n_eval")
+    if max_fragments is not None and max_fragments < 1:
+        raise ConfigError(f"--max-fragments must be >= 1, got {max_fragments}; leave it out for the whole split")
+    if threads < 0:
+        raise ConfigError(f"--threads must be >= 0 (0 = torch default), got {threads}")
+    if not shot_list or min(shot_list) < 1:
+        raise ConfigError(f"--shots must be positive integers, e.g. 1,5,10, got {shots!r}")
     if threads > 0:
         import torch
 
@@ -483,6 +545,8 @@ def encode(
     out = _output_path(out, (".csv", ".npz"))
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    if threads < 0:
+        raise ConfigError(f"--threads must be >= 0 (0 = torch default), got {threads}")
     if threads > 0:
         import torch
 
@@ -544,6 +608,8 @@ def transfer(
     out = _output_path(out, (".png", ".wav"))
     if upscale < 1 or griffin_lim_iters < 1:
         raise ConfigError("--upscale and --griffin-lim-iters must be >= 1")
+    if threads < 0:
+        raise ConfigError(f"--threads must be >= 0 (0 = torch default), got {threads}")
     if threads > 0:
         import torch
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -34,6 +35,10 @@ class DataConfig:
 
     def validate(self) -> None:
         _check(self.n_eval >= 10, "data.n_eval", self.n_eval, "an integer >= 10")
+        _check(self.n_clusters >= 0, "data.n_clusters", self.n_clusters,
+               "an integer >= 0 (0 = the number of content classes)")
+        _check(bool(str(self.path).strip()), "data.path", self.path, "a dataset folder")
+        _check(bool(str(self.eval_split).strip()), "data.eval_split", self.eval_split, "a split name, e.g. 'test'")
 
 
 @dataclass
@@ -73,6 +78,14 @@ class TrainConfig:
         _check(self.threads >= 0, "train.threads", self.threads, "an integer >= 0 (0 = all cores)")
         _check(self.log_every >= 1, "train.log_every", self.log_every, "an integer >= 1")
         _check(self.ckpt_every >= 1, "train.ckpt_every", self.ckpt_every, "an integer >= 1")
+        _check(self.steps_per_epoch >= 1, "train.steps_per_epoch", self.steps_per_epoch, "an integer >= 1")
+        _check(self.lr_decay_every >= 1, "train.lr_decay_every", self.lr_decay_every, "an integer >= 1")
+        _check(0 <= self.lr_floor <= 1, "train.lr_floor", self.lr_floor, "a number in [0, 1]")
+        _check(self.warmup_steps >= 0, "train.warmup_steps", self.warmup_steps, "an integer >= 0")
+        _check(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "a number >= 0")
+        _check(self.grad_clip >= 0, "train.grad_clip", self.grad_clip, "a number >= 0 (0 = no clipping)")
+        _check(all(0 <= b < 1 for b in self.betas), "train.betas", list(self.betas),
+               "two numbers in [0, 1), e.g. [0.9, 0.999]")
         _check(self.precision in ("fp32", "bf16"), "train.precision", self.precision, "'fp32' or 'bf16'")
         _check(isinstance(self.channels_last, bool), "train.channels_last", self.channels_last, "true or false")
         _check(isinstance(self.compile, bool), "train.compile", self.compile, "true or false")
@@ -81,15 +94,39 @@ class TrainConfig:
                "'cpu', 'cuda' or 'cuda:N'")
 
 
+# Fields several method configs share (their own ``validate`` lives in varinv.methods): field -> (rule, expected).
+MODEL_FIELD_RULES = {
+    "d_hidden": (lambda v: v >= 2, "an integer >= 2"),
+    "blocks_per_layer": (lambda v: v >= 1, "an integer >= 1"),
+    "n_atoms": (lambda v: v >= 1, "an integer >= 1"),
+}
+
+
+def check_model_fields(model, section: str = "model") -> None:
+    """The :data:`MODEL_FIELD_RULES` of the fields ``model`` (a method's config dataclass) has."""
+    names = {f.name for f in dataclasses.fields(model)}
+    for key, (rule, expected) in MODEL_FIELD_RULES.items():
+        if key in names:
+            value = getattr(model, key)
+            _check(rule(value), f"{section}.{key}", value, expected)
+
+
 def _check(ok: bool, key: str, value, expected: str) -> None:
     if not ok:
         raise ConfigError(f"config value {key} = {value!r} is invalid: expected {expected}")
 
 
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _coerce(value, tp, key: str):
     """Coerce YAML scalars to the annotated type (ints for floats, lists for tuples)."""
     origin = typing.get_origin(tp)
+    if tp is float and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+        value = float(value)  # PyYAML reads 1e-4 (no dot) as a string
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"config value {key} = {value!r} is invalid: expected a finite number")
         return float(value)
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -168,21 +205,40 @@ def from_dict(raw: dict) -> RunConfig:
     mcls = config_class(method)
     return RunConfig(
         data=build(DataConfig, raw.get("data"), "data"),
-        model=build(mcls, model, "model"),
+        model=_checked_model(build(mcls, model, "model")),
         train=build(TrainConfig, raw.get("train"), "train"),
         method=method,
     )
 
 
+def _checked_model(model):
+    check_model_fields(model)
+    return model
+
+
 def read_yaml(path: str | Path) -> dict:
-    """The raw mapping of a YAML config file (ConfigError if missing or not valid YAML)."""
+    """The raw mapping of a YAML config file (ConfigError if missing, a folder, not text, empty or not
+    valid YAML)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config {path} is a folder; give a YAML file or a shipped config name (`varinv configs`)")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; `varinv configs` lists the shipped configs")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not a text file (not UTF-8); give a YAML config") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read ({e.strerror or e}); check its permissions") from None
+    if "\x00" in text:
+        raise ConfigError(f"config file {path} is not a text file (it holds NUL bytes); give a YAML config")
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if raw is None:
+        raise ConfigError(f"config file {path} is empty; give at least the sections you change (data, model, "
+                          "train), e.g. start from a shipped config (`varinv configs`)")
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must be a mapping with sections data, model, train")
     return raw

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,6 +262,132 @@ def check_replaceable(out: str | Path) -> None:
                         "choose another --out or remove the folder yourself")
 
 
+KINDS = ("image", "spectrogram")
+SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+MAX_LABEL = 10**6  # labels index class names: a larger label is a mistake (and a huge manifest)
+
+
+def _label_array(split: str, key: str, labels, shape_hint: str) -> np.ndarray:
+    """``labels`` as int64, refusing strings, booleans, fractional numbers and values below -1."""
+    try:
+        arr = np.asarray(labels)
+    except (ValueError, TypeError) as e:
+        raise DataError(f"split '{split}': {key} labels cannot be read as an array ({e}); pass integers {shape_hint}, "
+                        "or None when unknown") from None
+    if arr.dtype.kind == "f":
+        finite = np.isfinite(arr)
+        if not finite.all() or not np.array_equal(arr, np.round(arr)):
+            bad = float(arr[~finite | (arr != np.round(np.where(finite, arr, 0)))].flat[0])
+            raise DataError(f"split '{split}': {key} labels must be whole numbers, got {bad:g}; they index the "
+                            f"{key} names: cast them yourself if truncating is what you want")
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind not in "iu":
+        what = {"U": "strings", "S": "bytes", "O": "objects", "b": "booleans"}.get(arr.dtype.kind, str(arr.dtype))
+        raise DataError(f"split '{split}': {key} labels must be integers {shape_hint} (class indices, -1 = unknown), "
+                        f"got {what}; map names to indices and pass the names as {key}_names")
+    if arr.size and int(arr.min()) < -1:
+        raise DataError(f"split '{split}': {key} labels must be >= -1 (-1 = unknown), got {int(arr.min())}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise DataError(f"split '{split}': {key} label {int(arr.max())} is too large for int64")
+    return arr.astype(np.int64)
+
+
+def _check_arrays(splits, kind, content_names, style_names, split_style_names) -> dict:
+    """Validate everything from_arrays is given, before anything is written: {split: (x, content, style)}."""
+    if kind not in KINDS:
+        raise DataError(f"kind {kind!r} is unknown; use one of {', '.join(map(repr, KINDS))} "
+                        "(uint8 images or float spectrograms)")
+    if not isinstance(splits, dict) or not splits:
+        raise DataError("splits must be a dict {'train': (x, content, style), ...}; got "
+                        f"{type(splits).__name__}")
+    if "train" not in splits:
+        raise DataError(f"from_arrays needs at least a 'train' split (got: {', '.join(map(str, splits))})")
+    for name in splits:
+        if not isinstance(name, str) or not SPLIT_NAME.fullmatch(name):
+            raise DataError(f"split name {name!r} is not allowed; use letters, digits, '_' and '-' only "
+                            "(a split is a sub-folder of the dataset), e.g. 'train', 'val', 'ood_test'")
+    for key, names in (("content_names", content_names), ("style_names", style_names)):
+        if names is not None and (isinstance(names, (str, bytes)) or not hasattr(names, "__len__")):
+            raise DataError(f"{key} must be a list of names, got {type(names).__name__} {names!r}")
+    if split_style_names is not None:
+        if not isinstance(split_style_names, dict):
+            raise DataError(f"split_style_names must be a dict {{split: [names]}}, got {type(split_style_names).__name__}")
+        extra = [k for k in split_style_names if k not in splits]
+        if extra:
+            raise DataError(f"split_style_names names split(s) {', '.join(map(repr, extra))} that splits lacks "
+                            f"(splits: {', '.join(splits)})")
+    out: dict = {}
+    ref = None
+    for name, value in splits.items():
+        if not isinstance(value, (tuple, list)) or len(value) != 3:
+            got = f"a {len(value)}-tuple" if isinstance(value, (tuple, list)) else type(value).__name__
+            raise DataError(f"split '{name}' must be a 3-tuple (x, content, style), got {got}; "
+                            "pass None for labels you do not have")
+        x, content, style = value
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError) as e:
+            raise DataError(f"split '{name}': fragments cannot be read as an array ({e})") from None
+        if x.dtype.kind not in "uif":
+            raise DataError(f"split '{name}': fragments must be uint8, float16 or float32, got {x.dtype}")
+        if x.ndim != 5:
+            raise DataError(
+                f"split '{name}': fragments must be (N, L, C, H, W), got shape {x.shape}; "
+                "add a channel axis for single-channel data"
+            )
+        n, length = x.shape[:2]
+        if n == 0:
+            raise DataError(f"split '{name}' has no samples (N = 0); leave the split out instead")
+        if min(x.shape[2:]) < 1:
+            raise DataError(f"split '{name}': fragments of shape (C, H, W) = {tuple(x.shape[2:])} are empty; "
+                            "every axis needs at least 1")
+        shape_hint = f"of shape (N, L) = {(n, length)}"
+        content = np.full((n, length), -1, np.int64) if content is None else _label_array(name, "content", content,
+                                                                                           shape_hint)
+        style = np.full((n,), -1, np.int64) if style is None else _label_array(name, "style", style,
+                                                                              f"of shape (N,) = ({n},) or (N, L)")
+        _check_split(name, x, content, style)
+        if ref is None:
+            ref = ("train", x.shape[1:], x.dtype)
+        out[name] = (x, content, style)
+    tx = out["train"][0]
+    for name, (x, _, _) in out.items():
+        if x.shape[1:] != tx.shape[1:]:
+            raise DataError(f"split '{name}' has samples of shape (L, C, H, W) = {tuple(x.shape[1:])} but train's "
+                            f"are {tuple(tx.shape[1:])}; every split needs train's fragment count and shape")
+        if x.dtype != tx.dtype:
+            raise DataError(f"split '{name}' holds {x.dtype} but train holds {tx.dtype}; store every split in one "
+                            "dtype (uint8 images are scaled by 1/255, float data is not)")
+    total = sum(int(np.prod(x.shape[:2])) for x, _, _ in out.values())
+    cap = min(MAX_LABEL, max(total, 2))
+    for key, names in (("content", content_names), ("style", style_names)):
+        for name, arrays in out.items():
+            arr = arrays[1] if key == "content" else arrays[2]
+            top = int(arr.max()) if arr.size else -1
+            if top >= cap:
+                raise DataError(f"split '{name}': {key} label {top} is too large: labels index the {key} names, so "
+                                f"they must be below the number of fragments ({total}) and {MAX_LABEL:,}; "
+                                "renumber the classes 0, 1, 2, ...")
+            own = (split_style_names or {}).get(name) if key == "style" else None
+            given = own if own is not None else names
+            if given is not None and len(given) and top >= len(given):
+                which = f"split_style_names['{name}']" if own is not None else f"{key}_names"
+                raise DataError(f"split '{name}': {key} label {top} has no name: {which} lists {len(given)} "
+                                f"names (labels 0..{len(given) - 1}); add the missing names")
+    return out
+
+
+def _parent_problem(out: Path) -> str | None:
+    for parent in out.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+            if not os.access(parent, os.W_OK):
+                return f"folder {parent} is not writable"
+            return None
+    return None
+
+
 def from_arrays(
     out: str | Path,
     splits: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]],
@@ -277,17 +404,43 @@ def from_arrays(
     """Write a dataset from arrays: ``splits = {"train": (x, content, style), ...}``.
 
     ``x`` is (N, L, C, H, W) (uint8 images are scaled by 1/255 when loaded); labels may be ``None``
-    when unknown (stored as -1: training needs none, evaluation needs them). The folder is written
-    to a temporary sibling and renamed, so a crash never leaves a half-written dataset behind.
+    when unknown (stored as -1: training needs none, evaluation needs them). Labels are integer class
+    indices (-1 = unknown) below the number of names given (and below the number of fragments and
+    10^6); split names are letters, digits, '_' and '-'; every split has train's (L, C, H, W) and dtype.
+    Everything is checked before anything is written (DataError naming the problem); the folder is
+    written to a temporary sibling and renamed, so a crash never leaves a half-written dataset behind,
+    and a failure removes the temporary folder.
     """
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
+        raise DataError(f"out must be a folder path, got {out!r}")
     out = Path(out)
+    problem = _parent_problem(out)
+    if problem:
+        raise DataError(f"cannot write dataset {out}: {problem}; choose another path")
     if out.exists() and not overwrite:
         raise DataError(f"{out} already exists; pass overwrite=True (CLI: --overwrite) or choose another path")
     check_replaceable(out)
-    if "train" not in splits:
-        raise DataError("from_arrays needs at least a 'train' split")
+    checked = _check_arrays(splits, kind, content_names, style_names, split_style_names)
     tmp = out.with_name(out.name + ".tmp-writing")
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_dataset(tmp, checked, kind=kind, content_names=content_names, style_names=style_names,
+                       split_style_names=split_style_names, generator=generator, seed=seed, params=params)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"writing dataset {out} failed ({e.strerror or e}); check the disk space and permissions") \
+            from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return open_dataset(out)
+
+
+def _write_dataset(tmp: Path, splits: dict, *, kind, content_names, style_names, split_style_names, generator, seed,
+                   params) -> None:
     tmp.mkdir(parents=True)
     manifest: dict = {
         "format": FORMAT,
@@ -300,10 +453,7 @@ def from_arrays(
     }
     for name, (x, content, style) in splits.items():
         x = np.ascontiguousarray(x)
-        n, length = x.shape[:2] if x.ndim >= 2 else (0, 0)
-        content = np.full((n, length), -1, np.int64) if content is None else np.asarray(content, np.int64)
-        style = np.full((n,), -1, np.int64) if style is None else np.asarray(style, np.int64)
-        _check_split(name, x, content, style)
+        n = x.shape[0]
         (tmp / name).mkdir()
         files = {}
         for key, arr in (("x", x), ("content", content), ("style", style)):
@@ -312,18 +462,15 @@ def from_arrays(
             files[f"{key}.npy"] = {"shape": list(arr.shape), "dtype": str(arr.dtype), "sha256": sha256_file(path)}
         entry = {"n": int(n), "files": files}
         if split_style_names and name in split_style_names:
-            entry["style_names"] = list(split_style_names[name])
+            entry["style_names"] = [str(v) for v in split_style_names[name]]
         manifest["splits"][name] = entry
     x0 = splits["train"][0]
     manifest["fragment_shape"] = list(x0.shape[2:])
     manifest["n_fragments"] = int(x0.shape[1])
     manifest["scale"] = 255.0 if x0.dtype == np.uint8 else 1.0
-    n_content = int(max(np.max(np.asarray(s[1])) if s[1] is not None else -1 for s in splits.values())) + 1
-    n_style = int(np.max(np.asarray(splits["train"][2]))) + 1 if splits["train"][2] is not None else 0
-    manifest["content_names"] = content_names or [str(i) for i in range(n_content)]
-    manifest["style_names"] = style_names or [str(i) for i in range(n_style)]
+    n_content = max(int(c.max()) if c.size else -1 for _, c, _ in splits.values()) + 1
+    train_style = splits["train"][2]
+    n_style = int(train_style.max()) + 1 if train_style.size else 0
+    manifest["content_names"] = [str(v) for v in content_names] if content_names else [str(i) for i in range(n_content)]
+    manifest["style_names"] = [str(v) for v in style_names] if style_names else [str(i) for i in range(max(n_style, 0))]
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return open_dataset(out)

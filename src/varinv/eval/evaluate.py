@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from varinv.errors import ConfigError
 from varinv.eval import health
 from varinv.eval import metrics as M
 from varinv.eval.embed import content_index, embed_split
@@ -439,6 +440,14 @@ def _jsonable(x):
     return x
 
 
+def partial_note(run: Path, step: int, steps: int) -> str | None:
+    """The one ``warning:`` line for a run whose training has not finished (None when it has)."""
+    if step >= steps:
+        return None
+    return (f"warning: run {run} is at step {step} of {steps} (training did not finish); these metrics describe "
+            f"a partly trained model (finish it with `varinv train {run / 'config.yaml'} --run {run} --resume`)")
+
+
 def evaluate(run: str | Path, *, n_eval: int | None = None, split: str | None = None, plots: bool = True,
              tsne: bool = True, checkpoint: str = "final", what: list[str] | None = None,
              options: EvalOptions | None = None, progress=None, raise_errors: bool = False,
@@ -453,11 +462,18 @@ def evaluate(run: str | Path, *, n_eval: int | None = None, split: str | None = 
     t0 = time.time()
     opts = options or EvalOptions()
     opts.n_eval = n_eval if n_eval is not None else opts.n_eval
+    if opts.n_eval is not None and (isinstance(opts.n_eval, bool) or opts.n_eval < 1):
+        raise ConfigError(f"--n-eval must be >= 1 fragments, got {opts.n_eval}; leave it out for the run's data.n_eval")
+    if opts.max_fragments is not None and (isinstance(opts.max_fragments, bool) or opts.max_fragments < 1):
+        raise ConfigError(f"--max-fragments must be >= 1, got {opts.max_fragments}; leave it out for the whole split")
     opts.split = split if split is not None else opts.split
     opts.plots, opts.tsne, opts.checkpoint = plots, tsne and opts.tsne, checkpoint
     parts = list(what or ["core"])
     ctx = _Context(run, opts)
     cfg, ds, model, state = ctx.cfg, ctx.ds, ctx.model, ctx.state
+    note = partial_note(run, int(state.get("step", 0)), int(cfg.train.steps))
+    if note:
+        print(note, file=sys.stderr)
     metrics: dict = {
         "method": cfg.method,
         "n_atoms": ctx.k,

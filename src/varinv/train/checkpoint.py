@@ -97,9 +97,32 @@ def load_model(folder: Path, name: str, model: torch.nn.Module) -> dict:
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise CheckpointError(f"checkpoint {folder / name} does not fit this model ({first})") from None
+        raise CheckpointError(_misfit(folder / name, weights, model.state_dict(), e)) from None
     return state
+
+
+def _misfit(where: Path, weights: dict, expected: dict, error: Exception) -> str:
+    """One line on why checkpoint ``where`` does not fit the model the config describes: K when the
+    codebook differs, else the first tensor whose shape differs, the missing or extra names."""
+    for key, have in sorted(weights.items(), key=lambda kv: not kv[0].endswith("codebook")):  # K first
+        want = expected.get(key)
+        if want is None or tuple(want.shape) == tuple(have.shape):
+            continue
+        if key.endswith("codebook") and have.ndim == 2 and want.ndim == 2:
+            return (f"checkpoint {where} holds K = {have.shape[0]} atoms but the run's config asks for "
+                    f"K = {want.shape[0]} (model.n_atoms); set it back to {have.shape[0]} in the run's config.yaml, "
+                    f"or train a new run with K = {want.shape[0]}")
+        return (f"checkpoint {where} does not fit the model its config describes: {key} is "
+                f"{tuple(have.shape)} in the checkpoint but {tuple(want.shape)} in the model; was the run's "
+                "config.yaml edited? restore it or train a new run")
+    missing = [k for k in expected if k not in weights]
+    extra = [k for k in weights if k not in expected]
+    if missing or extra:
+        what = f"lacks {missing[0]}" if missing else f"has {extra[0]}, which the model does not"
+        return (f"checkpoint {where} does not fit the model its config describes (it {what}); was the run's "
+                "config.yaml edited (model.method or the architecture)? restore it or train a new run")
+    first = str(error).splitlines()[0]
+    return f"checkpoint {where} does not fit this model ({first})"
 
 
 def load_optimizer(folder: Path, name: str, opt: torch.optim.Optimizer, state: dict) -> None:

@@ -241,9 +241,13 @@ def train_step(
     scalars = ddp.mean_scalars(losses, ctx)
     bad = [k for k, v in scalars.items() if not torch.isfinite(v).all()]
     if bad:
+        if (ck_dir / "last.json").exists():
+            kept = f"the last good checkpoint is kept in {ck_dir}"
+        else:
+            kept = "no checkpoint had been written yet, so there is nothing to resume: start again with a new --run"
         raise TrainingError(
             f"loss term '{bad[0]}' became {scalars[bad[0]].item()} at step {step}; training stopped and "
-            f"the last good checkpoint is kept in {ck_dir} (lower train.lr or enable train.grad_clip)"
+            f"{kept} (lower train.lr or enable train.grad_clip; check the data for huge values)"
         )
     opt.zero_grad(set_to_none=True)
     losses["total"].backward()
