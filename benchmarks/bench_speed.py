@@ -200,10 +200,36 @@ def bench_config(config: str, variants: list[str], threads: int, warmup: int, ro
     return info, times, cpu, loads
 
 
-def main() -> None:
+def report_log():
+    """(lines, log): log prints a line and keeps it for the report."""
+    lines: list[str] = []
+
+    def log(s: str) -> None:
+        print(s, flush=True)
+        lines.append(s)
+
+    return lines, log
+
+
+def report_head(title: str, threads: int) -> list[str]:
+    """The first lines of a speed report: title, command, machine, torch and load."""
     import torch
 
     from machine import cpu_model
+
+    return [
+        f"# {title}",
+        "",
+        f"command: `python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}`".replace("  ", " "),
+        "",
+        f"* machine: {cpu_model()}, {os.cpu_count()} logical CPUs",
+        f"* torch {torch.__version__}, threads per worker: {threads}",
+        f"* `uptime` at start: {uptime()}",
+    ]
+
+
+def main() -> None:
+    import torch
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", nargs="+", default=["configs/phonenums_v3_paper.yaml", "configs/phonenums_v3_small.yaml"])
@@ -217,20 +243,8 @@ def main() -> None:
     args = ap.parse_args()
 
     out = Path(args.out) if args.out else HERE / "results" / f"{date.today().isoformat()}-speed.md"
-    lines: list[str] = []
-
-    def log(s: str) -> None:
-        print(s, flush=True)
-        lines.append(s)
-
-    head = [
-        f"# Training throughput: V3 on this CPU ({date.today().isoformat()})",
-        "",
-        f"command: `python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}`".replace("  ", " "),
-        "",
-        f"* machine: {cpu_model()}, {os.cpu_count()} logical CPUs",
-        f"* torch {torch.__version__}, threads per worker: {args.threads}",
-        f"* `uptime` at start: {uptime()}",
+    lines, log = report_log()
+    head = report_head(f"Training throughput: V3 on this CPU ({date.today().isoformat()})", args.threads) + [
         f"* warm-up {args.warmup} steps per variant, then {args.rounds} rounds (variants rotated each round); "
         "the figure per variant is the median over rounds of its per-step time",
         "",

@@ -41,7 +41,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_speed import bench_config, uptime  # noqa: E402
+from bench_speed import bench_config, report_head, report_log  # noqa: E402
 
 CONFIGS = [
     "configs/phonenums_v3_small.yaml",
@@ -110,10 +110,6 @@ def table(config: str, variants: list[str], info, times, cpu, loads) -> list[str
 
 
 def main() -> None:
-    import torch
-
-    from machine import cpu_model
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", nargs="+", default=CONFIGS)
     ap.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
@@ -142,20 +138,8 @@ def main() -> None:
     if not args.keep_cache:  # the workers inherit the environment
         cache = tempfile.mkdtemp(prefix="bench-train-speed-inductor-")
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
-    lines: list[str] = []
-
-    def log(s: str) -> None:
-        print(s, flush=True)
-        lines.append(s)
-
-    head = [
-        f"# Training speed options on this CPU ({date.today().isoformat()})",
-        "",
-        f"command: `python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}`".replace("  ", " "),
-        "",
-        f"* machine: {cpu_model()}, {os.cpu_count()} logical CPUs",
-        f"* torch {torch.__version__}, threads per worker: {args.threads}",
-        f"* `uptime` at start: {uptime()}",
+    lines, log = report_log()
+    head = report_head(f"Training speed options on this CPU ({date.today().isoformat()})", args.threads) + [
         f"* warm-up {args.warmup} steps per variant, then {args.rounds} rounds (variants rotated each round) from "
         f"step {args.start_step}; the figure per variant is the median over rounds of its median per-step time",
         f"* inductor cache: {'the default one (--keep-cache)' if cache is None else 'empty at start'}",
