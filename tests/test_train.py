@@ -123,3 +123,19 @@ def test_store_roundtrip_and_checksum(tmp_path):
         ds.verify()
     with pytest.raises(DataError, match="L >= 2"):
         from_arrays(tmp_path / "e", {"train": (x[:, :1], c[:, :1], s)})
+
+
+def test_resumed_run_drops_tensorboard_events_after_its_checkpoint(toy_dataset, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    cfg = _cfg(toy_dataset, steps=12, ckpt_every=5, log_every=1)
+    train(cfg, tmp_path / "r", progress=False, tensorboard=True, stop_after=8)  # checkpoint at step 8
+    with SummaryWriter(str(tmp_path / "r" / "tb")) as w:  # killed after logging step 10, one tag the run
+        w.add_scalar("rare", 1.0, 10)  # logs seldom; TensorBoard's own out-of-order check never sees it again
+    train(cfg, tmp_path / "r", resume=True, progress=False, tensorboard=True)
+    acc = EventAccumulator(str(tmp_path / "r" / "tb"))
+    acc.Reload()
+    assert not acc.Scalars("rare") if "rare" in acc.Tags()["scalars"] else True
+    tag = next(t for t in acc.Tags()["scalars"] if t.endswith("total"))
+    assert [e.step for e in acc.Scalars(tag)] == list(range(1, 13))

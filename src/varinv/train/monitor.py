@@ -153,7 +153,8 @@ class Logger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(run / "tb"))
+                # a resumed run's events after its checkpoint are dropped, as train_log.jsonl's rows are
+                self.tb = SummaryWriter(str(run / "tb"), purge_step=start + 1 if start else None)
             except ImportError:  # tensorboard is a dependency, but logging must never stop training
                 self.tb = None
         if self.tb is not None and cfg is not None:
