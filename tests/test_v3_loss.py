@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 import math
 
@@ -351,3 +352,28 @@ def test_detail_code_is_bounded_and_left_out_of_style_and_decoding():
     assert m.decode(enc.content_q, enc.style).shape == x.shape
     with pytest.raises(ConfigError, match="d_detail"):
         V3Config(d_detail=-1).validate()
+
+
+def test_separable_decoder_cannot_make_style_pick_the_content():
+    from varinv.nn.backbones import BackboneSpec, SeparableDecoder
+
+    torch.manual_seed(0)
+    c, s = torch.randn(2, 4), torch.randn(2, 3)
+
+    def interaction(dec):  # x(c1,s1) - x(c2,s1) - x(c1,s2) + x(c2,s2)
+        x = dec(c.repeat(2, 1), s.repeat_interleave(2, 0)).view(2, 2, -1)  # [style][content]
+        return x[0, 0] - x[0, 1] - x[1, 0] + x[1, 1]
+
+    spec = BackboneSpec(n_channels=8, n_layers=2, d_hidden=32, decoder="separable", rank=0, film=True)
+    additive = SeparableDecoder((3, 16, 16), spec, 4, 3).eval()
+    assert interaction(additive).abs().max() < 1e-5  # rank 0: style only adds
+    rank1 = SeparableDecoder((3, 16, 16), dataclasses.replace(spec, rank=1), 4, 3).eval()
+    a = rank1.content_maps(c, c.new_zeros(2, 1)).chunk(2, dim=1)[1].flatten(1)
+    b = rank1.style_maps(s.new_zeros(2, 1), s).chunk(2, dim=1)[1].flatten(1)
+    assert torch.allclose(interaction(rank1), (a[0] - a[1]) * (b[0] - b[1]), atol=1e-5)
+    m = V3(V3Config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, decoder="separable"),
+           (3, 16, 16))
+    out = m.loss({"x": torch.rand(4, 5, 3, 16, 16)}, step=0)
+    assert torch.isfinite(out["total"])
+    with pytest.raises(ConfigError, match="model.decoder"):
+        V3Config(decoder="other").validate()

@@ -10,7 +10,7 @@ import torch
 
 from varinv.config import _check
 from varinv.methods.base import Method
-from varinv.nn.backbones import BackboneSpec, Decoder, Encoder
+from varinv.nn.backbones import BackboneSpec, Encoder, build_decoder
 
 
 CONTENT_INPUTS = ("raw", "sample", "instance")
@@ -37,6 +37,8 @@ class BackboneConfig:
     # statistics that carry colour, texture and timbre, as in AdaIN-style transfer).
     content_input: str = "raw"
     style_stats: bool = False  # the encoder also reads per-layer channel means and deviations (backbones.py)
+    decoder: str = "joint"  # or "separable" (nn/backbones.py, BackboneSpec.decoder)
+    decoder_rank: int = 1
 
     def validate(self) -> None:
         _check(self.d_content >= 1, "model.d_content", self.d_content, "an integer >= 1")
@@ -47,6 +49,8 @@ class BackboneConfig:
         _check(self.kernel % 2 == 1, "model.kernel", self.kernel, "an odd integer")
         _check(self.norm in ("batch", "group", "instance", "none"), "model.norm", self.norm,
                "'batch', 'group', 'instance' or 'none'")
+        _check(self.decoder in ("joint", "separable"), "model.decoder", self.decoder, "'joint' or 'separable'")
+        _check(self.decoder_rank >= 0, "model.decoder_rank", self.decoder_rank, "an integer >= 0")
         _check(self.content_input in CONTENT_INPUTS, "model.content_input", self.content_input,
                "'raw', 'sample' or 'instance'")
 
@@ -60,6 +64,8 @@ class BackboneConfig:
             norm=self.norm,
             film=self.film,
             stats=self.style_stats,
+            decoder=self.decoder,
+            rank=self.decoder_rank,
         )
 
 
@@ -86,7 +92,7 @@ class ConvAutoencoder(Method):
         self.cfg = cfg
         self.fragment_shape = tuple(fragment_shape)
         self.encoder = Encoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style)
-        self.decoder = Decoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style)
+        self.decoder = build_decoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style)
         self.content_encoder = None
         if cfg.content_input != "raw":
             norm = "instance" if cfg.content_input == "instance" else cfg.norm

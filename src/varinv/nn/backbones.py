@@ -35,6 +35,12 @@ class BackboneSpec:
     # positions: statistics that do not move with where things are (texture, colour, timbre), the
     # descriptor style transfer uses for style.
     stats: bool = False
+    # "joint": one network of content and style (with FiLM when ``film``). "separable": the fragment is
+    # A0(c) + B0(s) + sum_r A_r(c) * B_r(s) with ``rank`` products of full-size maps, each map drawn from
+    # content alone or style alone, so style can recolour, reweight or lay a background under what the
+    # content draws, but cannot make an atom draw another content in another style.
+    decoder: str = "joint"
+    rank: int = 1
 
 
 def _norm(kind: str, ch: int) -> nn.Module:
@@ -171,3 +177,24 @@ class Decoder(nn.Module):
                 gamma, beta = self.film[i](style)[:, :, None, None].chunk(2, dim=1)
                 h = h * (1 + gamma) + beta
         return self.out(h)
+
+
+class SeparableDecoder(nn.Module):
+    """(content, style) → A0(c) + B0(s) + Σ_r A_r(c)·B_r(s); see ``BackboneSpec.decoder``."""
+
+    def __init__(self, shape: tuple[int, int, int], spec: BackboneSpec, d_content: int, d_style: int):
+        super().__init__()
+        c, h, w = shape
+        self.n_maps = 1 + spec.rank
+        plain = dataclasses.replace(spec, film=False)
+        self.content_maps = Decoder((c * self.n_maps, h, w), plain, d_content, 1)
+        self.style_maps = Decoder((c * self.n_maps, h, w), plain, 1, d_style)
+
+    def forward(self, content, style):
+        a = self.content_maps(content, content.new_zeros(content.shape[0], 1)).chunk(self.n_maps, dim=1)
+        b = self.style_maps(style.new_zeros(style.shape[0], 1), style).chunk(self.n_maps, dim=1)
+        return a[0] + b[0] + sum(x * y for x, y in zip(a[1:], b[1:]))
+
+
+def build_decoder(shape: tuple[int, int, int], spec: BackboneSpec, d_content: int, d_style: int) -> nn.Module:
+    return (SeparableDecoder if spec.decoder == "separable" else Decoder)(shape, spec, d_content, d_style)
