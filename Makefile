@@ -4,7 +4,7 @@ VARINV  := .venv/bin/varinv
 STAMP   := .venv/.installed
 DEMO    := runs/demo
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo demo-pretrained test bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
@@ -37,6 +37,11 @@ demo: $(STAMP)
 	$(VARINV) report $(DEMO) -o $(DEMO)/site
 	@echo "demo outputs: $(DEMO)/metrics.json, $(DEMO)/plots/, $(DEMO)/recombine/, page $(DEMO)/site/index.html"
 
+# The demo page from the model shipped in the package (pretrained:phonenums): no training, under a minute.
+# Outputs: runs/demo-pretrained/ (dataset, run copy, page site/index.html)
+demo-pretrained: $(STAMP)
+	$(VARINV) demo --pretrained --out runs/demo-pretrained
+
 test: $(STAMP)
 	$(PY) -m pytest -q -x; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
@@ -44,4 +49,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_v3_phonenums.py
 
 clean:
-	rm -rf runs/demo data/phonenums-demo
+	rm -rf runs/demo data/phonenums-demo runs/demo-pretrained

@@ -369,9 +369,14 @@ def list_configs():
     typer.echo(f"{len(rows)} configs in {config_mod.SHIPPED_DIR}")
 
 
+_COPY_TO_HELP = ("RUN = pretrained:NAME only: the writable run folder the packaged model is copied into and the "
+                 "results written to (default runs/pretrained/NAME; an earlier copy of the same model is reused).")
+
+
 @app.command()
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="A run folder made by `varinv train`.")],
+    run: Annotated[Path, typer.Argument(help="A run folder made by `varinv train`, or pretrained:NAME (copied, "
+                                             "see --copy-to).")],
     what: Annotated[
         Optional[str],
         typer.Option(help="Comma-separated parts: core, ood, probes, mi, swap, judged, eer (default: core)."),
@@ -394,13 +399,17 @@ def evaluate(
     data: Annotated[
         Optional[Path], typer.Option(help="The run's dataset, when it is no longer at the config's data.path.")
     ] = None,
+    copy_to: Annotated[Optional[Path], typer.Option("--copy-to", help=_COPY_TO_HELP, show_default=False)] = None,
 ):
     """Evaluate a run into RUN/metrics.json and RUN/plots/.
 
     core: PR-AUC of the four (embedding, label) pairs, codebook purity, one-to-one accuracy, atom usage,
     reconstruction MSE, confusion matrix and t-SNE plots. ood: zero-shot and 1/5/10-shot OOD accuracy with a
     supervised counterpart. probes: linear/MLP probes. mi: MI matrix, MIG, DCI, SAP. swap: TS-DSAE swap F1s.
-    judged: DSAE-style judged generation. eer: equal error rates."""
+    judged: DSAE-style judged generation. eer: equal error rates.
+
+    RUN may be pretrained:NAME (a model shipped in the package, `varinv pretrained`): it is copied to a
+    writable run folder first (--copy-to, default runs/pretrained/NAME) and the results go there."""
     from varinv.errors import ConfigError
     from varinv.eval.evaluate import EvalOptions, parse_parts
     from varinv.eval.evaluate import evaluate as run_eval
@@ -424,6 +433,7 @@ def evaluate(
         import torch
 
         torch.set_num_threads(threads)
+    run = _writable_run(run, copy_to, data)
     opts = EvalOptions(max_fragments=max_fragments, draws=draws, shots=shot_list, classifier_steps=classifier_steps,
                        data=data)
     _check_eval_data(run, data, split)
@@ -444,6 +454,20 @@ def evaluate(
         typer.echo("error: evaluation part(s) failed: " + "; ".join(f"{k}: {v}" for k, v in m["errors"].items()),
                    err=True)
         sys.exit(1)
+
+
+def _writable_run(run: Path, copy_to: Optional[Path], data: Optional[Path]) -> Path:
+    """RUN itself, or for pretrained:NAME a writable copy of it (the installed package is never written)."""
+    from varinv import pretrained
+
+    if not pretrained.is_ref(run):
+        if copy_to is not None:
+            raise ConfigError(f"--copy-to applies when RUN is pretrained:NAME; {run} is a run folder, written in "
+                              "place: leave out --copy-to")
+        return run
+    dest = pretrained.copy_run(run, copy_to, data=data)
+    typer.echo(f"{run}: working on a copy in {dest} (the installed package is never written)", err=True)
+    return dest
 
 
 def _check_eval_data(run: Path, data: Optional[Path], split: Optional[str]) -> None:
@@ -486,17 +510,21 @@ def _brief(part: str, res: dict) -> dict:
 
 @app.command()
 def recombine(
-    run: Annotated[Path, typer.Argument(help="A run folder made by `varinv train`.")],
+    run: Annotated[Path, typer.Argument(help="A run folder made by `varinv train`, or pretrained:NAME (copied, "
+                                             "see --copy-to).")],
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default RUN/recombine).")] = None,
     data: Annotated[
         Optional[Path], typer.Option(help="The run's dataset, when it is no longer at the config's data.path.")
     ] = None,
+    copy_to: Annotated[Optional[Path], typer.Option("--copy-to", help=_COPY_TO_HELP, show_default=False)] = None,
 ):
     """Recombine content and style: "fix an atom, traverse all styles" and "fix a style, traverse all atoms"
     grids (PNG) from the codebook atoms and the mean style vector of each style class; for audio datasets
-    also WAVs (Griffin-Lim) of every strip and cell."""
+    also WAVs (Griffin-Lim) of every strip and cell. RUN may be pretrained:NAME: it is copied to a writable
+    run folder first (--copy-to, default runs/pretrained/NAME), whose recombine/ is the default output."""
     from varinv.eval.recombine import recombine as run_recombine
 
+    run = _writable_run(run, copy_to, data)
     res = run_recombine(run, out, data=data)
     typer.echo(f"wrote {res['files']['grid']} and {len(res['files']['atoms']) + len(res['files']['styles'])} strips")
     if "audio" in res["files"]:
@@ -514,7 +542,8 @@ def _output_path(out: Path, allowed: tuple[str, ...]) -> Path:
 
 @app.command()
 def encode(
-    run: Annotated[Path, typer.Argument(help="A run folder made by `varinv train`.")],
+    run: Annotated[Path, typer.Argument(help="A run folder made by `varinv train`, or pretrained:NAME (a model "
+                                             "shipped in the package, `varinv pretrained`).")],
     input: Annotated[Path, typer.Argument(
         help="A dataset folder (varinv store format, with manifest.json), or raw files imported on the fly with "
              "the run's own settings: an image or audio file, or a folder of them (images: one image per sample, "
@@ -577,7 +606,8 @@ def encode(
 
 @app.command()
 def transfer(
-    run: Annotated[Path, typer.Argument(help="A run folder made by `varinv train`.")],
+    run: Annotated[Path, typer.Argument(help="A run folder made by `varinv train`, or pretrained:NAME (a model "
+                                             "shipped in the package, `varinv pretrained`).")],
     content: Annotated[str, typer.Option(help="The sample whose content (atoms) to keep: SPLIT:INDEX of the "
                                               "dataset, or a raw file or folder (as described above).")],
     style: Annotated[str, typer.Option(help="The sample whose mean style to use: SPLIT:INDEX, or a raw file "
@@ -655,7 +685,7 @@ def transfer(
 
 
 # Commands living beside their subsystem: each module defines register(app).
-_EXTENSIONS: list[str] = ["varinv.report.cli", "varinv.bench"]
+_EXTENSIONS: list[str] = ["varinv.report.cli", "varinv.bench", "varinv.demo"]
 
 
 def _register_extensions() -> None:

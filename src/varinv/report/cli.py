@@ -13,7 +13,8 @@ def register(app: typer.Typer) -> None:
     def report(
         runs: Annotated[
             list[Path],
-            typer.Argument(help="Run folders (made by `varinv train`) and/or benchmark folders holding them."),
+            typer.Argument(help="Run folders (made by `varinv train`) and/or benchmark folders holding them; "
+                                "pretrained:NAME for a model shipped in the package."),
         ],
         out: Annotated[
             Path, typer.Option("--out", "-o", help="Site folder to write (replaced if it is a previous report).")
@@ -26,8 +27,10 @@ def register(app: typer.Typer) -> None:
         data, per method and K the confusion matrix, interactive 3-D latent views, the recombination
         traversals, swaps of real test samples (content of one, style of another), the metrics table (mean ±
         std over seeds) and the V3 paper / citation."""
+        from varinv import pretrained
         from varinv.report.build import build_site
 
+        runs = [pretrained.resolve(r) for r in runs]  # pretrained:NAME: the packaged folder, only read
         def log(msg: str) -> None:
             typer.echo(msg, err=msg.startswith("warning"))
 

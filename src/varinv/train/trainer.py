@@ -518,9 +518,11 @@ def load_run_with_meta(run: str | Path, checkpoint: str = "final", *, data: str 
     """:func:`load_run` plus the run's model.json (for old runs: the same fields, from the dataset).
     ``command`` None: the error for a missing dataset names ``varinv.load_model(RUN, data=PATH)``."""
     from varinv import config as config_mod
+    from varinv import pretrained
 
-    run = Path(run)
-    fix = f"`varinv {command} {run} --data PATH`" if command else f"varinv.load_model('{run}', data=PATH)"
+    shown = run if pretrained.is_ref(run) else Path(run)
+    run = pretrained.resolve(run)  # pretrained:NAME → the packaged folder (read here, never written)
+    fix = f"`varinv {command} {shown} --data PATH`" if command else f"varinv.load_model('{shown}', data=PATH)"
     if not run.is_dir():
         raise TrainingError(f"run folder {run} does not exist; train one with `varinv train` or check the path")
     meta = read_model_meta(run)
