@@ -359,14 +359,14 @@ def _check_arrays(splits, kind, content_names, style_names, split_style_names) -
             raise DataError(f"split '{name}' holds {x.dtype} but train holds {tx.dtype}; store every split in one "
                             "dtype (uint8 images are scaled by 1/255, float data is not)")
     total = sum(int(np.prod(x.shape[:2])) for x, _, _ in out.values())
-    cap = min(MAX_LABEL, max(total, 2))
+    cap = min(MAX_LABEL, max(total, 1024))  # small data may still use a few more classes than fragments
     for key, names in (("content", content_names), ("style", style_names)):
         for name, arrays in out.items():
             arr = arrays[1] if key == "content" else arrays[2]
             top = int(arr.max()) if arr.size else -1
             if top >= cap:
                 raise DataError(f"split '{name}': {key} label {top} is too large: labels index the {key} names, so "
-                                f"they must be below the number of fragments ({total}) and {MAX_LABEL:,}; "
+                                f"they must be below {cap:,} (the number of fragments, at least 1,024, at most {MAX_LABEL:,}); "
                                 "renumber the classes 0, 1, 2, ...")
             own = (split_style_names or {}).get(name) if key == "style" else None
             given = own if own is not None else names
