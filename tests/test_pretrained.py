@@ -199,7 +199,7 @@ def _check_page(index: Path) -> None:
     """The demo page in headless chromium (the helpers of tests/test_report_browser.py): it loads fast,
     logs no error, shows every image, draws the 3-D view and the swaps. Skipped locally without a
     browser, failing under CI (as the report's browser test)."""
-    from test_report_browser import _driver, _need_browser, _severe
+    from test_report_browser import _driver, _need_browser, _severe, open_page
 
     chromium, chromedriver = _need_browser()
     from selenium.webdriver.common.by import By
@@ -207,11 +207,7 @@ def _check_page(index: Path) -> None:
 
     driver = _driver(chromium, chromedriver)
     try:
-        driver.get(index.as_uri())
-        WebDriverWait(driver, 20).until(lambda d: d.execute_script("return document.readyState") == "complete")
-        load_ms = driver.execute_script(
-            "var t = performance.getEntriesByType('navigation')[0]; return t.loadEventEnd - t.startTime;")
-        assert load_ms < 2000, f"page took {load_ms:.0f} ms to load"
+        open_page(driver, index)
         section = driver.find_element(By.ID, "ds-phonenums")
         assert section.find_element(By.CSS_SELECTOR, 'tr[data-method="v3"] img.confusion')
         driver.execute_script("document.getElementById('ds-phonenums').scrollIntoView()")
