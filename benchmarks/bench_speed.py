@@ -211,6 +211,14 @@ def report_log():
     return lines, log
 
 
+def write_report(out: Path, head: list[str], summary: list[str], lines: list[str]) -> None:
+    """Head, tables and the run's log into ``out``; the tables also to stdout."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(head + summary + ["## Log", "", "```", *lines, "```", ""]))
+    print("\n".join(summary))
+    print(f"wrote {out}")
+
+
 def report_head(title: str, threads: int) -> list[str]:
     """The first lines of a speed report: title, command, machine, torch and load."""
     import torch
@@ -278,11 +286,7 @@ def main() -> None:
                            f"{med[v]:.2f} | {frags / med[v]:.1f} | {ratio} | {paired} | {medc[v]:.2f} | "
                            f"{frags / medc[v]:.1f} | {ratio_c} |")
         summary.append("")
-    text = "\n".join(head + summary + ["## Log", "", "```", *lines, "```", ""])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print("\n".join(summary))
-    print(f"wrote {out}")
+    write_report(out, head, summary, lines)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_speed import bench_config, report_head, report_log  # noqa: E402
+from bench_speed import bench_config, report_head, report_log, write_report  # noqa: E402
 
 CONFIGS = [
     "configs/phonenums_v3_small.yaml",
@@ -159,11 +159,7 @@ def main() -> None:
     finally:
         if cache is not None:
             shutil.rmtree(cache, ignore_errors=True)
-    text = "\n".join(head + summary + ["## Log", "", "```", *lines, "```", ""])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print("\n".join(summary))
-    print(f"wrote {out}")
+    write_report(out, head, summary, lines)
 
 
 if __name__ == "__main__":

@@ -74,3 +74,29 @@ def one_error_line(code: int, text: str, *needles: str) -> str:
     for n in needles:
         assert n in lines[0], (n, lines[0])
     return lines[0]
+
+
+_HELD: list[int] = []  # descriptors holding a run-folder lock during one test
+
+
+def held_lock(run):
+    """Create ``run`` and hold its RUN/.lock as another varinv process (pid 4242) would, until the test ends."""
+    import fcntl
+    import os
+
+    run.mkdir()
+    fd = os.open(run / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, b"4242\n")
+    _HELD.append(fd)
+    return run
+
+
+@pytest.fixture(autouse=True)
+def _release_held_locks():
+    yield
+    import os
+
+    while _HELD:
+        os.close(_HELD.pop())
+

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TOY_CFG, run_varinv, toy_arrays
+from conftest import TOY_CFG, held_lock, run_varinv, toy_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"steps": 4, "batch_size": 16, "log_every": 1, "ckpt_every": 2, "threads": 1}
@@ -191,19 +190,8 @@ def s_resume_torn(world, tmp):
     return ["train", world["cfg"], "--run", run, "--resume"]
 
 
-_HELD: list[int] = []
-
-
 def s_run_in_use(world, tmp):
-    import fcntl
-
-    run = tmp / "run"
-    run.mkdir()
-    fd = os.open(run / ".lock", os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    os.write(fd, b"4242\n")
-    _HELD.append(fd)
-    return ["train", world["cfg"], "--run", run]
+    return ["train", world["cfg"], "--run", held_lock(tmp / "run")]
 
 
 def s_user_config_in_run(world, tmp):
@@ -722,12 +710,6 @@ def world(tmp_path_factory):
     return {"root": root, "ds": ds.root, "huge": huge.root, "cfg": cfg, "run": root / "run",
             "partial": root / "partial"}
 
-
-@pytest.fixture(autouse=True)
-def _release_held():
-    yield
-    while _HELD:
-        os.close(_HELD.pop())
 
 
 def hashes(root: Path) -> dict[str, str]:

@@ -18,21 +18,13 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TOY_CFG, one_error_line, run_varinv, toy_arrays
+from conftest import TOY_CFG, held_lock, one_error_line, run_varinv, toy_arrays
 from varinv import config as config_mod
 from varinv.data.store import from_arrays, open_dataset, sha256_file
 from varinv.errors import DataError
 from varinv.train.trainer import train
 
 SMALL = {"steps": 4, "batch_size": 16, "log_every": 1, "ckpt_every": 2, "threads": 1}
-_HELD: list[int] = []  # descriptors holding a run-folder lock during one case
-
-
-@pytest.fixture(autouse=True)
-def _release_held():
-    yield
-    while _HELD:
-        os.close(_HELD.pop())
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -135,16 +127,8 @@ def s_resume_killed_in_first_checkpoint(tmp):
 
 
 def s_run_in_use(tmp):
-    import fcntl
-
     ds = make_ds(tmp)
-    run = tmp / "run"
-    run.mkdir()
-    fd = os.open(run / ".lock", os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    os.write(fd, b"4242\n")
-    _HELD.append(fd)
-    return ["train", write_cfg(tmp / "cfg.yaml", ds.root), "--run", run]
+    return ["train", write_cfg(tmp / "cfg.yaml", ds.root), "--run", held_lock(tmp / "run")]
 
 
 def s_overwrite_foreign_folder(tmp):

@@ -198,12 +198,6 @@ def cmd_table(a) -> None:
                   + f" | {floor_zc:.3f} | {health} | {m['train_seconds']:.0f} |")
 
 
-def purity(atom: np.ndarray, label: np.ndarray) -> float:
-    """Fraction of fragments whose atom's majority label is theirs."""
-    hits = sum(np.bincount(label[atom == a]).max() for a in np.unique(atom))
-    return float(hits) / max(len(atom), 1)
-
-
 def cmd_diagnose(a) -> None:
     """Where a codebook fails, on the validation split: overall purity against purity within each style.
     High purity within styles with low overall purity means each style permutes the atoms its own way
@@ -211,6 +205,10 @@ def cmd_diagnose(a) -> None:
     import varinv
     from varinv.api import encode_dataset
     from varinv.data.store import open_dataset
+    from varinv.eval.metrics import many_to_one_accuracy
+
+    def purity(atom, label):  # fraction of fragments whose atom's majority class is theirs
+        return many_to_one_accuracy(atom, label, int(atom.max()) + 1, int(label.max()) + 1)
 
     for run in a.runs:
         model = varinv.load_model(run)
