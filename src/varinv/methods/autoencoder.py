@@ -91,13 +91,18 @@ class ConvAutoencoder(Method):
         super().__init__()
         self.cfg = cfg
         self.fragment_shape = tuple(fragment_shape)
-        self.encoder = Encoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style)
-        self.decoder = build_decoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style)
+        extra = self.extra_dims(cfg)
+        self.encoder = Encoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style + extra[0])
+        self.decoder = build_decoder(self.fragment_shape, cfg.spec(), cfg.d_content + extra[1], cfg.d_style)
         self.content_encoder = None
         if cfg.content_input != "raw":
             norm = "instance" if cfg.content_input == "instance" else cfg.norm
             spec = dataclasses.replace(cfg.spec(), norm=norm, stats=False)
             self.content_encoder = Encoder(self.fragment_shape, spec, cfg.d_content, 1)
+
+    def extra_dims(self, cfg) -> tuple[int, int]:
+        """(extra style-head outputs, extra decoder content inputs) a subclass needs beside z_c and z_s."""
+        return 0, 0
 
     def _encode_flat(self, x: torch.Tensor):
         b, length = x.shape[:2]

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from varinv.config import _check
 from varinv.methods.base import Encoded
 from varinv.methods.autoencoder import BackboneConfig, ConvAutoencoder
-from varinv.nn.backbones import Encoder, build_decoder
 from varinv.nn.quantizer import EMAQuantizer
 
 
@@ -69,9 +68,10 @@ class VQAutoencoder(ConvAutoencoder):
             kmeans_iters=cfg.kmeans_iters,
             seed=seed,
         )
-        if cfg.d_detail:  # the style head also gives the detail code's mean and log-variance
-            self.encoder = Encoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style + 2 * cfg.d_detail)
-            self.decoder = build_decoder(self.fragment_shape, cfg.spec(), cfg.d_content + cfg.d_detail, cfg.d_style)
+
+    def extra_dims(self, cfg) -> tuple[int, int]:
+        """The style head also gives the detail code's mean and log-variance; the decoder reads the code."""
+        return 2 * cfg.d_detail, cfg.d_detail
 
     def _split_detail(self, zs: torch.Tensor):
         """(style, detail mean, detail log-variance) from the style head's output; no detail: Nones."""
