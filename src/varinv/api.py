@@ -196,12 +196,9 @@ class Model:
     def _decode(self, content: torch.Tensor, style: torch.Tensor, batch_size: int | None = None) -> np.ndarray:
         bs = int(batch_size or self.batch_size)
         out = []
-        decoder_style = getattr(self.module, "decoder_style", None)
         with torch.no_grad():
             for i in range(0, content.shape[0], bs):
-                s = style[i:i + bs]
-                if decoder_style is not None:  # style_pool models read each sample's mean style, as in training
-                    s = decoder_style(s)
+                s = self.module.decoder_style(style[i:i + bs])  # style_pool models: each sample's mean, as in training
                 out.append(self.module.decode(content[i:i + bs], s).float().numpy())
         return np.concatenate(out)
 

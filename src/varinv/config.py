@@ -6,14 +6,15 @@ A config file has three sections::
     model: {method: v3, n_atoms: 10, ...}      # keys of the method's own config dataclass
     train: {steps: 3000, batch_size: 32, ...}
 
-Unknown keys are errors that name the key and the closest valid one; values are type-checked and
-range-checked by each dataclass's ``validate``.
+Unknown keys are errors that name the key and the closest valid one; values are type-checked against
+the annotations, then each field against its one declarative rule (``RULES``, see :class:`Rule`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import math
 import re
 import typing
@@ -25,24 +26,257 @@ import yaml
 from varinv.errors import ConfigError
 
 
+# -- the methods --------------------------------------------------------------------------------------------
+# name -> (module, method class, config class); a new method is one module plus an entry here. The registry
+# lives in this module, below varinv.methods (whose config dataclasses import the rules from here), so
+# neither package imports the other in a circle: a method's module is loaded by name only when its config
+# class is asked for, which also keeps torch out of `import varinv.config`.
+METHODS = {
+    "v3": ("varinv.methods.v3", "V3", "V3Config"),
+    "mine": ("varinv.methods.mine", "MINE", "MINEConfig"),
+    "cycle": ("varinv.methods.cycle", "Cycle", "CycleConfig"),
+    "dsae": ("varinv.methods.dsae", "DSAE", "DSAEConfig"),
+    "tsdsae": ("varinv.methods.tsdsae", "TSDSAE", "TSDSAEConfig"),
+    "mvtcvae": ("varinv.methods.mvtcvae", "MVTCVAE", "MVTCVAEConfig"),
+    "betavae": ("varinv.methods.betavae", "BetaVAE", "BetaVAEConfig"),
+    "supervised": ("varinv.methods.supervised", "Supervised", "SupervisedConfig"),
+}
+
+
+def method_module(name: str):
+    """The module of method ``name`` (imported on first use); a ConfigError naming the methods there are."""
+    if name not in METHODS:
+        close = difflib.get_close_matches(name, list(METHODS), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"unknown method '{name}'{hint}; available: {', '.join(sorted(METHODS))}")
+    return importlib.import_module(METHODS[name][0])
+
+
+def config_class(name: str):
+    """The config dataclass of method ``name``."""
+    return getattr(method_module(name), METHODS[name][2])
+
+
+# -- field rules ------------------------------------------------------------------------------------------
+# Every config dataclass declares, in a class attribute ``RULES``, one rule for each field it introduces
+# (subclasses inherit their bases' rules); ``check_fields`` applies them all and words every failure the
+# same way. Rules as data rather than ``if`` statements in ``validate``: a test can prove that no field is
+# left unchecked, and each message says what is allowed without restating it by hand.
+class Rule:
+    """One field's constraint. ``note`` adds a parenthesised hint to the message, ``example`` an "e.g.";
+    ``text`` replaces the generated wording where a range is better said in words (a seed's int64 bound)."""
+
+    def __init__(self, *, note: str = "", example: str = "", text: str = ""):
+        self.note, self.example, self._text = note, example, text
+
+    def ok(self, value) -> bool:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def expected(self) -> str:
+        text = self._text or self.describe()
+        text = f"{text}, e.g. {self.example}" if self.example else text
+        return f"{text} ({self.note})" if self.note else text
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.expected()!r})"
+
+
+def _num(v) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(v)
+
+
+class Interval(Rule):
+    """A number of ``kind`` (int or float) between ``low`` and ``high`` (None: unbounded); ``closed`` is
+    "both", "left", "right" or "neither" (which ends belong to the interval). ``symbol`` names the
+    quantity in the message ("an integer K >= 1")."""
+
+    def __init__(self, kind: type, low=None, high=None, *, closed: str = "both", symbol: str = "", **kw):
+        super().__init__(**kw)
+        if kind not in (int, float) or closed not in ("both", "left", "right", "neither"):
+            raise ValueError(f"Interval({kind!r}, closed={closed!r})")
+        self.kind, self.low, self.high, self.closed, self.symbol = kind, low, high, closed, symbol
+
+    def ok(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int if self.kind is int else (int, float)):
+            return False
+        left, right = self.closed in ("both", "left"), self.closed in ("both", "right")
+        if self.low is not None and not (value >= self.low if left else value > self.low):
+            return False
+        return self.high is None or (value <= self.high if right else value < self.high)
+
+    def describe(self, plural: bool = False) -> str:
+        noun = ("integers" if plural else "an integer") if self.kind is int else ("numbers" if plural else "a number")
+        noun = f"{noun} {self.symbol}" if self.symbol else noun
+        left, right = self.closed in ("both", "left"), self.closed in ("both", "right")
+        if self.low is None and self.high is None:
+            return noun
+        if self.high is None:
+            if self.kind is float and self.low == 0 and not left and not self.symbol:
+                return "positive numbers" if plural else "a positive number"
+            return f"{noun} {'>=' if left else '>'} {_num(self.low)}"
+        if self.low is None:
+            return f"{noun} {'<=' if right else '<'} {_num(self.high)}"
+        return f"{noun} in {'[' if left else '('}{_num(self.low)}, {_num(self.high)}{']' if right else ')'}"
+
+
+class Options(Rule):
+    """One of ``values`` (listed in the message in the given order)."""
+
+    def __init__(self, values, **kw):
+        super().__init__(**kw)
+        self.values = tuple(values)
+
+    def ok(self, value) -> bool:
+        return any(value == v and type(value) is type(v) for v in self.values)
+
+    def describe(self) -> str:
+        shown = [repr(v) for v in self.values]
+        return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+
+
+class InstanceOf(Rule):
+    """Any value of ``kind``; written in a RULES mapping as the bare type (``bool``)."""
+
+    WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a text"}
+
+    def __init__(self, kind: type, **kw):
+        super().__init__(**kw)
+        self.kind = kind
+
+    def ok(self, value) -> bool:
+        return isinstance(value, self.kind)
+
+    def describe(self) -> str:
+        return self.WORDS.get(self.kind, f"a {self.kind.__name__}")
+
+
+class Any(Rule):
+    """No constraint beyond the field's annotated type (which loading already enforces)."""
+
+    def ok(self, value) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return "anything"
+
+
+class Text(Rule):
+    """A string matching regular expression ``pattern`` in full; ``text`` says what that means."""
+
+    def __init__(self, pattern: str, *, text: str, **kw):
+        super().__init__(text=text, **kw)
+        self.pattern = re.compile(pattern)
+
+    def ok(self, value) -> bool:
+        return isinstance(value, str) and self.pattern.fullmatch(value) is not None
+
+    def describe(self) -> str:
+        return f"a text matching {self.pattern.pattern!r}"
+
+
+class Odd(Rule):
+    """An odd integer (kernel sizes: a window centred on its pixel)."""
+
+    def ok(self, value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value % 2 == 1
+
+    def describe(self) -> str:
+        return "an odd integer"
+
+
+class AnyOf(Rule):
+    """Allowed when any of ``rules`` allows it (e.g. 0 for "automatic" beside a range)."""
+
+    def __init__(self, *rules, **kw):
+        super().__init__(**kw)
+        self.rules = tuple(_as_rule(r) for r in rules)
+
+    def ok(self, value) -> bool:
+        return any(r.ok(value) for r in self.rules)
+
+    def describe(self) -> str:
+        return " or ".join(r.expected() for r in self.rules)
+
+
+class Each(Rule):
+    """A sequence of exactly ``n`` items, each allowed by the Interval ``rule``."""
+
+    COUNTS = {2: "two", 3: "three", 4: "four"}
+
+    def __init__(self, rule: Interval, n: int, **kw):
+        super().__init__(**kw)
+        self.rule, self.n = rule, n
+
+    def ok(self, value) -> bool:
+        return isinstance(value, (tuple, list)) and len(value) == self.n and all(self.rule.ok(v) for v in value)
+
+    def describe(self) -> str:
+        return f"{self.COUNTS.get(self.n, self.n)} {self.rule.describe(plural=True)}"
+
+
+def _as_rule(rule) -> Rule:
+    return InstanceOf(rule) if isinstance(rule, type) else rule
+
+
+def field_rules(cls) -> dict[str, Rule]:
+    """Field name -> rule for config dataclass ``cls``: its own ``RULES`` over those of its bases."""
+    rules: dict[str, Rule] = {}
+    for klass in reversed(cls.__mro__):
+        rules.update({k: _as_rule(r) for k, r in vars(klass).get("RULES", {}).items()})
+    return rules
+
+
+def check_fields(obj, section: str) -> None:
+    """ConfigError for the first field of ``obj`` (in declaration order) that its rule rejects."""
+    rules = field_rules(type(obj))
+    for f in dataclasses.fields(obj):
+        rule = rules.get(f.name)
+        value = getattr(obj, f.name)
+        if rule is not None and not rule.ok(value):
+            shown = list(value) if isinstance(value, tuple) else value  # as written in YAML
+            raise ConfigError(f"config value {section}.{f.name} = {shown!r} is invalid: expected {rule.expected()}")
+
+
+class Checked:
+    """Base of the config dataclasses: ``validate`` applies the field rules. A subclass overrides
+    ``validate`` (calling super first) only for constraints between fields, which one rule per field
+    cannot state."""
+
+    SECTION = "model"  # the config section its keys live in, for messages
+    RULES: dict = {}
+
+    def validate(self) -> None:
+        check_fields(self, self.SECTION)
+
+
+def _check(ok: bool, key: str, value, expected: str) -> None:
+    """A one-off check in the rules' message shape, for constraints between fields in ``validate``."""
+    if not ok:
+        raise ConfigError(f"config value {key} = {value!r} is invalid: expected {expected}")
+
+
 @dataclass
-class DataConfig:
+class DataConfig(Checked):
     path: str = "data/phonenums"
     n_eval: int = 1000  # test fragments for retrieval metrics (the paper-era size)
     eval_split: str = "test"
     # K of the k-means content index for methods without a codebook (0: the number of content classes)
     n_clusters: int = 0
 
-    def validate(self) -> None:
-        _check(self.n_eval >= 10, "data.n_eval", self.n_eval, "an integer >= 10")
-        _check(self.n_clusters >= 0, "data.n_clusters", self.n_clusters,
-               "an integer >= 0 (0 = the number of content classes)")
-        _check(bool(str(self.path).strip()), "data.path", self.path, "a dataset folder")
-        _check(bool(str(self.eval_split).strip()), "data.eval_split", self.eval_split, "a split name, e.g. 'test'")
+    SECTION = "data"
+    RULES = {
+        "path": Text(r"(?s).*\S.*", text="a dataset folder"),
+        "n_eval": Interval(int, 10, None),
+        "eval_split": Text(r"(?s).*\S.*", text="a split name, e.g. 'test'"),
+        "n_clusters": Interval(int, 0, None, note="0 = the number of content classes"),
+    }
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Checked):
     steps: int = 3000
     batch_size: int = 32
     lr: float = 1e-3
@@ -70,50 +304,29 @@ class TrainConfig:
     # torchrun, "cuda" means each process's own GPU (cuda:LOCAL_RANK). Evaluation runs on the CPU.
     device: str = "cpu"
 
-    def validate(self) -> None:
-        _check(self.steps >= 1, "train.steps", self.steps, "an integer >= 1")
-        _check(self.batch_size >= 2, "train.batch_size", self.batch_size, "an integer >= 2 (V3 compares samples)")
-        _check(self.lr > 0, "train.lr", self.lr, "a positive number")
-        _check(0 <= self.seed < 2**63, "train.seed", self.seed, "an integer >= 0")
-        _check(self.threads >= 0, "train.threads", self.threads, "an integer >= 0 (0 = all cores)")
-        _check(self.log_every >= 1, "train.log_every", self.log_every, "an integer >= 1")
-        _check(self.ckpt_every >= 1, "train.ckpt_every", self.ckpt_every, "an integer >= 1")
-        _check(self.steps_per_epoch >= 1, "train.steps_per_epoch", self.steps_per_epoch, "an integer >= 1")
-        _check(self.lr_decay_every >= 1, "train.lr_decay_every", self.lr_decay_every, "an integer >= 1")
-        _check(0 <= self.lr_floor <= 1, "train.lr_floor", self.lr_floor, "a number in [0, 1]")
-        _check(self.warmup_steps >= 0, "train.warmup_steps", self.warmup_steps, "an integer >= 0")
-        _check(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "a number >= 0")
-        _check(self.grad_clip >= 0, "train.grad_clip", self.grad_clip, "a number >= 0 (0 = no clipping)")
-        _check(all(0 <= b < 1 for b in self.betas), "train.betas", list(self.betas),
-               "two numbers in [0, 1), e.g. [0.9, 0.999]")
-        _check(self.precision in ("fp32", "bf16"), "train.precision", self.precision, "'fp32' or 'bf16'")
-        _check(isinstance(self.channels_last, bool), "train.channels_last", self.channels_last, "true or false")
-        _check(isinstance(self.compile, bool), "train.compile", self.compile, "true or false")
-        _check(0 < self.lr_decay <= 1, "train.lr_decay", self.lr_decay, "a number in (0, 1]")
-        _check(re.fullmatch(r"cpu|cuda(:\d+)?", str(self.device)) is not None, "train.device", self.device,
-               "'cpu', 'cuda' or 'cuda:N'")
-
-
-# Fields several method configs share (their own ``validate`` lives in varinv.methods): field -> (rule, expected).
-MODEL_FIELD_RULES = {
-    "d_hidden": (lambda v: v >= 2, "an integer >= 2"),
-    "blocks_per_layer": (lambda v: v >= 1, "an integer >= 1"),
-    "n_atoms": (lambda v: v >= 1, "an integer >= 1"),
-}
-
-
-def check_model_fields(model, section: str = "model") -> None:
-    """The :data:`MODEL_FIELD_RULES` of the fields ``model`` (a method's config dataclass) has."""
-    names = {f.name for f in dataclasses.fields(model)}
-    for key, (rule, expected) in MODEL_FIELD_RULES.items():
-        if key in names:
-            value = getattr(model, key)
-            _check(rule(value), f"{section}.{key}", value, expected)
-
-
-def _check(ok: bool, key: str, value, expected: str) -> None:
-    if not ok:
-        raise ConfigError(f"config value {key} = {value!r} is invalid: expected {expected}")
+    SECTION = "train"
+    RULES = {
+        "steps": Interval(int, 1, None),
+        "batch_size": Interval(int, 2, None, note="V3 compares samples"),
+        "lr": Interval(float, 0, None, closed="neither"),
+        "weight_decay": Interval(float, 0, None),
+        "betas": Each(Interval(float, 0, 1, closed="left"), 2, example="[0.9, 0.999]"),
+        "lr_decay": Interval(float, 0, 1, closed="right"),
+        "lr_decay_every": Interval(int, 1, None),
+        "steps_per_epoch": Interval(int, 1, None),
+        "lr_floor": Interval(float, 0, 1),
+        "warmup_steps": Interval(int, 0, None),
+        # torch seeds are int64; no one types a seed near the bound, so the message leaves it out
+        "seed": Interval(int, 0, 2**63, closed="left", text="an integer >= 0"),
+        "threads": Interval(int, 0, None, note="0 = all cores"),
+        "log_every": Interval(int, 1, None),
+        "ckpt_every": Interval(int, 1, None),
+        "grad_clip": Interval(float, 0, None, note="0 = no clipping"),
+        "precision": Options(("fp32", "bf16")),
+        "channels_last": bool,
+        "compile": bool,
+        "device": Text(r"cpu|cuda(:\d+)?", text="'cpu', 'cuda' or 'cuda:N'"),
+    }
 
 
 _FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -191,8 +404,6 @@ class RunConfig:
 
 
 def from_dict(raw: dict) -> RunConfig:
-    from varinv.methods import config_class
-
     if not isinstance(raw, dict):
         raise ConfigError("a config must be a mapping with sections data, model, train")
     for key in raw:
@@ -205,15 +416,10 @@ def from_dict(raw: dict) -> RunConfig:
     mcls = config_class(method)
     return RunConfig(
         data=build(DataConfig, raw.get("data"), "data"),
-        model=_checked_model(build(mcls, model, "model")),
+        model=build(mcls, model, "model"),
         train=build(TrainConfig, raw.get("train"), "train"),
         method=method,
     )
-
-
-def _checked_model(model):
-    check_model_fields(model)
-    return model
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -320,8 +526,6 @@ def resolve(config: str | Path) -> Path:
 
 def has_codebook(method: str) -> bool:
     """Whether ``method``'s config has a codebook size (model.n_atoms); else K is data.n_clusters."""
-    from varinv.methods import config_class
-
     return "n_atoms" in {f.name for f in dataclasses.fields(config_class(method))}
 
 
@@ -345,8 +549,6 @@ def compose(
     from the manifest. With ``config``, ``data`` replaces data.path and only the options given change
     it. ``overrides`` (``--set``) apply last.
     """
-    from varinv.methods import config_class
-
     if config is None and data is None:
         raise ConfigError("give a config (a YAML file or a shipped name, see `varinv configs`) or --data DS "
                           "to train with the method's generic config")

@@ -83,6 +83,10 @@ class FragmentClassifier(nn.Module):
     def predict_content(self, x: torch.Tensor) -> torch.Tensor:
         return self._flat(x)[0]
 
+    def content_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The same scores, under the name :func:`content_logits` calls (shared with ``Method``)."""
+        return self._flat(x)[0]
+
     def predict_style(self, x: torch.Tensor) -> torch.Tensor:
         return self._flat(x)[1]
 
@@ -97,21 +101,13 @@ class FragmentClassifier(nn.Module):
 
 
 def content_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Content logits ``(B, L, n_classes)`` of a supervised model for samples ``(B, L, C, H, W)``.
-
-    Uses ``model.content_logits(x)`` when the model has it; else, for a method with a linear
-    ``content_head`` on its content embedding (the ``supervised`` method),
-    ``model.content_head(model.encode(x).content)``; else ``model.predict_content(x)``, which must then
-    return floating-point scores (logits or probabilities) with the class axis last.
-    """
-    if hasattr(model, "content_logits"):
-        return model.content_logits(x)
-    if hasattr(model, "content_head") and hasattr(model, "encode"):
-        return model.content_head(model.encode(x).content)
-    out = model.predict_content(x)
-    if not torch.is_floating_point(out):
-        raise TypeError(f"{type(model).__name__}.predict_content returns class indices, not scores; "
-                        "fine-tuning needs logits (add a content_logits(x) method)")
+    """Content logits ``(B, L, n_classes)`` of a supervised model for samples ``(B, L, C, H, W)``:
+    ``model.content_logits(x)``, the hook of :class:`~varinv.methods.base.Method` (None for methods
+    without a content classifier) that :class:`FragmentClassifier` also has."""
+    out = model.content_logits(x)
+    if out is None:
+        raise TypeError(f"{type(model).__name__} has no content classifier (its content_logits(x) returns None); "
+                        "the supervised few-shot arm needs one")
     return out
 
 

@@ -15,7 +15,7 @@ Zero-shot
     predicted), so :func:`zero_shot` adds a ``note`` whenever K != #classes.
 
 Few-shot (:func:`few_shot_unsupervised`, :func:`few_shot_supervised`, :func:`shot_draws`)
-    Paper protocol: deep-copy the model, freeze the codebook (``quantizer.frozen = True``), and
+    Paper protocol: deep-copy the model, freeze the codebook (``model.freeze_codebook()``), and
     fine-tune **all** weights with the method's own unsupervised loss (``model.loss``, no labels) for
     one epoch over the shot set, AdamW with lr 1e-4 (PyTorch's default weight decay 0.01), in
     ``train()`` mode (BatchNorm statistics update); then classify ``ood_test`` as in zero-shot with
@@ -222,19 +222,13 @@ def shot_batches(n: int, batch_size: int, seed: int) -> list[np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------------ fine-tuning
-def _freeze_codebook(model) -> None:
-    q = getattr(model, "quantizer", None)
-    if q is not None and hasattr(q, "frozen"):
-        q.frozen = True
-
-
 def _finetune(model, shots: Split, scale: float, loss_of, *, batch_size: int, seed: int, lr: float, epochs: int,
               freeze_codebook: bool):
     """A deep copy of ``model`` trained on ``shots`` with ``loss_of(copy, batch)``; the shared loop of
     both few-shot arms, so they see the same batches in the same order. Returns the copy in eval mode."""
     m = copy.deepcopy(model)
     if freeze_codebook:
-        _freeze_codebook(m)
+        m.freeze_codebook()
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(m.parameters(), lr=lr)
     m.train()

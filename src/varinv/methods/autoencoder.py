@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from varinv.config import _check
+from varinv.config import AnyOf, Checked, Interval, Odd, Options
 from varinv.methods.base import Method
 from varinv.nn.backbones import BackboneSpec, Encoder, build_decoder
 
@@ -17,7 +17,7 @@ CONTENT_INPUTS = ("raw", "sample", "instance")
 
 
 @dataclass
-class BackboneConfig:
+class BackboneConfig(Checked):
     """Fields shared by every method built on the conv autoencoder."""
 
     d_content: int = 16
@@ -40,19 +40,21 @@ class BackboneConfig:
     decoder: str = "joint"  # or "separable" (nn/backbones.py, BackboneSpec.decoder)
     decoder_rank: int = 1
 
-    def validate(self) -> None:
-        _check(self.d_content >= 1, "model.d_content", self.d_content, "an integer >= 1")
-        _check(self.d_style >= 1, "model.d_style", self.d_style, "an integer >= 1")
-        _check(self.n_channels == 0 or self.n_channels >= 8, "model.n_channels", self.n_channels,
-               "0 (from the fragment shape) or an integer >= 8")
-        _check(self.n_layers >= 0, "model.n_layers", self.n_layers, "0 (from the fragment shape) or an integer >= 1")
-        _check(self.kernel % 2 == 1, "model.kernel", self.kernel, "an odd integer")
-        _check(self.norm in ("batch", "group", "instance", "none"), "model.norm", self.norm,
-               "'batch', 'group', 'instance' or 'none'")
-        _check(self.decoder in ("joint", "separable"), "model.decoder", self.decoder, "'joint' or 'separable'")
-        _check(self.decoder_rank >= 0, "model.decoder_rank", self.decoder_rank, "an integer >= 0")
-        _check(self.content_input in CONTENT_INPUTS, "model.content_input", self.content_input,
-               "'raw', 'sample' or 'instance'")
+    RULES = {
+        "d_content": Interval(int, 1, None),
+        "d_style": Interval(int, 1, None),
+        "n_channels": AnyOf(Options((0,), note="from the fragment shape"), Interval(int, 8, None)),
+        "n_layers": AnyOf(Options((0,), note="from the fragment shape"), Interval(int, 1, None)),
+        "blocks_per_layer": Interval(int, 1, None),
+        "kernel": Odd(),
+        "d_hidden": Interval(int, 2, None),
+        "norm": Options(("batch", "group", "instance", "none")),
+        "film": bool,
+        "content_input": Options(CONTENT_INPUTS),
+        "style_stats": bool,
+        "decoder": Options(("joint", "separable")),
+        "decoder_rank": Interval(int, 0, None),
+    }
 
     def spec(self) -> BackboneSpec:
         return BackboneSpec(

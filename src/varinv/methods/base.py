@@ -44,3 +44,25 @@ class Method(nn.Module):
     def decoder_content(self, enc: Encoded) -> torch.Tensor:
         """The content tensor the decoder is fed for reconstruction."""
         return enc.content_q if enc.content_q is not None else enc.content
+
+    # -- optional hooks: declared here so callers call them plainly instead of probing with hasattr ----
+    def decoder_style(self, style: torch.Tensor) -> torch.Tensor:
+        """The style (B, L, Ds) the decoder reads for encoded styles ``style``; called wherever a caller
+        decodes encoded styles (monitor images, recombination). Identity unless the method pools styles."""
+        return style
+
+    def after_step(self, step: int) -> None:
+        """Called by the trainer after each optimiser step ``step`` (e.g. to switch training stages)."""
+
+    def freeze_codebook(self) -> bool:
+        """Called before few-shot fine-tuning (paper protocol: atoms stay fixed); False if nothing to freeze."""
+        return False
+
+    def content_logits(self, x: torch.Tensor) -> torch.Tensor | None:
+        """(B, L, n_classes) content scores of a method with a content classifier (few-shot fine-tuning
+        of the supervised counterpart); None for methods without one."""
+        return None
+
+    def progress_terms(self) -> tuple[str, ...]:
+        """The loss terms the progress bar / plain progress lines show, in order, when present."""
+        return ("total", "recon")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from varinv.config import _check
+from varinv.config import Interval
 from varinv.methods.base import Encoded
 from varinv.methods.autoencoder import BackboneConfig, ConvAutoencoder
 from varinv.nn.backbones import Encoder
@@ -32,9 +32,7 @@ from varinv.nn.gaussian import kl_normal, reparameterise
 class BetaVAEConfig(BackboneConfig):
     beta: float = 4.0
 
-    def validate(self) -> None:
-        super().validate()
-        _check(self.beta >= 0, "model.beta", self.beta, "a number >= 0")
+    RULES = {"beta": Interval(float, 0, None)}
 
 
 class BetaVAE(ConvAutoencoder):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from varinv.config import _check
+from varinv.config import Interval
 from varinv.methods.vqae import VQAutoencoder, VQConfig
 
 
@@ -36,10 +36,12 @@ class CycleConfig(VQConfig):
     swap_content: bool = True  # also decode (donor content, own style) and re-encode
     normalise: bool = True  # divide each squared error by the target's variance
 
-    def validate(self) -> None:
-        super().validate()
-        _check(self.w_style_cycle >= 0, "model.w_style_cycle", self.w_style_cycle, "a number >= 0")
-        _check(self.w_content_cycle >= 0, "model.w_content_cycle", self.w_content_cycle, "a number >= 0")
+    RULES = {
+        "w_style_cycle": Interval(float, 0, None),
+        "w_content_cycle": Interval(float, 0, None),
+        "swap_content": bool,
+        "normalise": bool,
+    }
 
 
 def derangement(n: int, device=None) -> torch.Tensor:

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from varinv.config import _check
+from varinv.config import Interval, Options
 from varinv.methods.base import Encoded, Method
 from varinv.methods.autoencoder import BackboneConfig
 from varinv.nn.backbones import Decoder, Encoder
@@ -51,14 +51,14 @@ class DSAEConfig(BackboneConfig):
     beta_f: float = 1.0
     beta_z: float = 1.0
 
-    def validate(self) -> None:
-        super().validate()
-        _check(self.d_feature >= 1, "model.d_feature", self.d_feature, "an integer >= 1")
-        _check(self.d_rnn >= 1, "model.d_rnn", self.d_rnn, "an integer >= 1")
-        _check(self.static_pooling in ("mean", "lstm"), "model.static_pooling", self.static_pooling, "'mean' or 'lstm'")
-        _check(self.posterior in ("factorised", "full"), "model.posterior", self.posterior, "'factorised' or 'full'")
-        _check(self.beta_f >= 0, "model.beta_f", self.beta_f, "a number >= 0")
-        _check(self.beta_z >= 0, "model.beta_z", self.beta_z, "a number >= 0")
+    RULES = {
+        "d_feature": Interval(int, 1, None),
+        "d_rnn": Interval(int, 1, None),
+        "static_pooling": Options(("mean", "lstm")),
+        "posterior": Options(("factorised", "full")),
+        "beta_f": Interval(float, 0, None),
+        "beta_z": Interval(float, 0, None),
+    }
 
 
 class FeatureNet(nn.Module):

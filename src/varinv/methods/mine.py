@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from varinv.config import _check
+from varinv.config import Interval
 from varinv.methods.vqae import VQAutoencoder, VQConfig
 
 
@@ -44,11 +44,11 @@ class MINEConfig(VQConfig):
     ma_rate: float = 0.01  # rate of the moving average of E[e^T] (MINE's bias correction)
     t_hidden: int = 128  # hidden width of the statistics network T
 
-    def validate(self) -> None:
-        super().validate()
-        _check(self.mine_weight >= 0, "model.mine_weight", self.mine_weight, "a number λ >= 0")
-        _check(0 < self.ma_rate <= 1, "model.ma_rate", self.ma_rate, "a number in (0, 1]")
-        _check(self.t_hidden >= 1, "model.t_hidden", self.t_hidden, "an integer >= 1")
+    RULES = {
+        "mine_weight": Interval(float, 0, None, symbol="λ"),
+        "ma_rate": Interval(float, 0, 1, closed="right"),
+        "t_hidden": Interval(int, 1, None),
+    }
 
 
 class GradReverse(torch.autograd.Function):

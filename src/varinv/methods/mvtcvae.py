@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from varinv.config import _check
+from varinv.config import Interval, Options
 from varinv.methods.base import Encoded
 from varinv.methods.autoencoder import BackboneConfig, ConvAutoencoder
 from varinv.nn.backbones import Encoder
@@ -59,12 +59,13 @@ class MVTCVAEConfig(BackboneConfig):
     shared_combine: str = "mean"  # mean | poe
     dataset_size: int = 8000  # training samples N for minibatch-weighted sampling (logged values only)
 
-    def validate(self) -> None:
-        super().validate()
-        for key in ("alpha", "beta", "gamma"):
-            _check(getattr(self, key) >= 0, f"model.{key}", getattr(self, key), "a number >= 0")
-        _check(self.shared_combine in ("mean", "poe"), "model.shared_combine", self.shared_combine, "'mean' or 'poe'")
-        _check(self.dataset_size >= 1, "model.dataset_size", self.dataset_size, "an integer >= 1")
+    RULES = {
+        "alpha": Interval(float, 0, None),
+        "beta": Interval(float, 0, None),
+        "gamma": Interval(float, 0, None),
+        "shared_combine": Options(("mean", "poe")),
+        "dataset_size": Interval(int, 1, None),
+    }
 
 
 def tc_decomposition(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, n_data: int) -> dict[str, torch.Tensor]:

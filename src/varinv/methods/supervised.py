@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from varinv.config import _check
+from varinv.config import Interval
 from varinv.errors import DataError
 from varinv.methods.base import Encoded
 from varinv.methods.autoencoder import BackboneConfig, ConvAutoencoder
@@ -34,12 +34,13 @@ class SupervisedConfig(BackboneConfig):
     w_content_ce: float = 1.0
     w_style_ce: float = 1.0
 
-    def validate(self) -> None:
-        super().validate()
-        _check(self.n_content_classes >= 2, "model.n_content_classes", self.n_content_classes, "an integer >= 2")
-        _check(self.n_style_classes >= 2, "model.n_style_classes", self.n_style_classes, "an integer >= 2")
-        for key in ("w_recon", "w_content_ce", "w_style_ce"):
-            _check(getattr(self, key) >= 0, f"model.{key}", getattr(self, key), "a number >= 0")
+    RULES = {
+        "n_content_classes": Interval(int, 2, None),
+        "n_style_classes": Interval(int, 2, None),
+        "w_recon": Interval(float, 0, None),
+        "w_content_ce": Interval(float, 0, None),
+        "w_style_ce": Interval(float, 0, None),
+    }
 
 
 class Supervised(ConvAutoencoder):

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-from varinv.config import _check
+from varinv.config import Interval
 from varinv.methods.cycle import derangement
 from varinv.methods.dsae import DSAE, DSAEConfig, StaticEncoder, kl_f_prior
 from varinv.nn.gaussian import kl_normal
@@ -48,11 +48,13 @@ class TSDSAEConfig(DSAEConfig):
     w_lswap_f: float = 1.0
     w_lswap_z: float = 1.0
 
-    def validate(self) -> None:
-        super().validate()
-        _check(self.switch_step >= 0, "model.switch_step", self.switch_step, "an integer >= 0")
-        for key in ("w_gswap_f", "w_gswap_z", "w_lswap_f", "w_lswap_z"):
-            _check(getattr(self, key) >= 0, f"model.{key}", getattr(self, key), "a number >= 0")
+    RULES = {
+        "switch_step": Interval(int, 0, None),
+        "w_gswap_f": Interval(float, 0, None),
+        "w_gswap_z": Interval(float, 0, None),
+        "w_lswap_f": Interval(float, 0, None),
+        "w_lswap_z": Interval(float, 0, None),
+    }
 
 
 def _kl_f(q: tuple, p: tuple) -> torch.Tensor:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from varinv.config import _check
+from varinv.config import Interval, Options, _check
 from varinv.methods.regularisers import EPS, REGULARISERS, TILT_MODES
 from varinv.methods.vqae import VQAutoencoder, VQConfig
 from varinv.nn.distributed import gather_samples
@@ -105,26 +105,36 @@ class V3Config(VQConfig):
     tilt_knee_min: float = 0.0
     tilt_knee_max: float = 1.0
 
+    # One rule per field (varinv.config); the knee pair's order, a relation, is checked in validate.
+    RULES = {
+        "relativity": Interval(float, 1, None, closed="neither", symbol="r"),
+        "w_content": Interval(float, 0, None),
+        "w_style": Interval(float, 0, None),
+        "w_sample": Interval(float, 0, None),
+        "w_fragment": Interval(float, 0, None),
+        "content_reference": Options(("samples", "shuffled")),
+        "w_style_nce": Interval(float, 0, None),
+        "style_nce_temperature": Interval(float, 0, None, closed="neither"),
+        "w_diversity": Interval(float, 0, None),
+        "diversity_temperature": Interval(float, 0, None, closed="neither"),
+        "w_isotropy": Interval(float, 0, None),
+        "w_reassign": Interval(float, 0, None),
+        "reassign_fragments": Interval(int, 1, None),
+        "reassign_start": Interval(int, 0, None),
+        "reassign_style": Options(("own", "mean", "other")),
+        "w_match": Interval(float, 0, None),
+        "match_repeat_cost": Interval(float, 0, None),
+        "w_tilt": Interval(float, 0, None),
+        "tilt_range": Interval(float, 0, None, closed="neither"),
+        "tilt_mode": Options(TILT_MODES),
+        "tilt_knee_min": Interval(float, 0, 1),
+        "tilt_knee_max": Interval(float, 0, 1),
+    }
+
     def validate(self) -> None:
         super().validate()
-        _check(self.w_style_nce >= 0, "model.w_style_nce", self.w_style_nce, "a number >= 0")
-        _check(self.style_nce_temperature > 0, "model.style_nce_temperature", self.style_nce_temperature, "> 0")
-        _check(self.w_reassign >= 0, "model.w_reassign", self.w_reassign, "a number >= 0")
-        _check(self.reassign_fragments >= 1, "model.reassign_fragments", self.reassign_fragments, "an integer >= 1")
-        _check(self.reassign_start >= 0, "model.reassign_start", self.reassign_start, "an integer >= 0")
-        _check(self.w_match >= 0, "model.w_match", self.w_match, "a number >= 0")
-        _check(self.match_repeat_cost >= 0, "model.match_repeat_cost", self.match_repeat_cost, "a number >= 0")
-        _check(self.w_tilt >= 0, "model.w_tilt", self.w_tilt, "a number >= 0")
-        _check(self.tilt_range > 0, "model.tilt_range", self.tilt_range, "a number > 0")
-        _check(self.tilt_mode in TILT_MODES, "model.tilt_mode", self.tilt_mode, "'linear', 'log' or 'lowpass'")
-        _check(0 <= self.tilt_knee_min < self.tilt_knee_max <= 1, "model.tilt_knee_min/max",
+        _check(self.tilt_knee_min < self.tilt_knee_max, "model.tilt_knee_min/max",
                (self.tilt_knee_min, self.tilt_knee_max), "two fractions with 0 <= min < max <= 1")
-        _check(self.reassign_style in ("own", "mean", "other"), "model.reassign_style", self.reassign_style,
-               "'own', 'mean' or 'other'")
-        _check(self.relativity > 1, "model.relativity", self.relativity, "a number r > 1")
-        _check(self.content_reference in ("samples", "shuffled"), "model.content_reference", self.content_reference,
-               "'samples' or 'shuffled'")
-        _check(self.diversity_temperature > 0, "model.diversity_temperature", self.diversity_temperature, "> 0")
 
 
 def mpd(x: torch.Tensor) -> torch.Tensor:
@@ -171,6 +181,9 @@ def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float,
 
 class V3(VQAutoencoder):
     name = "v3"
+
+    def progress_terms(self) -> tuple[str, ...]:
+        return ("total", "recon", "content", "style", "sample", "fragment", "diversity")
 
     def loss(self, batch, step):
         cfg = self.cfg

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from varinv.config import _check
+from varinv.config import Interval
 from varinv.methods.base import Encoded
 from varinv.methods.autoencoder import BackboneConfig, ConvAutoencoder
 from varinv.nn.quantizer import EMAQuantizer
@@ -43,16 +43,19 @@ class VQConfig(BackboneConfig):
     detail_capacity: float = 1.0
     w_detail: float = 1.0
 
-    def validate(self) -> None:
-        super().validate()
-        _check(self.d_detail >= 0, "model.d_detail", self.d_detail, "an integer >= 0")
-        _check(self.detail_capacity >= 0, "model.detail_capacity", self.detail_capacity, "a number >= 0 (nats)")
-        _check(self.w_detail >= 0, "model.w_detail", self.w_detail, "a number >= 0")
-        _check(self.vq_warmup >= 0, "model.vq_warmup", self.vq_warmup, "an integer >= 0")
-        _check(self.n_atoms >= 1, "model.n_atoms", self.n_atoms, "an integer K >= 1")
-        _check(0 < self.vq_decay < 1, "model.vq_decay", self.vq_decay, "a number in (0, 1)")
-        _check(self.w_recon >= 0, "model.w_recon", self.w_recon, "a number >= 0")
-        _check(self.w_commit >= 0, "model.w_commit", self.w_commit, "a number >= 0")
+    RULES = {
+        "n_atoms": Interval(int, 1, None, symbol="K"),
+        "w_recon": Interval(float, 0, None),
+        "w_commit": Interval(float, 0, None),
+        "vq_decay": Interval(float, 0, 1, closed="neither"),
+        "dead_threshold": Interval(float, 0, None, note="0 = never revive an atom"),
+        "kmeans_iters": Interval(int, 0, None),
+        "vq_warmup": Interval(int, 0, None),
+        "style_pool": bool,
+        "d_detail": Interval(int, 0, None),
+        "detail_capacity": Interval(float, 0, None, note="nats"),
+        "w_detail": Interval(float, 0, None),
+    }
 
 
 class VQAutoencoder(ConvAutoencoder):
@@ -88,6 +91,10 @@ class VQAutoencoder(ConvAutoencoder):
 
     def codebook(self):
         return self.quantizer.codebook
+
+    def freeze_codebook(self) -> bool:
+        self.quantizer.frozen = True  # no k-means init, no EMA updates; the atoms stay as trained
+        return True
 
     def encode(self, x):
         zc, zs, b, length = self._encode_flat(x)

@@ -31,8 +31,6 @@ import numpy as np
 import torch
 import yaml
 
-# The loss terms shown on the console (the bar and the plain lines), when the method has them.
-CONSOLE_TERMS = ("total", "recon", "content", "style", "sample", "fragment", "diversity")
 N_IMAGE_SAMPLES = 4
 MAX_GRID_ROWS = 32
 
@@ -107,8 +105,7 @@ def summary_images(model, x: torch.Tensor, kind: str) -> dict[str, np.ndarray]:
     with side_pass(model) as device:
         x = x[:N_IMAGE_SAMPLES].to(device)
         enc = model.encode(x)
-        style = model.decoder_style(enc.style) if hasattr(model, "decoder_style") else enc.style
-        recon = model.decode(model.decoder_content(enc), style).float()
+        recon = model.decode(model.decoder_content(enc), model.decoder_style(enc.style)).float()
         n = min(x.shape[0], x.shape[1])
         pick = torch.arange(n)
         pair = torch.stack([x[pick, pick].float(), recon[pick, pick]])  # (2, n, C, H, W)
@@ -218,15 +215,16 @@ def format_duration(seconds: float) -> str:
     return f"{s}s"
 
 
-def loss_text(losses: dict) -> str:
-    return "  ".join(f"{k}={float(losses[k]):.3g}" for k in CONSOLE_TERMS if k in losses)
+def loss_text(losses: dict, terms, sep: str = "  ") -> str:
+    """``terms`` (a method's ``progress_terms()``) that ``losses`` holds, as ``name=value``."""
+    return sep.join(f"{k}={float(losses[k]):.3g}" for k in terms if k in losses)
 
 
 class PlainProgress:
     """One flushed line per call on ``stream`` (stdout): for logs of runs outside a terminal."""
 
-    def __init__(self, total: int, start: int, stream=None):
-        self.total, self.stream = total, stream
+    def __init__(self, total: int, start: int, terms=("total", "recon"), stream=None):
+        self.total, self.terms, self.stream = total, tuple(terms), stream
         self._t, self._step = time.time(), start
 
     def update(self, step: int, losses: dict) -> None:
@@ -234,7 +232,7 @@ class PlainProgress:
         rate = (step - self._step) / max(now - self._t, 1e-9)
         self._t, self._step = now, step
         eta = format_duration((self.total - step) / rate) if rate > 0 else "?"
-        line = f"step {step}/{self.total}  {loss_text(losses)}  {rate:.3g} steps/s  ETA {eta}"
+        line = f"step {step}/{self.total}  {loss_text(losses, self.terms)}  {rate:.3g} steps/s  ETA {eta}"
         print(line, file=self.stream or sys.stdout, flush=True)
 
     def close(self) -> None:
@@ -244,7 +242,7 @@ class PlainProgress:
 class ProgressBar:
     """A rich progress bar with ETA and the main loss terms (refreshed a few times a second)."""
 
-    def __init__(self, total: int, start: int):
+    def __init__(self, total: int, start: int, terms=("total", "recon")):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.p = Progress(
@@ -259,6 +257,7 @@ class ProgressBar:
         self.task = self.p.add_task("train", total=total, completed=start, losses="")
         self.p.start()
         self._t = 0.0
+        self.terms = tuple(terms)
 
     def update(self, step: int, losses: dict) -> None:
         now = time.time()
@@ -266,7 +265,7 @@ class ProgressBar:
             self.p.update(self.task, completed=step)
             return
         self._t = now
-        text = " ".join(f"{k}={float(losses[k]):.3g}" for k in CONSOLE_TERMS if k in losses)
+        text = loss_text(losses, self.terms, sep=" ")
         self.p.update(self.task, completed=step, losses=text)
 
     def close(self) -> None:

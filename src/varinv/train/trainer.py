@@ -255,8 +255,7 @@ def train_step(
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
-    if hasattr(model, "after_step"):
-        model.after_step(step)
+    model.after_step(step)
     return scalars
 
 
@@ -354,7 +353,7 @@ def _train_locked(cfg: RunConfig, run: Path, ctx: ddp.Context, ds: Dataset, trai
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
     bar = None
     if mode is not None and ctx.main:
-        bar = monitor.ProgressBar(t.steps, start) if mode == "bar" else monitor.PlainProgress(t.steps, start)
+        bar = (monitor.ProgressBar if mode == "bar" else monitor.PlainProgress)(t.steps, start, model.progress_terms())
     t0, last = time.time(), {}
     elapsed0 = 0.0
     if resume and start > 0:
