@@ -371,6 +371,10 @@ def test_separable_decoder_cannot_make_style_pick_the_content():
     a = rank1.content_maps(c, c.new_zeros(2, 1)).chunk(2, dim=1)[1].flatten(1)
     b = rank1.style_maps(s.new_zeros(2, 1), s).chunk(2, dim=1)[1].flatten(1)
     assert torch.allclose(interaction(rank1), (a[0] - a[1]) * (b[0] - b[1]), atol=1e-5)
+    gain = SeparableDecoder((3, 16, 16), dataclasses.replace(spec, decoder="gain", rank=1), 4, 3).eval()
+    a = gain.content_maps(c, c.new_zeros(2, 1)).chunk(2, dim=1)[1]  # (2, 3, 16, 16)
+    ratio = interaction(gain).view(3, 16, 16) / (a[0] - a[1])  # the style factor: one gain per channel
+    assert torch.allclose(ratio, ratio.mean((1, 2), keepdim=True).expand_as(ratio), atol=1e-3)
     m = V3(V3Config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, decoder="separable"),
            (3, 16, 16))
     out = m.loss({"x": torch.rand(4, 5, 3, 16, 16)}, step=0)

@@ -37,7 +37,7 @@ class BackboneConfig(Checked):
     # statistics that carry colour, texture and timbre, as in AdaIN-style transfer).
     content_input: str = "raw"
     style_stats: bool = False  # the encoder also reads per-layer channel means and deviations (backbones.py)
-    decoder: str = "joint"  # or "separable" (nn/backbones.py, BackboneSpec.decoder)
+    decoder: str = "joint"  # or "separable", "gain" (nn/backbones.py, BackboneSpec.decoder)
     decoder_rank: int = 1
 
     RULES = {
@@ -52,7 +52,7 @@ class BackboneConfig(Checked):
         "film": bool,
         "content_input": Options(CONTENT_INPUTS),
         "style_stats": bool,
-        "decoder": Options(("joint", "separable")),
+        "decoder": Options(("joint", "separable", "gain")),
         "decoder_rank": Interval(int, 0, None),
     }
 

@@ -38,7 +38,9 @@ class BackboneSpec:
     # "joint": one network of content and style (with FiLM when ``film``). "separable": the fragment is
     # A0(c) + B0(s) + sum_r A_r(c) * B_r(s) with ``rank`` products of full-size maps, each map drawn from
     # content alone or style alone, so style can recolour, reweight or lay a background under what the
-    # content draws, but cannot make an atom draw another content in another style.
+    # content draws, but cannot make an atom draw another content in another style. "gain": as
+    # separable, but each product's style factor is one gain per channel (B_r(s) constant over
+    # positions), so style cannot select where an atom's map shows either.
     decoder: str = "joint"
     rank: int = 1
 
@@ -180,21 +182,28 @@ class Decoder(nn.Module):
 
 
 class SeparableDecoder(nn.Module):
-    """(content, style) → A0(c) + B0(s) + Σ_r A_r(c)·B_r(s); see ``BackboneSpec.decoder``."""
+    """(content, style) → A0(c) + B0(s) + Σ_r A_r(c)·B_r(s); see ``BackboneSpec.decoder``. With
+    ``gain`` each B_r(s) (r ≥ 1) is a per-channel gain from a linear map of s."""
 
     def __init__(self, shape: tuple[int, int, int], spec: BackboneSpec, d_content: int, d_style: int):
         super().__init__()
         c, h, w = shape
         self.n_maps = 1 + spec.rank
+        self.gain = spec.decoder == "gain"
         plain = dataclasses.replace(spec, film=False)
         self.content_maps = Decoder((c * self.n_maps, h, w), plain, d_content, 1)
-        self.style_maps = Decoder((c * self.n_maps, h, w), plain, 1, d_style)
+        style_maps = 1 if self.gain else self.n_maps
+        self.style_maps = Decoder((c * style_maps, h, w), plain, 1, d_style)
+        self.gains = nn.Linear(d_style, c * spec.rank) if self.gain and spec.rank else None
 
     def forward(self, content, style):
         a = self.content_maps(content, content.new_zeros(content.shape[0], 1)).chunk(self.n_maps, dim=1)
-        b = self.style_maps(style.new_zeros(style.shape[0], 1), style).chunk(self.n_maps, dim=1)
+        b = self.style_maps(style.new_zeros(style.shape[0], 1), style).chunk(1 if self.gain else self.n_maps, dim=1)
+        if self.gains is not None:
+            g = (1 + self.gains(style)).view(style.shape[0], len(a) - 1, -1, 1, 1).unbind(1)
+            b = (b[0], *g)
         return a[0] + b[0] + sum(x * y for x, y in zip(a[1:], b[1:]))
 
 
 def build_decoder(shape: tuple[int, int, int], spec: BackboneSpec, d_content: int, d_style: int) -> nn.Module:
-    return (SeparableDecoder if spec.decoder == "separable" else Decoder)(shape, spec, d_content, d_style)
+    return (Decoder if spec.decoder == "joint" else SeparableDecoder)(shape, spec, d_content, d_style)
