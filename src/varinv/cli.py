@@ -413,6 +413,7 @@ def evaluate(
     from varinv.errors import ConfigError
     from varinv.eval.evaluate import EvalOptions, parse_parts
     from varinv.eval.evaluate import evaluate as run_eval
+    from varinv.eval.parts import headline_rows, metric_value
 
     parts = parse_parts(what, all_)
     try:
@@ -440,10 +441,11 @@ def evaluate(
     m = run_eval(run, n_eval=n_eval, split=split, tsne=tsne, what=parts, options=opts,
                  progress=lambda p: typer.echo(f"evaluate: {p}", err=True))
     summary = {}
-    if "core" in parts:
-        keys = ["codebook_purity", "one_to_one_accuracy", "prauc_zc_content", "prauc_zs_style",
-                "prauc_zs_content", "prauc_zc_style", "atoms_used", "recon_mse"]
-        summary.update({k: m[k] for k in keys if k in m})
+    missing = object()  # a present null (a NaN metric) is still shown
+    for row in headline_rows(parts):  # the headline metrics of the parts that ran, in registry order
+        value = metric_value(m, row.key, missing)
+        if value is not missing:
+            summary[row.key] = value
     for p in parts:
         if p != "core" and p in m:
             summary[p] = _brief(p, m[p])

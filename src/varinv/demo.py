@@ -16,14 +16,15 @@ from typing import Annotated, Callable
 import typer
 
 from varinv.errors import ConfigError
+from varinv.eval.parts import headline_rows
 
 DEMO_MODEL = "phonenums"
 DEFAULT_OUT = Path("runs/demo-pretrained")
 DEFAULT_SIZE = 400  # rows: 40 test rows = 400 fragments to evaluate; seconds to generate, t-SNE and recombine
 DEFAULT_SEED = 0  # the packaged model's training data used seed 0: the same glyph bank, other rows
 
-_HEADLINE = (("codebook_purity", "purity"), ("one_to_one_accuracy", "one-to-one"),
-             ("prauc_zc_content", "PR-AUC z_c/content"), ("prauc_zs_style", "PR-AUC z_s/style"))
+# (key, label) of the headline metrics that declare a short label (varinv.eval.parts)
+_HEADLINE = tuple((row.key, row.short) for row in headline_rows() if row.short)
 
 
 def _headline(metrics: dict) -> str:

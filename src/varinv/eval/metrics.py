@@ -10,7 +10,7 @@ Retrieval (precision/recall@k, PR-AUC)
     :data:`PAPER_K_LIST`, :func:`adaptive_k_list`.
 Codebook
     :func:`confusion_matrix`, :func:`macro_purity` (the paper's "codebook accuracy"),
-    :func:`ordered_confusion`, :func:`one_to_one_accuracy`, :func:`many_to_one_accuracy`,
+    :func:`atom_order`, :func:`ordered_confusion`, :func:`one_to_one_accuracy`, :func:`many_to_one_accuracy`,
     :func:`atom_usage`.
 Verification
     :func:`eer` (chunked, histogram) and :func:`eer_exact` (sort-based).
@@ -19,6 +19,10 @@ Reconstruction
 
 Distances are Euclidean and computed in float64 as ``||a||² + ||b||² − 2 a·b`` in chunks of queries,
 so memory is ``O(chunk × N)`` and no ``N × N`` matrix is ever held for large ``N``.
+
+Longer than our ~450-line guide on purpose: it is the single home of the metric definitions that
+mirror the reference code (and of :class:`MetricInputError`), kept together so each can be checked
+against the reference in one place.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ __all__ = [
     "four_pairs",
     "confusion_matrix",
     "macro_purity",
+    "atom_order",
     "ordered_confusion",
     "one_to_one_accuracy",
     "many_to_one_accuracy",
@@ -57,7 +62,10 @@ __all__ = [
 
 
 class MetricInputError(VarinvError, ValueError):
-    """An array passed to a metric has the wrong shape, dtype or values."""
+    """An array or setting passed to a metric has the wrong shape, dtype or values.
+
+    The one such error of the evaluation code (factors, probes, judged, swap, plots raise it too), so
+    callers catch a single class."""
 
 
 #: The k-list of the paper-era reference code (used until commit bbbc7c9).
@@ -502,19 +510,26 @@ def macro_purity(counts) -> float:
     return float(norm[used].max(axis=1).mean())
 
 
-def ordered_confusion(counts) -> tuple[np.ndarray, np.ndarray]:
-    """Row-normalised confusion matrix with rows ordered as in the paper's figure.
+def atom_order(counts) -> np.ndarray:
+    """The one atom order every view shares (confusion plots, report, recombination grids).
 
-    Rows are ``P(class | atom)``. Used rows are sorted by their argmax class, then by purity (row max)
-    descending, then by atom index; unused (all-zero) rows come last in index order.
-
-    Returns ``(matrix[row_order], row_order)``; ``row_order[i]`` is the atom shown in row ``i``.
+    Used atoms sorted by their majority (argmax) class, then by purity (row max) descending, then by atom
+    index; unused (all-zero) rows come last in index order. ``order[i]`` is the atom shown in row ``i``.
     """
     norm, used = _row_normalise(counts)
     arg = norm.argmax(axis=1)
     pur = norm.max(axis=1)
     idx = np.arange(norm.shape[0])
-    order = np.lexsort((idx, -pur, arg, ~used))
+    return np.lexsort((idx, -pur, arg, ~used))
+
+
+def ordered_confusion(counts) -> tuple[np.ndarray, np.ndarray]:
+    """Row-normalised confusion matrix ``P(class | atom)`` with rows in :func:`atom_order` (the paper's figure).
+
+    Returns ``(matrix[row_order], row_order)``; ``row_order[i]`` is the atom shown in row ``i``.
+    """
+    norm, _ = _row_normalise(counts)
+    order = atom_order(counts)
     return norm[order], order
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from varinv.eval.factors import MetricInputError
+from varinv.eval.metrics import MetricInputError
 
 __all__ = ["PROBE_KINDS", "probe", "probe_table"]
 

@@ -19,7 +19,8 @@ import torch
 from PIL import Image
 
 from varinv.eval.embed import content_index, embed_split
-from varinv.eval.evaluate import n_atoms_of
+from varinv.eval.metrics import atom_order, confusion_matrix
+from varinv.eval.parts.context import n_atoms_of
 from varinv.eval.recombine_audio import DEFAULT_N_ITER, safe_name, write_audio
 from varinv.train.trainer import load_run
 
@@ -31,14 +32,6 @@ def style_means(zs: np.ndarray, style: np.ndarray, n_styles: int) -> np.ndarray:
         if sel.any():
             out[s] = zs[sel].mean(0)
     return out
-
-
-def atom_order(index: np.ndarray, content: np.ndarray, n_atoms: int, n_classes: int) -> np.ndarray:
-    """Atoms sorted by the content class they mostly hold (the confusion matrix's row order)."""
-    counts = np.zeros((n_atoms, n_classes))
-    np.add.at(counts, (index, content), 1)
-    purity = counts.max(1) / np.maximum(counts.sum(1), 1)
-    return np.lexsort((-purity, counts.argmax(1), counts.sum(1) == 0))
 
 
 @torch.no_grad()
@@ -116,7 +109,7 @@ def recombine(run: str | Path, out: str | Path | None = None, checkpoint: str = 
     k = n_atoms_of(cfg, ds)
     index, atoms = content_index(model, emb, k, seed=cfg.train.seed)
     styles = style_means(emb["zs"], emb["style"], len(test.style_names))
-    order = atom_order(index, emb["content"], k, len(ds.content_names))
+    order = atom_order(confusion_matrix(index, emb["content"], k, len(ds.content_names)))
     frags = grid(model, atoms[order], styles)  # (K, S, C, H, W)
     files = {"grid": str(out / "atoms_x_styles.png"), "atoms": [], "styles": []}
 

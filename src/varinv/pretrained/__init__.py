@@ -91,8 +91,10 @@ def describe(name: str) -> dict:
     state = json.loads((folder / "checkpoints" / "final.json").read_text())
     cfg = meta.get("config") or {}
     k = metrics.get("n_atoms") or (cfg.get("model") or {}).get("n_atoms")
-    keys = ("codebook_purity", "one_to_one_accuracy", "prauc_zc_content", "prauc_zs_style", "prauc_zc_style",
-            "prauc_zs_content")
+    from varinv.eval.parts import headline_rows
+
+    # scores only: counts and errors (atoms used, recon MSE) say little about a model off its own data
+    keys = tuple(row.key for row in headline_rows() if row.score)
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     return {"name": name, "method": str(meta.get("method") or cfg.get("model", {}).get("method") or "?"),
             "k": int(k) if k else None, "fragment_shape": meta.get("fragment_shape"), "kind": meta.get("kind"),

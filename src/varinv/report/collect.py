@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from varinv.errors import VarinvError
+from varinv.eval.parts import headline_rows, metric_value
 
 __all__ = ["ReportError", "RunInfo", "Group", "find_runs", "read_run", "group_runs", "aggregate",
            "METRIC_COLUMNS", "method_title", "resolve_dataset_path"]
@@ -26,17 +27,19 @@ __all__ = ["ReportError", "RunInfo", "Group", "find_runs", "read_run", "group_ru
 # Folders below a run that never hold further runs: not walked.
 _SKIP_DIRS = {"checkpoints", "tb", "plots", "recombine", ".git", ".venv", "__pycache__", "node_modules"}
 
-# (metrics.json key, column title, better direction: "up", "down" or "")
-METRIC_COLUMNS: list[tuple[str, str, str]] = [
-    ("prauc_zc_content", "PR-AUC z<sub>c</sub> · content", "up"),
-    ("prauc_zs_style", "PR-AUC z<sub>s</sub> · style", "up"),
-    ("prauc_zc_style", "PR-AUC z<sub>c</sub> · style", "down"),
-    ("prauc_zs_content", "PR-AUC z<sub>s</sub> · content", "down"),
-    ("codebook_purity", "codebook purity", "up"),
-    ("one_to_one_accuracy", "one-to-one accuracy", "up"),
-    ("atoms_used", "atoms used", ""),
-    ("recon_mse", "recon. MSE", "down"),
-]
+# The page's table has always led with the four retrieval pairs (matched, then crossed, z_c first);
+# the other headline metrics of the registry follow in registry order.
+_REPORT_FIRST = ("prauc_zc_content", "prauc_zs_style", "prauc_zc_style", "prauc_zs_content")
+
+
+def _metric_columns() -> list[tuple[str, str, str]]:
+    rows = headline_rows()
+    first = [r for key in _REPORT_FIRST for r in rows if r.key == key]
+    return [(r.key, r.label, r.direction) for r in first + [r for r in rows if r.key not in _REPORT_FIRST]]
+
+
+# (metrics.json key, column title, better direction: "up", "down" or ""), from the parts' declarations
+METRIC_COLUMNS: list[tuple[str, str, str]] = _metric_columns()
 
 _METHOD_TITLES = {
     "v3": "V3",
@@ -213,7 +216,7 @@ def aggregate(group: Group) -> dict[str, dict]:
     for key, _, _ in METRIC_COLUMNS:
         vals = []
         for r in group.runs:
-            v = (r.metrics or {}).get(key)
+            v = metric_value(r.metrics or {}, key)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)):
                 vals.append(float(v))
         if vals:
