@@ -62,6 +62,19 @@ def test_v3_loss_has_gradients_and_no_nan():
     assert m.encoder.to_content.weight.grad.abs().sum() > 0
 
 
+def test_scale_free_terms_do_not_reward_shrinking():
+    # With an absolute epsilon in their denominators both terms fell as the latents shrank (isotropy
+    # to -1 at 1e-3 of unit scale), which collapsed the style space of most suite runs.
+    from varinv.methods.regularisers import diversity_loss, isotropy_loss
+
+    torch.manual_seed(0)
+    z, sq = torch.randn(64, 8), torch.rand(4, 10, 10)
+    for scale in (1e-2, 1e-4, 1e-6):
+        assert torch.allclose(isotropy_loss(z * scale), isotropy_loss(z), rtol=1e-3)
+        assert torch.allclose(diversity_loss(sq * scale**2, 0.05), diversity_loss(sq, 0.05), rtol=1e-3)
+    assert isotropy_loss(z) >= 0
+
+
 def test_diversity_loss_prefers_distinct_atoms():
     # 2 fragments, 2 atoms: both near atom 0 → usage (1, 0), entropy 0 → loss 1; one each → loss 0
     same = torch.tensor([[[0.0, 100.0], [0.0, 100.0]]])

@@ -24,6 +24,9 @@ from varinv.audio.features import log_magnitude, magnitude
 from varinv.nn.distributed import gather_samples, global_mean
 
 EPS = 1e-5
+# Floor of a denominator that must stay scale-free: an absolute EPS there makes a term reward shrinking
+# the latents once they are small (the isotropy term fell to -1, the soft assignments went uniform).
+TINY = 1e-30
 TILT_MODES = ("linear", "log", "lowpass")
 
 
@@ -49,7 +52,7 @@ def regulariser(name: str, weight: str, why: str, results: str):
 def assignment_logits(sqdist: torch.Tensor, temperature: float) -> torch.Tensor:
     """Soft-assignment logits from squared distances to the atoms, scale-free: the temperature is
     relative to the (global) batch's mean squared distance."""
-    return -sqdist / (temperature * global_mean(sqdist.mean().detach()) + EPS)
+    return -sqdist / (temperature * global_mean(sqdist.mean().detach())).clamp_min(TINY)
 
 
 def assignment_ce(sqdist: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -117,7 +120,7 @@ def isotropy_loss(z: torch.Tensor) -> torch.Tensor:
     zc = z - z.mean(0, keepdim=True)
     cov = zc.t() @ zc / max(z.shape[0] - 1, 1)
     tr, tr2 = torch.diagonal(cov).sum(), (cov * cov).sum()  # Σλ and Σλ² without an eigendecomposition
-    return z.shape[1] * tr2 / (tr * tr + EPS) - 1
+    return z.shape[1] * tr2 / (tr * tr).clamp_min(TINY) - 1
 
 
 def tilt_basis(h: int, axis: str) -> torch.Tensor:
