@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from varinv.bench import Job, run_commands
+
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ["codebook_purity", "one_to_one_accuracy", "prauc_zc_content", "prauc_zs_style",
         "prauc_zs_content", "prauc_zc_style", "atoms_used", "recon_mse", "train_seconds"]
@@ -73,32 +75,28 @@ def main() -> None:
     cells += [("insnotes", args.data, args.config, int(k), 0) for k in args.extra_k.split(",") if k]
     cells += [("waveforms", args.wf_data, args.wf_config, None, s) for s in wf_seeds]
     threads = max(1, (os.cpu_count() or 2) // args.parallel)
-    pending, running, t0 = list(cells), [], time.time()
-    while pending or running:
-        while pending and len(running) < args.parallel:
-            tag, data, config, k, seed = pending.pop(0)
-            run = run_dir(args, tag, k, seed)
-            if (run / "metrics.json").exists():
-                continue
-            cmd = varinv + ["train", config, "--run", str(run), "--no-progress", "--set", f"data.path={data}",
-                            "--set", f"train.seed={seed}", "--set", f"train.threads={threads}"]
-            if k is not None:
-                cmd += ["--set", f"model.n_atoms={k}"]
-            for s in args.set:
-                cmd += ["--set", s]
-            if (run / "checkpoints" / "last.json").exists():
-                cmd.append("--resume")
-            run.parent.mkdir(parents=True, exist_ok=True)
-            log = open(run.parent / f"{run.name}.log", "a")
-            running.append((run, subprocess.Popen(cmd, env=env, stdout=log, stderr=log)))
-        time.sleep(5)
-        for item in list(running):
-            run, proc = item
-            if proc.poll() is not None:
-                running.remove(item)
-                if proc.returncode == 0:
-                    subprocess.run(varinv + ["evaluate", str(run), "--no-tsne"], env=env, check=False,
-                                   stdout=subprocess.DEVNULL)
+
+    def steps(run: Path, data: str, config: str, k, seed: int):
+        """Train (resuming an interrupted run), then evaluate; built when the run starts (see bench.Job)."""
+        cmd = varinv + ["train", config, "--run", str(run), "--no-progress", "--set", f"data.path={data}",
+                        "--set", f"train.seed={seed}", "--set", f"train.threads={threads}"]
+        if k is not None:
+            cmd += ["--set", f"model.n_atoms={k}"]
+        for s in args.set:
+            cmd += ["--set", s]
+        if (run / "checkpoints" / "last.json").exists():
+            cmd.append("--resume")
+        yield "train", cmd
+        yield "evaluate", varinv + ["evaluate", str(run), "--no-tsne"]
+
+    # the scheduler of `varinv benchmark`: --parallel runs at once, each run's evaluation in its slot
+    jobs = []
+    for tag, data, config, k, seed in dict.fromkeys(cells):  # a run listed twice is trained once
+        run = run_dir(args, tag, k, seed)
+        if not (run / "metrics.json").exists():
+            jobs.append(Job(run.name, steps(run, data, config, k, seed), run.parent / f"{run.name}.log"))
+    t0 = time.time()
+    run_commands(jobs, args.parallel, env)
     audio = {tag: recombine_first(args, cells, tag, varinv, env) for tag in ("insnotes", "waveforms")}
     rows = {}
     for tag, _, _, k, seed in cells:

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from varinv.bench import Job, run_commands
+
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ["codebook_purity", "one_to_one_accuracy", "prauc_zc_content", "prauc_zs_style",
         "prauc_zs_content", "prauc_zc_style", "atoms_used", "train_seconds"]
@@ -46,31 +48,27 @@ def main() -> None:
     cells += [(int(k), 0) for k in args.extra_k.split(",") if k]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     threads = max(1, (os.cpu_count() or 2) // args.parallel)
-    pending, running, t0 = list(cells), [], time.time()
-    while pending or running:
-        while pending and len(running) < args.parallel:
-            k, seed = pending.pop(0)
-            run = Path(args.out) / f"K{k}-seed{seed}"
-            if (run / "metrics.json").exists():
-                continue
-            cmd = varinv + ["train", args.config, "--run", str(run), "--no-progress",
-                            "--set", f"data.path={args.data}", "--set", f"model.n_atoms={k}",
-                            "--set", f"train.seed={seed}", "--set", f"train.threads={threads}"]
-            for s in args.set:
-                cmd += ["--set", s]
-            if (run / "checkpoints" / "last.json").exists():
-                cmd.append("--resume")
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            log = open(Path(args.out) / f"K{k}-seed{seed}.log", "a")
-            running.append((run, subprocess.Popen(cmd, env=env, stdout=log, stderr=log)))
-        time.sleep(5)
-        for item in list(running):
-            run, proc = item
-            if proc.poll() is not None:
-                running.remove(item)
-                if proc.returncode == 0:
-                    subprocess.run(varinv + ["evaluate", str(run), "--no-tsne"], env=env, check=False,
-                                   stdout=subprocess.DEVNULL)
+
+    def steps(run: Path, k: int, seed: int):
+        """Train (resuming an interrupted run), then evaluate; built when the run starts (see bench.Job)."""
+        cmd = varinv + ["train", args.config, "--run", str(run), "--no-progress",
+                        "--set", f"data.path={args.data}", "--set", f"model.n_atoms={k}",
+                        "--set", f"train.seed={seed}", "--set", f"train.threads={threads}"]
+        for s in args.set:
+            cmd += ["--set", s]
+        if (run / "checkpoints" / "last.json").exists():
+            cmd.append("--resume")
+        yield "train", cmd
+        yield "evaluate", varinv + ["evaluate", str(run), "--no-tsne"]
+
+    # the scheduler of `varinv benchmark`: --parallel runs at once, each run's evaluation in its slot
+    jobs = []
+    for k, seed in dict.fromkeys(cells):  # a run listed twice (e.g. --extra-k 10) is trained once
+        run = Path(args.out) / f"K{k}-seed{seed}"
+        if not (run / "metrics.json").exists():
+            jobs.append(Job(run.name, steps(run, k, seed), run.parent / f"{run.name}.log"))
+    t0 = time.time()
+    run_commands(jobs, args.parallel, env)
     rows = []
     for k, seed in cells:
         p = Path(args.out) / f"K{k}-seed{seed}" / "metrics.json"

@@ -79,15 +79,16 @@ def one_error_line(code: int, text: str, *needles: str) -> str:
 _HELD: list[int] = []  # descriptors holding a run-folder lock during one test
 
 
-def held_lock(run):
-    """Create ``run`` and hold its RUN/.lock as another varinv process (pid 4242) would, until the test ends."""
+def held_lock(run, command: str = "train"):
+    """Hold RUN/.lock (``run`` made if missing) as another `varinv COMMAND` (pid 4242) would, until the test ends."""
     import fcntl
     import os
 
-    run.mkdir()
+    run.mkdir(parents=True, exist_ok=True)
     fd = os.open(run / ".lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    os.write(fd, b"4242\n")
+    os.ftruncate(fd, 0)
+    os.write(fd, f"4242 {command}\n".encode())
     _HELD.append(fd)
     return run
 

@@ -119,7 +119,7 @@ def test_old_run_without_model_json_loads_from_dataset(moved, tmp_path):
     model = varinv.load_model(old, data=moved.data)
     assert model.content_names == list("abcd") and model.fragment_shape == (3, 16, 16)
     np.testing.assert_array_equal(model.encode(moved.xt[:5]).index, moved.before.index)
-    from varinv.train.trainer import load_run
+    from varinv.runs import load_run
 
     cfg, ds, net, state = load_run(old, data=moved.data)
     assert ds is not None and state["step"] == 20

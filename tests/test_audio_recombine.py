@@ -180,7 +180,7 @@ def test_trained_run_from_env(tmp_path):
     if not run:
         pytest.skip("set VARINV_INSNOTES_RUN to a trained InsNotes run folder")
     from varinv.eval.recombine import recombine
-    from varinv.train.trainer import load_run
+    from varinv.runs import load_run
 
     _, ds, _, _ = load_run(run)
     res = recombine(run, tmp_path / "recombine")

@@ -112,3 +112,55 @@ def test_cell_sets_and_names_let_one_config_serve_two_datasets(toy_dataset, tmp_
     _, cells = load_grid(gpath)
     assert [(c.dataset, c.run.name) for c in cells] == [("toy", "toy-v3-K4-seed0"), ("other", "other-v3-K4-seed0")]
     assert cells[0].sets == ("train.steps=3", f"data.path={toy_dataset.root}", "train.steps=5")  # the cell's last
+
+
+def test_run_commands_pool_steps_failures_and_ready(tmp_path):
+    """The scheduler behind run_grid (and the benchmark scripts): slot limit, steps in order in one slot,
+    a failed step skips the job's later steps, ``ready`` holds a job back while another runs."""
+    import sys
+    import time
+
+    from varinv.bench import Job, run_commands
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    def py(code: str) -> list[str]:
+        return [sys.executable, "-c", code]
+
+    def sleeper(name: str, seconds: float = 0.3):
+        # the file's existence while it runs counts the jobs running at once
+        return py(f"import pathlib, time; p = pathlib.Path({str(marks / name)!r}); p.touch(); "
+                  f"n = len(list(p.parent.iterdir())); time.sleep({seconds}); p.unlink(); "
+                  f"open({str(tmp_path / 'peak')!r}, 'a').write(f'{{n}}\\n')")
+
+    done, failed, prepared = [], [], []
+
+    def steps(name: str, fail: bool = False):
+        prepared.append(name)  # a generator: runs when the job starts, not when it is made
+        yield "first", sleeper(name)
+        yield "second", py("import sys; sys.exit(3)") if fail else py("print('second')")
+        yield "third", py("print('third')")
+
+    jobs = [Job(n, steps(n, fail=(n == "b")), tmp_path / "logs" / f"{n}.log", done=lambda n=n: done.append(n),
+                failed=lambda phase, code, n=n: failed.append((n, phase, code))) for n in "abcd"]
+    assert prepared == []
+    out = run_commands(jobs, 2, poll=0.05)
+    assert out == {"a": "done", "b": "failed in second (exit 3)", "c": "done", "d": "done"}
+    assert sorted(done) == ["a", "c", "d"] and failed == [("b", "second", 3)]
+    assert max(int(x) for x in (tmp_path / "peak").read_text().split()) <= 2
+    assert (tmp_path / "logs" / "a.log").read_text() == "second\nthird\n"
+    assert "third" not in (tmp_path / "logs" / "b.log").read_text()
+
+    # "z" may not start while "y" runs its "slow" phase, though a slot is free
+    order = []
+
+    def gated(name: str):
+        order.append((name, time.monotonic()))
+        yield ("slow" if name == "y" else "fast"), sleeper(name, 0.4)
+
+    jobs = [Job(n, gated(n), tmp_path / f"{n}.log", data=n) for n in "yz"]
+    out = run_commands(jobs, 2, poll=0.05,
+                       ready=lambda job, running: not any(p == "slow" for _, p in running))
+    assert out == {"y": "done", "z": "done"}
+    assert [n for n, _ in order] == ["y", "z"] and order[1][1] - order[0][1] >= 0.4

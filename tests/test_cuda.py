@@ -11,7 +11,8 @@ from test_peers import EXTRA, SMALL
 from varinv import config as config_mod
 from varinv.errors import ConfigError
 from varinv.train import checkpoint as ckpt
-from varinv.train.trainer import load_run, train
+from varinv.runs import load_run
+from varinv.train.trainer import train
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to torch")
 

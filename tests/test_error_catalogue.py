@@ -194,6 +194,25 @@ def s_run_in_use(world, tmp):
     return ["train", world["cfg"], "--run", held_lock(tmp / "run")]
 
 
+def s_in_use(command, holder="train", *extra):
+    """`varinv COMMAND` on a copy of the shared run while another `varinv HOLDER` holds its lock."""
+    def setup(world, tmp):
+        return [command, held_lock(copy_run(world, tmp), holder), *extra]
+    return setup
+
+
+def s_train_in_use_by(holder):
+    def setup(world, tmp):
+        return ["train", world["cfg"], "--run", held_lock(tmp / "run", holder)]
+    return setup
+
+
+def s_flipped_recombine(world, tmp):
+    ds = copy_ds(world, tmp)
+    flip_byte(ds / "test" / "x.npy")
+    return ["recombine", copy_run(world, tmp), "--data", ds]
+
+
 def s_user_config_in_run(world, tmp):
     run = tmp / "run"
     run.mkdir()
@@ -381,6 +400,8 @@ CLI_CASES: list[Case] = [
       what="a `config.yaml` of yours in a fresh run folder", readme=False),
     C("train_run_in_use", s_run_in_use, expect="in use by another varinv train (pid 4242)",
       what="two `varinv train` into one run folder", readme=True),
+    C("train_run_in_use_by_evaluate", s_train_in_use_by("evaluate"), expect="in use by another varinv evaluate (pid 4242)"),
+    C("train_run_in_use_old_lock", s_train_in_use_by(""), expect="in use by another varinv process (pid 4242)"),
     C("train_big_endian_x", s_big_endian, expect="is stored big-endian", what="big-endian stored array (used to hang)",
       readme=True),
     C("train_flipped_byte", s_flipped_train, expect="does not match its manifest checksum",
@@ -474,6 +495,17 @@ CLI_CASES: list[Case] = [
       expect="is corrupt (invalid JSON)"),
     C("evaluate_config_corrupt", lambda w, t: ["evaluate", _corrupt_config(copy_run(w, t))], expect="is not valid YAML"),
     C("evaluate_flipped_byte", s_flipped_eval, expect="test/x.npy does not match its manifest checksum"),
+    # ---------------------------------------------------------------- writers of a run folder share its lock (part B)
+    C("evaluate_run_in_use", s_in_use("evaluate", "train", "--no-tsne"),
+      expect="is in use by another varinv train (pid 4242); wait for it to finish or stop it, then run varinv "
+             "evaluate again", what="`evaluate` / `recombine` of a run folder another varinv is writing", readme=True),
+    C("evaluate_run_in_use_by_evaluate", s_in_use("evaluate", "evaluate", "--no-tsne"),
+      expect="in use by another varinv evaluate (pid 4242)"),
+    C("evaluate_run_in_use_by_recombine", s_in_use("evaluate", "recombine", "--what", "probes"),
+      expect="in use by another varinv recombine (pid 4242)"),
+    C("recombine_run_in_use", s_in_use("recombine", "train"), expect="then run varinv recombine again"),
+    C("recombine_run_in_use_by_evaluate", s_in_use("recombine", "evaluate", "--out", "{tmp}/rc"),
+      expect="in use by another varinv evaluate (pid 4242)"),
     # ---------------------------------------------------------------- encode / transfer / recombine
     C("encode_bad_suffix", ["encode", "{run}", "{ds}", "-o", "{tmp}/codes.txt"], expect="must end in .csv or .npz"),
     C("encode_batch_zero", ["encode", "{run}", "{ds}", "-o", "{tmp}/c.csv", "--batch-size", "0"],
@@ -503,6 +535,34 @@ CLI_CASES: list[Case] = [
     C("transfer_data_missing", ["transfer", "{run}", "--content", "test:0", "--style", "test:1", "-o", "{tmp}/t.png",
                                 "--data", "{tmp}/nods"], expect="no dataset at"),
     C("recombine_no_run", ["recombine", "{tmp}/nosuch"], expect="nosuch"),
+    C("recombine_flipped_byte", s_flipped_recombine, expect="test/x.npy does not match its manifest checksum",
+      what="a flipped byte in the dataset at `evaluate` / `recombine`", readme=False),
+    C("encode_output_exists", ["encode", "{run}", "{ds}", "-o", "{tmp}/codes.csv"], files={"codes.csv": "mine\n"},
+      expect="codes.csv already exists; pass --overwrite to replace it",
+      what="`encode` / `transfer` onto an existing output without `--overwrite`", readme=True),
+    C("encode_output_npz_exists", ["encode", "{run}", "{ds}", "-o", "{tmp}/c.npz"], files={"c.npz": b"PK"},
+      expect="c.npz already exists; pass --overwrite"),
+    C("encode_output_folder", ["encode", "{run}", "{ds}", "-o", "{tmp}/c.csv", "--overwrite"], files={"c.csv": None},
+      expect="c.csv is a folder; give a file name"),
+    C("transfer_output_exists", ["transfer", "{run}", "--content", "test:0", "--style", "test:1", "-o", "{tmp}/t.png"],
+      files={"t.png": b"\x89PNG mine"}, expect="t.png already exists; pass --overwrite"),
+    # ---------------------------------------------------------------- usage mistakes click catches (part A)
+    C("usage_bad_int", ["train", "{cfg}", "--steps", "abc", "--run", "{tmp}/run"], expect="invalid value for '--steps'",
+      what="a usage mistake: unknown command or option, missing argument, `--steps abc`", readme=True),
+    C("usage_bad_int_help", ["train", "{cfg}", "--steps", "abc", "--run", "{tmp}/run"],
+      expect="; see `varinv train --help`"),
+    C("usage_no_such_command", ["nosuchcommand"], expect="no such command 'nosuchcommand'; see `varinv --help`"),
+    C("usage_no_such_option", ["train", "{cfg}", "--stpes", "3", "--run", "{tmp}/run"], expect="no such option: --stpes"),
+    C("usage_no_such_group_option", ["--bogus", "train"], expect="no such option: --bogus; see `varinv --help`"),
+    C("usage_missing_argument", ["evaluate"], expect="missing argument"),
+    C("usage_missing_argument_help", ["evaluate"], expect="see `varinv evaluate --help`"),
+    C("usage_missing_option", ["train", "{cfg}"], expect="missing option '--run'; see `varinv train --help`"),
+    C("usage_option_without_value", ["evaluate", "{run}", "--what"],
+      expect="option '--what' requires an argument; see `varinv evaluate --help`"),
+    C("usage_extra_argument", ["evaluate", "{run}", "extra"], expect="unexpected extra argument"),
+    C("usage_bad_choice", ["data", "nosuchset", "--out", "{tmp}/x"], expect="nosuchset"),
+    C("usage_bad_float", ["encode", "{run}", "{ds}", "-o", "{tmp}/c.csv", "--batch-size", "1.5"],
+      expect="invalid value for '--batch-size'"),
     # ---------------------------------------------------------------- benchmark grids (item 7)
     C("grid_missing", ["benchmark", "{tmp}/nosuch.yaml"], expect="benchmark grid", what="missing benchmark grid"),
     C("grid_folder", s_grid_file(None), expect="is a folder; give a YAML grid file"),

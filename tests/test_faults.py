@@ -15,7 +15,8 @@ import yaml
 from conftest import TOY_CFG
 from varinv import config as config_mod
 from varinv.train import checkpoint as ckpt
-from varinv.train.trainer import load_run, train
+from varinv.runs import load_run
+from varinv.train.trainer import train
 
 
 def _write_cfg(tmp_path, ds, steps):

@@ -18,7 +18,8 @@ from varinv.errors import ConfigError
 from varinv.methods import build_method
 from varinv.train import checkpoint as ckpt
 from varinv.train import speed
-from varinv.train.trainer import RESUME_MAY_CHANGE, load_run, train
+from varinv.runs import load_run
+from varinv.train.trainer import RESUME_MAY_CHANGE, train
 
 
 def _cfg(ds, **train_opts):

@@ -11,7 +11,8 @@ from conftest import TOY_CFG
 from varinv import config as config_mod
 from varinv.errors import CheckpointError, ConfigError, DataError
 from varinv.train import checkpoint as ckpt
-from varinv.train.trainer import load_run, train
+from varinv.runs import load_run
+from varinv.train.trainer import train
 
 
 def _cfg(ds, **train):

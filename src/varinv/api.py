@@ -57,7 +57,7 @@ class Model:
         """Load run folder ``run`` (checkpoint ``final``, else ``last``). Runs made before RUN/model.json
         existed need their dataset: at the config's ``data.path``, or at ``data``. ``command``: the CLI
         command to name in the error when that dataset is missing (default: this function)."""
-        from varinv.train.trainer import load_run_with_meta
+        from varinv.runs import load_run_with_meta
 
         cfg, _, module, state, meta = load_run_with_meta(run, checkpoint, data=data, need_data=False,
                                                          command=command)

@@ -49,7 +49,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated
 
 import typer
@@ -57,6 +57,7 @@ import yaml
 
 from varinv.errors import ConfigError
 from varinv.eval.parts import headline_rows
+from varinv.runs import CHECKPOINTS_DIR, CONFIG_FILE, EVAL_CACHE_DIR, METRICS_FILE, PLOTS_DIR, RECOMBINE_DIR, TB_DIR
 
 # The registry's headline metrics, then two run facts a benchmark table compares too (cost, not quality:
 # they are no part's headline, so they are listed here).
@@ -205,7 +206,7 @@ def _command(cell: Cell, grid: dict, threads: int) -> list[str]:
     cmd = [sys.executable, "-m", "varinv", "train", str(cell.config), "--run", str(cell.run), "--no-progress"]
     for s in [*cell.sets, f"{cell.k_key}={cell.k}", f"train.seed={cell.seed}", f"train.threads={threads}"]:
         cmd += ["--set", s]
-    if (cell.run / "checkpoints" / "last.json").exists():
+    if (cell.run / CHECKPOINTS_DIR / "last.json").exists():
         cmd.append("--resume")
     return cmd
 
@@ -218,20 +219,20 @@ def _twin_key(cell: Cell):
 
 def _trained_twin(cell: Cell, cells: list[Cell]) -> Cell | None:
     key = _twin_key(cell)
-    if key is None or (cell.run / "checkpoints" / "last.json").exists():
+    if key is None or (cell.run / CHECKPOINTS_DIR / "last.json").exists():
         return None
     return next((c for c in cells if c is not cell and _twin_key(c) == key
-                 and (c.run / "checkpoints" / "final.json").exists()), None)
+                 and (c.run / CHECKPOINTS_DIR / "final.json").exists()), None)
 
 
 def _clone_run(twin: Cell, cell: Cell) -> None:
     import shutil
 
     shutil.copytree(twin.run, cell.run, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("metrics.json", "plots", "recombine", "eval_cache", "tb"))
-    cfg = yaml.safe_load((cell.run / "config.yaml").read_text())
+                    ignore=shutil.ignore_patterns(METRICS_FILE, PLOTS_DIR, RECOMBINE_DIR, EVAL_CACHE_DIR, TB_DIR))
+    cfg = yaml.safe_load((cell.run / CONFIG_FILE).read_text())
     cfg["data"]["n_clusters"] = cell.k
-    (cell.run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (cell.run / CONFIG_FILE).write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
 def _record(cell: Cell, grid: dict, results_dir: Path) -> Path:
@@ -239,7 +240,7 @@ def _record(cell: Cell, grid: dict, results_dir: Path) -> Path:
 
 
 def _metrics(cell: Cell, grid: dict, results_dir: Path) -> dict | None:
-    for p in (_record(cell, grid, results_dir), cell.run / "metrics.json"):
+    for p in (_record(cell, grid, results_dir), cell.run / METRICS_FILE):
         if p.exists():
             return json.loads(p.read_text())
     return None
@@ -266,7 +267,7 @@ def _machine() -> str:
 
 
 def _keep_record(cell: Cell, grid: dict, results_dir: Path) -> None:
-    m = json.loads((cell.run / "metrics.json").read_text())
+    m = json.loads((cell.run / METRICS_FILE).read_text())
     keep = {k: v for k, v in m.items() if not isinstance(v, (dict, list))}
     keep.update({p: m[p] for p in eval_parts(grid) if p != "core" and p in m})
     if "health" in m:
@@ -301,7 +302,7 @@ def _failed(cell: Cell, phase: str, code: int) -> str:
 
 def _finish(cell: Cell, grid: dict, results_dir: Path) -> bool:
     """After a cell's last step: keep its record (see _keep_record); False when it wrote no metrics."""
-    if not (cell.run / "metrics.json").exists():
+    if not (cell.run / METRICS_FILE).exists():
         return False
     _keep_record(cell, grid, results_dir)
     return True
@@ -309,6 +310,78 @@ def _finish(cell: Cell, grid: dict, results_dir: Path) -> bool:
 
 def _threads_env(threads: int) -> dict:
     return {**os.environ, "OMP_NUM_THREADS": str(threads)}
+
+
+@dataclasses.dataclass(eq=False)
+class Job:
+    """One slot's work for :func:`run_commands`.
+
+    ``steps`` yields ``(phase, command)`` pairs that run one after another in the same slot, stdout and
+    stderr appended to ``log``. It is advanced only when the previous command has exited 0, so a generator
+    can prepare each command (a ``--resume`` flag, a copied run folder) when it is due. ``done()`` runs after
+    the last step; ``failed(phase, exit_code)`` when a step fails (the job's later steps are skipped; None
+    prints one line naming the log). ``data`` is the caller's own (e.g. the benchmark cell), for ``ready``.
+    """
+
+    name: str
+    steps: Iterable[tuple[str, list[str]]]
+    log: Path
+    done: Callable[[], object] | None = None
+    failed: Callable[[str, int], object] | None = None
+    data: object = None
+
+
+def run_commands(jobs: Iterable[Job], parallel: int, env: dict | None = None, poll: float = 1.0,
+                 ready: Callable[[Job, list[tuple[Job, str]]], bool] | None = None) -> dict[str, str]:
+    """Run ``jobs`` as subprocesses, at most ``parallel`` at once, and wait for all of them.
+
+    Jobs start in the given order as slots free up; a job's next step takes its slot as soon as the previous
+    one has finished (so a cell's evaluation follows its training without the other slots waiting).
+    ``ready(job, running)``, with ``running`` the ``(job, phase)`` pairs now running, can hold a job back
+    until a running one is further on (the first ready job in order starts); it never holds one back when
+    nothing runs. Returns ``{job.name: "done" | "failed in PHASE (exit N)"}``.
+    """
+    pending, parallel = list(jobs), max(1, int(parallel))
+    running: list[tuple[Job, Iterator, subprocess.Popen, str]] = []
+    outcome: dict[str, str] = {}
+
+    def advance(job: Job, steps: Iterator) -> None:
+        step = next(steps, None)
+        if step is None:
+            outcome[job.name] = "done"
+            if job.done is not None:
+                job.done()
+            return
+        phase, cmd = step
+        job.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(job.log, "a") as log:  # the child keeps its own handle
+            running.append((job, steps, subprocess.Popen(cmd, env=env, stdout=log, stderr=log), phase))
+
+    while pending or running:
+        while pending and len(running) < parallel:
+            now = [(j, phase) for j, _, _, phase in running]
+            job = next((j for j in pending if ready is None or not running or ready(j, now)), None)
+            if job is None:  # what is left waits for a running job
+                break
+            pending.remove(job)
+            advance(job, iter(job.steps))
+        if not running:
+            continue  # the jobs just started had no steps left: start more without waiting
+        time.sleep(poll)
+        for item in list(running):
+            job, steps, proc, phase = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            if proc.returncode != 0:
+                outcome[job.name] = f"failed in {phase} (exit {proc.returncode})"
+                if job.failed is not None:
+                    job.failed(phase, proc.returncode)
+                else:
+                    print(f"{job.name} failed in {phase} (exit {proc.returncode}); see {job.log}", flush=True)
+            else:
+                advance(job, steps)
+    return outcome
 
 
 def run_cells(todo: list[Cell], cells: list[Cell], grid: dict, results_dir: Path, threads: int | None = None,
@@ -320,18 +393,17 @@ def run_cells(todo: list[Cell], cells: list[Cell], grid: dict, results_dir: Path
         os.chdir(cwd)
     if threads is None:
         threads = int(os.environ.get("SLURM_CPUS_PER_TASK", 0) or 0) or len(os.sched_getaffinity(0))
-    env = _threads_env(threads)
-    lines = []
-    for cell in todo:
-        for phase, cmd in _cell_steps(cell, cells, grid, threads):
-            with open(_log(cell), "a") as log:
-                code = subprocess.run(cmd, env=env, stdout=log, stderr=log).returncode
-            if code != 0:
-                lines.append(_failed(cell, phase, code))
-                break
-        else:
-            lines.append(f"cell {cell.run.name} done" if _finish(cell, grid, results_dir)
-                         else f"cell {cell.run.name} wrote no metrics; see {_log(cell)}")
+    lines: list[str] = []
+
+    def done(cell: Cell) -> None:
+        lines.append(f"cell {cell.run.name} done" if _finish(cell, grid, results_dir)
+                     else f"cell {cell.run.name} wrote no metrics; see {_log(cell)}")
+
+    # one slot: the cells run in order, so a twin's training has finished before the cells that copy it start
+    run_commands([Job(cell.run.name, _cell_steps(cell, cells, grid, threads), _log(cell),
+                      done=lambda cell=cell: done(cell),
+                      failed=lambda phase, code, cell=cell: lines.append(_failed(cell, phase, code)))
+                  for cell in todo], 1, _threads_env(threads), poll=0.2)
     return lines
 
 
@@ -344,41 +416,19 @@ def run_grid(path: Path, results_dir: Path = Path("benchmarks/results"), train: 
     env = _threads_env(threads)
     # seed by seed, so that a grid stopped part-way has covered every (method, K) before repeating any
     pending = sorted((c for c in cells if train and _metrics(c, grid, results_dir) is None), key=lambda c: c.seed)
-    # (cell, its remaining steps, process, phase): a cell's evaluation takes its slot after its training, so
-    # that the other slots keep training meanwhile
-    running: list[tuple[Cell, Iterator, subprocess.Popen, str]] = []
     t0 = time.time()
 
-    def launch(cell: Cell, steps: Iterator, phase: str, cmd: list[str]) -> str:
-        with open(_log(cell), "a") as log:  # the child keeps its own handle
-            running.append((cell, steps, subprocess.Popen(cmd, env=env, stdout=log, stderr=log), phase))
-        return phase
+    def ready(job: Job, running: list[tuple[Job, str]]) -> bool:
+        """A cell waits while a twin trains: it will then evaluate a copy of that run instead of training."""
+        key = _twin_key(job.data)
+        return key is None or not any(phase == "train" and _twin_key(other.data) == key for other, phase in running)
 
-    def start(cell: Cell) -> str:
-        steps = _cell_steps(cell, cells, grid, threads)
-        return launch(cell, steps, *next(steps))
-
-    while pending or running:
-        training = {_twin_key(c) for c, _, _, phase in running if phase == "train"} - {None}
-        while len(running) < parallel:
-            cell = next((c for c in pending if _twin_key(c) not in training), None)
-            if cell is None:  # what is left waits for a twin's training
-                break
-            pending.remove(cell)
-            if start(cell) == "train" and _twin_key(cell) is not None:
-                training.add(_twin_key(cell))
-        time.sleep(1)
-        for item in list(running):
-            cell, steps, proc, phase = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            if proc.returncode != 0:
-                print(_failed(cell, phase, proc.returncode))
-            elif (step := next(steps, None)) is not None:
-                launch(cell, steps, *step)
-            else:
-                _finish(cell, grid, results_dir)
+    # a cell's evaluation takes its slot after its training, so that the other slots keep training meanwhile
+    jobs = [Job(cell.run.name, _cell_steps(cell, cells, grid, threads), _log(cell),
+                done=lambda cell=cell: _finish(cell, grid, results_dir),
+                failed=lambda phase, code, cell=cell: print(_failed(cell, phase, code)), data=cell)
+            for cell in pending]
+    run_commands(jobs, parallel, env, ready=ready)
     return write_table(grid, cells, path, results_dir, time.time() - t0 if train else None)
 
 

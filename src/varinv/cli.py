@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from varinv.errors import ConfigError, VarinvError
+from varinv.runs import CONFIG_FILE, METRICS_FILE, PLOTS_DIR, RunLock
 
 app = typer.Typer(
     help="Unsupervised content-style disentanglement of sequential data (V3 and peers).",
@@ -434,12 +435,13 @@ def evaluate(
         import torch
 
         torch.set_num_threads(threads)
-    run = _writable_run(run, copy_to, data)
+    run = _writable_run(run, copy_to, data, "evaluate")
     opts = EvalOptions(max_fragments=max_fragments, draws=draws, shots=shot_list, classifier_steps=classifier_steps,
                        data=data)
-    _check_eval_data(run, data, split)
-    m = run_eval(run, n_eval=n_eval, split=split, tsne=tsne, what=parts, options=opts,
-                 progress=lambda p: typer.echo(f"evaluate: {p}", err=True))
+    with RunLock.acquire(run, "evaluate", create=False):
+        _check_eval_data(run, data, split)
+        m = run_eval(run, n_eval=n_eval, split=split, tsne=tsne, what=parts, options=opts,
+                     progress=lambda p: typer.echo(f"evaluate: {p}", err=True))
     summary = {}
     missing = object()  # a present null (a NaN metric) is still shown
     for row in headline_rows(parts):  # the headline metrics of the parts that ran, in registry order
@@ -451,14 +453,14 @@ def evaluate(
             summary[p] = _brief(p, m[p])
     summary["eval_seconds_by_part"] = m.get("eval_seconds_by_part")
     typer.echo(json.dumps(summary, indent=1))
-    typer.echo(f"wrote {run / 'metrics.json'} and {run / 'plots'}")
+    typer.echo(f"wrote {run / METRICS_FILE} and {run / PLOTS_DIR}")
     if m.get("errors"):
         typer.echo("error: evaluation part(s) failed: " + "; ".join(f"{k}: {v}" for k, v in m["errors"].items()),
                    err=True)
         sys.exit(1)
 
 
-def _writable_run(run: Path, copy_to: Optional[Path], data: Optional[Path]) -> Path:
+def _writable_run(run: Path, copy_to: Optional[Path], data: Optional[Path], command: str) -> Path:
     """RUN itself, or for pretrained:NAME a writable copy of it (the installed package is never written)."""
     from varinv import pretrained
 
@@ -467,6 +469,10 @@ def _writable_run(run: Path, copy_to: Optional[Path], data: Optional[Path]) -> P
             raise ConfigError(f"--copy-to applies when RUN is pretrained:NAME; {run} is a run folder, written in "
                               "place: leave out --copy-to")
         return run
+    earlier = Path(copy_to) if copy_to is not None else pretrained.DEFAULT_COPY_DIR / pretrained.name_of(run)
+    # An earlier copy may be in use: refuse before copy_run rewrites its config.yaml. (The lock cannot be
+    # held across copy_run, which may replace the whole folder; the caller locks the result.)
+    RunLock.acquire(earlier, command, create=False).release()
     dest = pretrained.copy_run(run, copy_to, data=data)
     typer.echo(f"{run}: working on a copy in {dest} (the installed package is never written)", err=True)
     return dest
@@ -477,9 +483,9 @@ def _check_eval_data(run: Path, data: Optional[Path], split: Optional[str]) -> N
     from varinv import config as config_mod
     from varinv.data.store import open_dataset
 
-    if not (run / "config.yaml").is_file():
+    if not (run / CONFIG_FILE).is_file():
         return  # evaluate itself says what is wrong with the run folder
-    where = Path(data) if data is not None else Path(config_mod.load(run / "config.yaml").data.path)
+    where = Path(data) if data is not None else Path(config_mod.load(run / CONFIG_FILE).data.path)
     if not (where / "manifest.json").is_file():
         return  # evaluate itself says where the dataset should be
     ds = open_dataset(where)
@@ -526,8 +532,9 @@ def recombine(
     run folder first (--copy-to, default runs/pretrained/NAME), whose recombine/ is the default output."""
     from varinv.eval.recombine import recombine as run_recombine
 
-    run = _writable_run(run, copy_to, data)
-    res = run_recombine(run, out, data=data)
+    run = _writable_run(run, copy_to, data, "recombine")
+    with RunLock.acquire(run, "recombine", create=False):
+        res = run_recombine(run, out, data=data)
     typer.echo(f"wrote {res['files']['grid']} and {len(res['files']['atoms']) + len(res['files']['styles'])} strips")
     if "audio" in res["files"]:
         audio = res["files"]["audio"]
@@ -535,11 +542,19 @@ def recombine(
                    f"{sum(map(len, audio['cells']))} cell WAVs (index {audio['index']})")
 
 
-def _output_path(out: Path, allowed: tuple[str, ...]) -> Path:
+def _output_path(out: Path, allowed: tuple[str, ...], overwrite: bool) -> Path:
+    """Checked before the model loads, so a wrong --out costs nothing and replaces nothing."""
     suffix = out.suffix.lower()
     if suffix not in allowed:
         raise ConfigError(f"output {out} must end in {' or '.join(allowed)} (got {suffix or 'no extension'!r})")
+    if out.is_dir():
+        raise ConfigError(f"output {out} is a folder; give a file name ending in {' or '.join(allowed)}")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"output {out} already exists; pass --overwrite to replace it or choose another --out")
     return out
+
+
+_OVERWRITE_HELP = "Replace OUT if it exists (without it, an existing OUT is an error)."
 
 
 @app.command()
@@ -558,6 +573,7 @@ def encode(
     data: Annotated[
         Optional[Path], typer.Option(help="Old run folders without model.json only: the run's training dataset.")
     ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=_OVERWRITE_HELP)] = False,
 ):
     """Encode every fragment of a dataset or of raw files: atom index, z_c and z_s (and the labels, where known).
 
@@ -573,7 +589,7 @@ def encode(
     from varinv.api import Model, encode_dataset, encode_raw, is_dataset, write_codes_csv
     from varinv.data.store import open_dataset
 
-    out = _output_path(out, (".csv", ".npz"))
+    out = _output_path(out, (".csv", ".npz"), overwrite)
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     if threads < 0:
@@ -622,6 +638,7 @@ def transfer(
     upscale: Annotated[int, typer.Option(help="PNG: enlarge by this integer factor.")] = 1,
     griffin_lim_iters: Annotated[int, typer.Option(help="WAV: Griffin-Lim iterations.")] = 48,
     threads: Annotated[int, typer.Option(help="Torch threads (0 = torch default).")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=_OVERWRITE_HELP)] = False,
 ):
     """Decode the content of one sample in the mean style of another.
 
@@ -637,7 +654,7 @@ def transfer(
     from varinv.data.store import open_dataset
     from varinv.errors import DataError
 
-    out = _output_path(out, (".png", ".wav"))
+    out = _output_path(out, (".png", ".wav"), overwrite)
     if upscale < 1 or griffin_lim_iters < 1:
         raise ConfigError("--upscale and --griffin-lim-iters must be >= 1")
     if threads < 0:
@@ -700,9 +717,44 @@ def _register_extensions() -> None:
 _register_extensions()
 
 
+def _usage_error_type() -> type:
+    """click's UsageError (unknown option or command, missing argument, bad value): newer typer vendors
+    click, older typer uses it directly; typer's public BadParameter derives from it either way."""
+    return next(c for c in type.mro(typer.BadParameter) if c.__name__ == "UsageError")
+
+
+def _usage_line(e: Exception, commands) -> str:
+    """A click usage error as the one `error:` line every other mistake gets, pointing at the help of the
+    command it concerns (click's own message spans a usage line and a boxed panel). Some errors (an option
+    missing its value) come without a context: the command is then the first argument naming one."""
+    ctx = getattr(e, "ctx", None)
+    if ctx is not None:
+        where = ctx.command_path
+    else:
+        named = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+        where = f"varinv {named}" if named in commands else "varinv"
+    msg = " ".join(e.format_message().split()).rstrip(".")
+    return f"error: {msg[:1].lower()}{msg[1:]}; see `{where} --help`"
+
+
 def main() -> None:
+    usage_error = _usage_error_type()
+    group = typer.main.get_command(app)
     try:
-        app()
+        # standalone_mode=False: click raises its usage errors instead of printing them (caught below) and
+        # returns the exit code of --help, --version and typer.Exit instead of exiting.
+        code = group.main(prog_name="varinv", standalone_mode=False)
+    except usage_error as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `varinv`: the help, as before
+            text = e.ctx.get_help()  # typer's rich help prints itself and returns ""
+            if text:
+                typer.echo(text)
+            sys.exit(e.exit_code)
+        typer.echo(_usage_line(e, getattr(group, "commands", {})), err=True)
+        sys.exit(2)
+    except typer.Abort:  # what standalone mode printed for it
+        typer.echo("Aborted!", err=True)
+        sys.exit(1)
     except VarinvError as e:
         if _state["debug"]:
             raise
@@ -711,6 +763,8 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted; the last checkpoint is kept (resume with --resume)", err=True)
         sys.exit(130)
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

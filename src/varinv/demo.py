@@ -17,6 +17,7 @@ import typer
 
 from varinv.errors import ConfigError
 from varinv.eval.parts import headline_rows
+from varinv.runs import MODEL_FILE
 
 DEMO_MODEL = "phonenums"
 DEFAULT_OUT = Path("runs/demo-pretrained")
@@ -46,7 +47,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, *, size: int = DEFAULT_SIZE, seed: i
 
     t0 = time.time()
     src = pretrained.path(name)  # ConfigError naming benchmarks/make_pretrained.py when none is packaged
-    meta = json.loads((src / "model.json").read_text())
+    meta = json.loads((src / MODEL_FILE).read_text())
     if meta.get("dataset_generator") != "varinv.data.phonenums":
         raise ConfigError(f"the demo generates PhoneNums, but {pretrained.PREFIX}{name} was trained on "
                           f"{meta.get('dataset_generator') or 'other data'}")

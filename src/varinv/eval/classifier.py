@@ -13,6 +13,12 @@
 * Trained weights are cached in ``RUN/eval_cache/<name>-<key>.safetensors`` (+ ``.json``) where
   ``key`` hashes the dataset manifest, the architecture and every training setting, so a repeated
   evaluation loads instead of training, and any change retrains.
+
+* Training is a pure function of ``settings.seed`` (on one machine, at one torch thread count): the
+  initial weights are drawn from a torch RNG seeded with it (:func:`seeded_init`), the batches are
+  :func:`~varinv.data.batching.batch_indices` draws of ``(seed, step)``. torch's global RNG starts from
+  a random seed in every process, so weights drawn from it before seeding made every fresh evaluation
+  train a different judge.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from varinv.nn.backbones import BackboneSpec, Encoder
 
 __all__ = [
     "ClassifierSettings",
+    "seeded_init",
     "FragmentClassifier",
     "train_classifier",
     "cached_classifier",
@@ -55,22 +62,38 @@ class ClassifierSettings:
     seed: int = 0
 
 
+def seeded_init(seed: int, make):
+    """``make()`` (a module constructor) with torch's CPU RNG seeded to ``seed`` for the duration.
+
+    The global RNG is forked and restored, so the weights depend on ``seed`` alone and building the
+    model neither reads nor moves the RNG state that the caller (or another evaluation part) sees.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return make()
+
+
 class FragmentClassifier(nn.Module):
     """Encoder + linear content and style heads: fragments ``(..., C, H, W)`` → logits.
 
     ``forward(x)`` takes ``(N, C, H, W)`` and returns ``(content_logits, style_logits)``;
     :meth:`predict_content` takes a batch of samples ``(B, L, C, H, W)`` and returns content logits
     ``(B, L, n_content)`` (the interface the few-shot code shares with the ``supervised`` method).
+    With ``seed`` the initial weights are those of :func:`seeded_init` (else torch's global RNG's).
     """
 
     name = "fragment-classifier"
     uses_labels = True
 
-    def __init__(self, shape: tuple[int, int, int], spec: BackboneSpec, n_content: int, n_style: int):
+    def __init__(self, shape: tuple[int, int, int], spec: BackboneSpec, n_content: int, n_style: int,
+                 seed: int | None = None):
         super().__init__()
         self.shape, self.n_content, self.n_style = tuple(shape), int(n_content), int(n_style)
-        # the encoder's two linear heads ARE the classifier heads (d_content = #content classes, …)
-        self.encoder = Encoder(self.shape, spec, max(self.n_content, 1), max(self.n_style, 1))
+
+        def make():  # the encoder's two linear heads ARE the classifier heads (d_content = #content classes, …)
+            return Encoder(self.shape, spec, max(self.n_content, 1), max(self.n_style, 1))
+
+        self.encoder = make() if seed is None else seeded_init(seed, make)
 
     def forward(self, x: torch.Tensor):
         return self.encoder(x)
@@ -137,7 +160,9 @@ def train_classifier(model: nn.Module, split: Split, scale: float, settings: Cla
     """Train ``model`` with its own ``loss(batch, step)`` (labelled batches) on ``split``.
 
     Batches are :func:`~varinv.data.batching.batch_indices` draws (seeded), AdamW with a cosine
-    decay to 0 over ``settings.steps``. Returns ``{"seconds", "final_loss"}``.
+    decay to 0 over ``settings.steps``; torch's global RNG is seeded with ``settings.seed`` for any
+    randomness inside ``loss``. The initial weights are the caller's: build ``model`` under
+    :func:`seeded_init` for a reproducible result. Returns ``{"seconds", "final_loss"}``.
     """
     torch.manual_seed(settings.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -198,9 +223,10 @@ def cached_classifier(run: Path, ds: Dataset, settings: ClassifierSettings,
     """The :class:`FragmentClassifier` (default backbone :data:`JUDGE_SPEC`), trained on ``train`` (or
     loaded from ``RUN/eval_cache``). Returns ``(model in eval mode, info)``."""
     n_c, n_s = len(ds.content_names), len(ds.style_names)
-    model = FragmentClassifier(ds.fragment_shape, spec, n_c, n_s)
+    model = FragmentClassifier(ds.fragment_shape, spec, n_c, n_s, seed=settings.seed)
+    # v2: seeded initial weights; v1 caches hold a judge from an unseeded (per-process random) init
     key = _key(ds, {"spec": dataclasses.asdict(spec), "n": [n_c, n_s], "settings": dataclasses.asdict(settings),
-                    "v": 1})
+                    "v": 2})
     info = _load_or_train(Path(run) / "eval_cache", "classifier", key, model, ds, settings)
     return model, info
 
@@ -230,9 +256,11 @@ def build_counterpart(run: Path, ds: Dataset, model_cfg, settings: ClassifierSet
                 if key in names:
                     values[key] = n
             mcfg = config_mod.build(mcls, values, "model")
-            model = methods.build_method("supervised", mcfg, ds.fragment_shape, seed=settings.seed)
+            # seeded here: the method's constructor takes a seed but draws its weights from the global RNG
+            model = seeded_init(settings.seed, lambda: methods.build_method("supervised", mcfg, ds.fragment_shape,
+                                                                            seed=settings.seed))
             key = _key(ds, {"method": "supervised", "cfg": dataclasses.asdict(mcfg),
-                            "settings": dataclasses.asdict(settings), "v": 1})
+                            "settings": dataclasses.asdict(settings), "v": 2})  # v2: seeded init
             info = _load_or_train(Path(run) / "eval_cache", "supervised", key, model, ds, settings)
             return model, {**info, "kind": "method:supervised"}
         except Exception as e:  # noqa: BLE001 - report and fall back rather than lose the whole evaluation

@@ -22,7 +22,7 @@ from varinv.eval.embed import content_index, embed_split
 from varinv.eval.metrics import atom_order, confusion_matrix
 from varinv.eval.parts.context import n_atoms_of
 from varinv.eval.recombine_audio import DEFAULT_N_ITER, safe_name, write_audio
-from varinv.train.trainer import load_run
+from varinv.runs import RECOMBINE_DIR, load_run
 
 
 def style_means(zs: np.ndarray, style: np.ndarray, n_styles: int) -> np.ndarray:
@@ -101,8 +101,8 @@ def recombine(run: str | Path, out: str | Path | None = None, checkpoint: str = 
     evaluation split, so the dataset is needed: ``data`` gives its location when it moved.
     """
     run = Path(run)
-    cfg, ds, model, _ = load_run(run, checkpoint, data=data, command="recombine")
-    out = Path(out) if out else run / "recombine"
+    cfg, ds, model, _ = load_run(run, checkpoint, data=data, command="recombine", verify=True)
+    out = Path(out) if out else run / RECOMBINE_DIR
     out.mkdir(parents=True, exist_ok=True)
     test = ds.split(cfg.data.eval_split)
     emb = embed_split(model, test, ds.scale, max_samples=500)

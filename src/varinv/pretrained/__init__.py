@@ -20,6 +20,7 @@ import stat
 from pathlib import Path
 
 from varinv.errors import ConfigError
+from varinv.runs import CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE, MODEL_FILE
 
 __all__ = ["PREFIX", "ROOT", "MAKE_SCRIPT", "DEFAULT_COPY_DIR", "root", "names", "is_ref", "name_of", "resolve",
            "path", "describe", "copy_run", "is_copy_of", "missing_message"]
@@ -42,7 +43,7 @@ def names() -> list[str]:
     if not r.is_dir():
         return []
     return sorted(p.name for p in r.iterdir()
-                  if p.is_dir() and (p / "model.json").is_file() and (p / "checkpoints" / "final.json").is_file())
+                  if p.is_dir() and (p / MODEL_FILE).is_file() and (p / CHECKPOINTS_DIR / "final.json").is_file())
 
 
 def is_ref(run) -> bool:
@@ -84,11 +85,11 @@ def resolve(run) -> Path:
 def describe(name: str) -> dict:
     """Name, method, K, fragment shape, step and headline metrics of a packaged model."""
     folder = path(name)
-    meta = json.loads((folder / "model.json").read_text())
+    meta = json.loads((folder / MODEL_FILE).read_text())
     metrics = {}
-    if (folder / "metrics.json").is_file():
-        metrics = json.loads((folder / "metrics.json").read_text())
-    state = json.loads((folder / "checkpoints" / "final.json").read_text())
+    if (folder / METRICS_FILE).is_file():
+        metrics = json.loads((folder / METRICS_FILE).read_text())
+    state = json.loads((folder / CHECKPOINTS_DIR / "final.json").read_text())
     cfg = meta.get("config") or {}
     k = metrics.get("n_atoms") or (cfg.get("model") or {}).get("n_atoms")
     from varinv.eval.parts import headline_rows
@@ -107,9 +108,9 @@ def is_copy_of(folder: Path, name: str) -> bool:
     """Whether ``folder`` is a copy of packaged model ``name`` (same model.json and weights record)."""
     src = path(name)
     try:
-        return ((folder / "model.json").read_bytes() == (src / "model.json").read_bytes()
-                and json.loads((folder / "checkpoints" / "final.json").read_text()).get("model_sha256")
-                == json.loads((src / "checkpoints" / "final.json").read_text()).get("model_sha256"))
+        return ((folder / MODEL_FILE).read_bytes() == (src / MODEL_FILE).read_bytes()
+                and json.loads((folder / CHECKPOINTS_DIR / "final.json").read_text()).get("model_sha256")
+                == json.loads((src / CHECKPOINTS_DIR / "final.json").read_text()).get("model_sha256"))
     except (OSError, ValueError):
         return False
 
@@ -161,11 +162,11 @@ def copy_run(run, dest: str | Path | None = None, *, data: str | Path | None = N
         shutil.copytree(src, dest, copy_function=shutil.copyfile,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         _make_writable(dest)
-        if (dest / "metrics.json").is_file():
-            os.replace(dest / "metrics.json", dest / PACKAGED_METRICS)
+        if (dest / METRICS_FILE).is_file():
+            os.replace(dest / METRICS_FILE, dest / PACKAGED_METRICS)
         marker.write_text(json.dumps({"pretrained": name, "source": str(src)}) + "\n")
     if data is not None:
-        cpath = dest / "config.yaml"
+        cpath = dest / CONFIG_FILE
         raw = yaml.safe_load(cpath.read_text()) or {}
         raw.setdefault("data", {})["path"] = str(data)
         cpath.write_text(yaml.safe_dump(raw, sort_keys=False))

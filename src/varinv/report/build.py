@@ -45,6 +45,7 @@ from varinv.report.collect import (
     read_run,
     resolve_dataset_path,
 )
+from varinv.runs import MODEL_FILE
 
 __all__ = ["build_site", "ReportError"]
 
@@ -144,7 +145,7 @@ def _open_dataset(run: RunInfo):
 def _model_meta(run: RunInfo) -> dict | None:
     """The run's model.json (kind, fragment shape, names of its training data), or None."""
     try:
-        meta = json.loads((run.path / "model.json").read_text())
+        meta = json.loads((run.path / MODEL_FILE).read_text())
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) else None
@@ -335,7 +336,7 @@ def _swaps(site: _Site, ds, groups: list[Group], ks: list, methods: list[str], d
     for g in groups:
         run = g.picture_run
         gdir = ddir / f"{_slug(g.method)}_K{g.k if g.k is not None else 'x'}"
-        data = None if (run.path / "model.json").is_file() else resolve_dataset_path(run)
+        data = None if (run.path / MODEL_FILE).is_file() else resolve_dataset_path(run)
         results[(g.method, g.k)] = SW.group_swaps(run.path, data, split, pairs, gdir, site.rel, budget)
     if not any(r[0] for r in results.values()):
         why = next(iter(results.values()))[1]

@@ -20,12 +20,13 @@ import yaml
 
 from varinv.errors import VarinvError
 from varinv.eval.parts import headline_rows, metric_value
+from varinv.runs import CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE, PLOTS_DIR, RECOMBINE_DIR, TB_DIR
 
 __all__ = ["ReportError", "RunInfo", "Group", "find_runs", "read_run", "group_runs", "aggregate",
            "METRIC_COLUMNS", "method_title", "resolve_dataset_path"]
 
 # Folders below a run that never hold further runs: not walked.
-_SKIP_DIRS = {"checkpoints", "tb", "plots", "recombine", ".git", ".venv", "__pycache__", "node_modules"}
+_SKIP_DIRS = {CHECKPOINTS_DIR, TB_DIR, PLOTS_DIR, RECOMBINE_DIR, ".git", ".venv", "__pycache__", "node_modules"}
 
 # The page's table has always led with the four retrieval pairs (matched, then crossed, z_c first);
 # the other headline metrics of the registry follow in registry order.
@@ -81,11 +82,11 @@ class RunInfo:
 
     @property
     def plots(self) -> Path:
-        return self.path / "plots"
+        return self.path / PLOTS_DIR
 
     @property
     def recombine(self) -> Path:
-        return self.path / "recombine"
+        return self.path / RECOMBINE_DIR
 
     @property
     def has_confusion(self) -> bool:
@@ -135,13 +136,13 @@ def find_runs(paths) -> tuple[list[Path], list[Path]]:
         if not p.is_dir():
             raise ReportError(f"{p} is not a folder; pass run folders (made by `varinv train`) or a benchmark folder")
         found = []
-        if (p / "config.yaml").is_file():
+        if (p / CONFIG_FILE).is_file():
             found.append(p)
         else:
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
                 rp = Path(root)
-                if "config.yaml" in files:
+                if CONFIG_FILE in files:
                     found.append(rp)
                     dirs[:] = []  # a run folder holds no further runs
                     continue
@@ -169,9 +170,9 @@ def _load_yaml(path: Path) -> dict:
 
 
 def read_run(path: Path) -> RunInfo:
-    cfg = _load_yaml(path / "config.yaml")
+    cfg = _load_yaml(path / CONFIG_FILE)
     metrics = None
-    mpath = path / "metrics.json"
+    mpath = path / METRICS_FILE
     if mpath.is_file():
         try:
             metrics = json.loads(mpath.read_text())

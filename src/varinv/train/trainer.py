@@ -1,15 +1,8 @@
 """The training loop: one screen of plain PyTorch, no framework.
 
-run folder::
-
-    config.yaml            the resolved config (every default written out)
-    model.json             what inference needs without the dataset: method, config, fragment shape,
-                           input scale, kind, feature params, content/style names (see model_meta)
-    provenance.json        seed, package/torch versions, dataset manifest hash, command
-    checkpoints/last.*     periodic checkpoint (see checkpoint.py); checkpoints/final.* at the end
-    tb/                    TensorBoard: loss/*, stat/*, opt/lr, atoms/* scalars, checkpoint images, the
-                           config (see monitor.py)
-    train_log.jsonl        the scalars as JSON lines (loss terms by name, lr)
+It writes the run folder (layout, lock and loading: see varinv/runs.py): config.yaml, model.json and
+provenance.json at the start, checkpoints/last.* periodically and checkpoints/final.* at the end,
+tb/ and train_log.jsonl while it runs (see monitor.py), health.json when it finishes.
 
 Under ``torchrun --nproc_per_node=N`` the same loop runs data-parallel (see distributed.py):
 process 0 writes the run folder, and the numbers match a 1-process run of the same config.
@@ -19,21 +12,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from varinv import __version__
 from varinv.config import RunConfig
 from varinv.data.batching import Prefetcher, make_batch
 from varinv.data.store import Dataset, open_dataset
 from varinv.errors import ConfigError, DataError, TrainingError
 from varinv.methods import build_method
+from varinv.runs import (CHECKPOINTS_DIR, CONFIG_FILE, HEALTH_FILE, MODEL_FILE, PROVENANCE_FILE, TRAIN_LOG_FILE,
+                         RunLock, check_run_folder, write_run_files)
+from varinv.runs import load_run as load_run  # noqa: F401 - kept importable from here (benchmarks/)
 from varinv.train import checkpoint as ckpt
 from varinv.train import distributed as ddp
 from varinv.train import monitor, speed
@@ -48,24 +41,6 @@ def lr_factor(step: int, t) -> float:
     return f
 
 
-def check_run_folder(run: Path, need_bytes: int) -> None:
-    """Fail before training, not after an hour, if the run folder cannot take the checkpoints."""
-    try:
-        run.mkdir(parents=True, exist_ok=True)
-        probe = run / ".write-probe"
-        probe.write_bytes(b"x")
-        probe.unlink()
-    except OSError as e:
-        raise TrainingError(f"run folder {run} is not writable ({e.strerror}); choose another --run folder") from None
-    free = shutil.disk_usage(run).free
-    if free < need_bytes:
-        raise TrainingError(
-            f"run folder {run} has {free / 1e6:.0f} MB free but checkpoints need about {need_bytes / 1e6:.0f} MB; "
-            "free some space or choose another --run folder"
-        )
-
-
-LOCK_FILE = ".lock"
 # Settings a --resume may change: they alter neither the model, the optimisation nor the batches drawn.
 #   train.steps      train further (never below the steps already done, checked separately)
 #   train.threads    CPU threads: speed only
@@ -73,43 +48,6 @@ LOCK_FILE = ".lock"
 #   train.device     where the same computation runs (e.g. continue a CPU run on a GPU)
 #   train.compile    the same computation in compiled kernels (speed.py); checkpoints are alike
 RESUME_MAY_CHANGE = ("train.steps", "train.threads", "train.log_every", "train.device", "train.compile")
-
-
-class RunLock:
-    """An exclusive lock on RUN/.lock (fcntl.flock, non-blocking) held for a whole training, so that two
-    `varinv train` never write one run folder. The lock goes with the process, however it ends."""
-
-    def __init__(self, fd: int | None):
-        self.fd = fd
-
-    @classmethod
-    def acquire(cls, run: Path) -> "RunLock":
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no lock
-            return cls(None)
-        try:
-            run.mkdir(parents=True, exist_ok=True)
-            fd = os.open(run / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise TrainingError(f"run folder {run} is not writable ({e.strerror}); choose another --run folder") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            try:
-                pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            finally:
-                os.close(fd)
-            raise TrainingError(f"run folder {run} is in use by another varinv train (pid {pid}); wait for it to "
-                                "finish or stop it, or choose another --run folder") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        return cls(fd)
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor releases the flock
-            self.fd = None
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -128,8 +66,8 @@ def check_run_config(run: Path, cfg: RunConfig, resume: bool) -> None:
     run never replaces a config.yaml that varinv did not write."""
     from varinv import config as config_mod
 
-    cpath, ck_dir = run / "config.yaml", run / "checkpoints"
-    ours = (run / MODEL_FILE).exists() or (run / "provenance.json").exists() or ck_dir.exists()
+    cpath, ck_dir = run / CONFIG_FILE, run / CHECKPOINTS_DIR
+    ours = (run / MODEL_FILE).exists() or (run / PROVENANCE_FILE).exists() or ck_dir.exists()
     if not resume:
         if cpath.exists() and not ours:
             raise TrainingError(f"run folder {run} holds a config.yaml that varinv did not write (no checkpoints, no "
@@ -303,8 +241,8 @@ def _train(
     if len(train_split) < 2:
         raise DataError(f"dataset {ds.root} has {len(train_split)} training samples; V3 needs at least 2")
     ddp.check_batch(min(t.batch_size, len(train_split)), ctx.world)
-    ck_dir = run / "checkpoints"
-    lock = ddp.run_on_main(lambda: RunLock.acquire(run), ctx)
+    ck_dir = run / CHECKPOINTS_DIR
+    lock = ddp.run_on_main(lambda: RunLock.acquire(run, "train"), ctx)
     try:
         return _train_locked(cfg, run, ctx, ds, train_split, ck_dir, mode, resume=resume, tensorboard=tensorboard,
                              stop_after=stop_after)
@@ -337,9 +275,9 @@ def _train_locked(cfg: RunConfig, run: Path, ctx: ddp.Context, ds: Dataset, trai
             ddp.seed_process(t.seed, start, ctx)
     else:
         ddp.seed_process(t.seed, 0, ctx)
-    ddp.run_on_main(lambda: _write_run_files(run, cfg, ds, ctx), ctx)
+    ddp.run_on_main(lambda: write_run_files(run, cfg, ds, ctx.world), ctx)
     if ctx.main:
-        truncate_log(run / "train_log.jsonl", start)  # a resumed (or restarted) run logs each step once
+        truncate_log(run / TRAIN_LOG_FILE, start)  # a resumed (or restarted) run logs each step once
         samples = None
         if tensorboard:  # the samples of the checkpoint images: the first validation (else training) ones
             shown = ds.split("val") if "val" in ds.splits else train_split
@@ -422,149 +360,10 @@ def report_health(model, run: Path, ds: Dataset, echo: bool = True, n_samples: i
     h = health.assess(health.read_log(run), torch.cat(idx).numpy() if idx else None, torch.cat(zs).numpy(),
                       int(book.shape[0]) if book is not None else 1, torch.cat(zc).numpy(),
                       book.detach().float().cpu().numpy() if book is not None else None)
-    (run / "health.json").write_text(json.dumps(h, indent=1) + "\n")
+    (run / HEALTH_FILE).write_text(json.dumps(h, indent=1) + "\n")
     line = health.warning(h)
     if line is not None:
         print(line, file=sys.stderr)
     elif echo:
         print("health: content vocabulary and style space formed (health.json)", file=sys.stderr)
     return h
-
-
-MODEL_FILE = "model.json"
-MODEL_FORMAT = "varinv-model/1"
-
-
-def model_meta(cfg: RunConfig, ds: Dataset) -> dict:
-    """RUN/model.json: everything inference needs besides the weights, so that a run folder loads
-    (and encodes, decodes, transfers) without its dataset. The dataset path and hash are informational."""
-    train_entry = ds.manifest.get("splits", {}).get("train", {})
-    return {
-        "format": MODEL_FORMAT,
-        "varinv": __version__,
-        "method": cfg.method,
-        "config": cfg.to_dict(),
-        "fragment_shape": [int(v) for v in ds.fragment_shape],
-        "n_fragments": ds.n_fragments,
-        "scale": ds.scale,
-        "kind": ds.kind,
-        "params": ds.manifest.get("params") or {},
-        "content_names": [str(n) for n in ds.content_names],
-        "style_names": [str(n) for n in train_entry.get("style_names", ds.style_names)],
-        "dataset_path": str(cfg.data.path),
-        "dataset_hash": ds.hash(),
-        "dataset_generator": ds.manifest.get("generator"),
-    }
-
-
-def read_model_meta(run: Path) -> dict | None:
-    """RUN/model.json, or None for run folders made before it existed."""
-    path = Path(run) / MODEL_FILE
-    if not path.is_file():
-        return None
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise TrainingError(f"{path} cannot be read ({e}); delete it to load the run from its dataset") from None
-    missing = [k for k in ("format", "method", "config", "fragment_shape", "scale", "kind") if k not in meta]
-    if missing or meta.get("format") != MODEL_FORMAT:
-        what = f"lacks {', '.join(missing)}" if missing else f"has format {meta.get('format')!r}, expected {MODEL_FORMAT!r}"
-        raise TrainingError(f"{path} {what}; delete it to load the run from its dataset")
-    return meta
-
-
-def _write_run_files(run: Path, cfg: RunConfig, ds: Dataset, ctx: ddp.Context) -> None:
-    t = cfg.train
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    tmp = run / (MODEL_FILE + ".tmp")
-    tmp.write_text(json.dumps(model_meta(cfg, ds), indent=1) + "\n")
-    tmp.replace(run / MODEL_FILE)
-    (run / "provenance.json").write_text(
-        json.dumps(
-            {
-                "varinv": __version__,
-                "torch": torch.__version__,
-                "seed": t.seed,
-                "dataset": str(ds.root),
-                "dataset_hash": ds.hash(),
-                "dataset_generator": ds.manifest.get("generator"),
-                "dataset_seed": ds.manifest.get("seed"),
-                "argv": sys.argv,
-                "threads": torch.get_num_threads(),
-                "processes": ctx.world,
-            },
-            indent=1,
-        )
-    )
-
-
-def load_run(run: str | Path, checkpoint: str = "final", *, data: str | Path | None = None,
-             need_data: bool = True, command: str = "evaluate"):
-    """(cfg, dataset, model in eval mode, state) of a finished or interrupted run.
-
-    The model is built from RUN/model.json when present, so it needs no dataset; run folders made
-    before model.json fall back to the dataset. ``data`` overrides the dataset location (the config's
-    ``data.path``, which is set to it). A missing dataset raises a DataError that suggests
-    ``varinv COMMAND RUN --data PATH``. With ``need_data=False`` and a model.json the dataset is not
-    opened at all (None).
-    """
-    cfg, ds, model, state, _ = load_run_with_meta(run, checkpoint, data=data, need_data=need_data, command=command)
-    return cfg, ds, model, state
-
-
-def load_run_with_meta(run: str | Path, checkpoint: str = "final", *, data: str | Path | None = None,
-                       need_data: bool = True, command: str | None = "evaluate"):
-    """:func:`load_run` plus the run's model.json (for old runs: the same fields, from the dataset).
-    ``command`` None: the error for a missing dataset names ``varinv.load_model(RUN, data=PATH)``."""
-    from varinv import config as config_mod
-    from varinv import pretrained
-
-    shown = run if pretrained.is_ref(run) else Path(run)
-    run = pretrained.resolve(run)  # pretrained:NAME → the packaged folder (read here, never written)
-    fix = f"`varinv {command} {shown} --data PATH`" if command else f"varinv.load_model('{shown}', data=PATH)"
-    if not run.is_dir():
-        raise TrainingError(f"run folder {run} does not exist; train one with `varinv train` or check the path")
-    meta = read_model_meta(run)
-    cpath = run / "config.yaml"
-    if cpath.exists():
-        cfg = config_mod.load(cpath)
-    elif meta is not None:
-        cfg = config_mod.from_dict(meta["config"])
-    else:
-        raise TrainingError(f"{run} is not a run folder (config.yaml missing); train one with `varinv train`")
-    if data is not None:
-        cfg.data.path = str(data)
-    ds = None
-    if need_data or meta is None:  # with model.json, inference alone never opens the dataset
-        if (Path(cfg.data.path) / "manifest.json").is_file():
-            ds = open_dataset(cfg.data.path)
-        elif data is not None:
-            given = "--data" if command else "data="
-            raise DataError(f"no dataset at {data} (manifest.json missing); check the path given with {given}")
-        elif meta is None:
-            raise DataError(
-                f"no dataset at {cfg.data.path} (manifest.json missing), and run {run} has no {MODEL_FILE} (trained "
-                f"before varinv wrote one), so it needs its dataset; pass its location: {fix}"
-            )
-        else:
-            raise DataError(
-                f"the dataset of run {run} is no longer at {cfg.data.path} (manifest.json missing; moved or "
-                f"deleted?); pass its location: {fix}"
-            )
-    if meta is not None:
-        shape = tuple(int(v) for v in meta["fragment_shape"])
-        if ds is not None and tuple(ds.fragment_shape) != shape:
-            raise DataError(
-                f"dataset {ds.root} has fragments of shape {tuple(ds.fragment_shape)} but run {run} was trained on "
-                f"{shape}; pass the run's dataset with --data PATH"
-            )
-        model = build_for_shape(cfg, shape, cfg.train.seed, where=f"run {run}")
-    else:
-        model = build_for_dataset(cfg, ds, cfg.train.seed)
-        meta = model_meta(cfg, ds)
-    name = checkpoint
-    if name == "final" and not (run / "checkpoints" / "final.json").exists():
-        name = "last"
-    state = ckpt.load_model(run / "checkpoints", name, model)
-    model.eval()
-    return cfg, ds, model, state, meta

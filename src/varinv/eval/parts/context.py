@@ -15,7 +15,7 @@ import numpy as np
 
 from varinv.eval import metrics as M
 from varinv.eval.embed import content_index
-from varinv.train.trainer import load_run
+from varinv.runs import PLOTS_DIR, load_run
 
 __all__ = ["EvalOptions", "EvalContext", "n_atoms_of", "rows_for", "flat_latents"]
 
@@ -71,7 +71,8 @@ class EvalContext:
 
     def __init__(self, run: Path, opts: EvalOptions):
         self.run, self.opts = run, opts
-        self.cfg, self.ds, self.model, self.state = load_run(run, opts.checkpoint, data=opts.data, command="evaluate")
+        self.cfg, self.ds, self.model, self.state = load_run(run, opts.checkpoint, data=opts.data, command="evaluate",
+                                                              verify=True)
         self.seed = self.cfg.train.seed if opts.seed is None else opts.seed
         self.split_name = opts.split or self.cfg.data.eval_split
         self.n_eval = opts.n_eval or self.cfg.data.n_eval
@@ -141,7 +142,7 @@ class EvalContext:
 
     @cached_property
     def pdir(self) -> Path:
-        p = self.run / "plots"
+        p = self.run / PLOTS_DIR
         p.mkdir(exist_ok=True)
         return p
 
