@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from varinv.bench import Job, run_commands
+from varinv.bench import Job, run_commands, train_then_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ["codebook_purity", "one_to_one_accuracy", "prauc_zc_content", "prauc_zs_style",
@@ -77,17 +77,9 @@ def main() -> None:
     threads = max(1, (os.cpu_count() or 2) // args.parallel)
 
     def steps(run: Path, data: str, config: str, k, seed: int):
-        """Train (resuming an interrupted run), then evaluate; built when the run starts (see bench.Job)."""
-        cmd = varinv + ["train", config, "--run", str(run), "--no-progress", "--set", f"data.path={data}",
-                        "--set", f"train.seed={seed}", "--set", f"train.threads={threads}"]
-        if k is not None:
-            cmd += ["--set", f"model.n_atoms={k}"]
-        for s in args.set:
-            cmd += ["--set", s]
-        if (run / "checkpoints" / "last.json").exists():
-            cmd.append("--resume")
-        yield "train", cmd
-        yield "evaluate", varinv + ["evaluate", str(run), "--no-tsne"]
+        sets = [f"data.path={data}", f"train.seed={seed}", *([f"model.n_atoms={k}"] if k is not None else []),
+                *args.set]
+        return train_then_evaluate(varinv, config, run, sets, threads)
 
     # the scheduler of `varinv benchmark`: --parallel runs at once, each run's evaluation in its slot
     jobs = []

@@ -51,6 +51,23 @@ TOY_CFG = {
 }
 
 
+def train_toy_run(root, data: dict | None = None, tensorboard: bool = False, **train):
+    """A toy V3 run trained in this process under ``root``: (run folder, dataset folder). ``data`` and
+    ``train`` update TOY_CFG's sections."""
+    import json
+
+    from varinv import config as config_mod
+    from varinv.train.trainer import train as train_run
+
+    ds = from_arrays(root / "toy", {"train": toy_arrays(32), "test": toy_arrays(12, seed=1)},
+                     content_names=list("abcd"), style_names=["red", "green", "blue"])
+    raw = json.loads(json.dumps(TOY_CFG))
+    raw["data"].update(path=str(ds.root), **(data or {}))
+    raw["train"].update(train)
+    train_run(config_mod.from_dict(raw), root / "run", progress=False, tensorboard=tensorboard)
+    return root / "run", ds.root
+
+
 def run_varinv(monkeypatch, capsys, *args) -> tuple[int, str, str]:
     """`varinv ARGS` in this process through cli.main, the real error path: (exit code, stdout, stderr)."""
     from varinv import cli

@@ -9,8 +9,7 @@ import types
 import numpy as np
 import pytest
 
-from conftest import TOY_CFG, run_varinv, toy_arrays
-from varinv.data.store import from_arrays
+from conftest import TOY_CFG, run_varinv, train_toy_run
 from varinv.eval import parts as P
 from varinv.eval.parts import Headline
 
@@ -86,21 +85,7 @@ def test_one_atom_order_and_one_metric_error():
 # ----------------------------------------------------------------------------------------- a toy part
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    import torch
-
-    from varinv import config as config_mod
-    from varinv.train.trainer import train
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("parts")
-    ds = from_arrays(root / "toy", {"train": toy_arrays(32), "test": toy_arrays(12, seed=1)},
-                     content_names=list("abcd"), style_names=["red", "green", "blue"])
-    raw = json.loads(json.dumps(TOY_CFG))
-    raw["data"]["path"] = str(ds.root)
-    raw["train"].update(steps=2, ckpt_every=1)
-    run = root / "run"
-    train(config_mod.from_dict(raw), run, progress=False, tensorboard=False)
-    return run
+    return train_toy_run(tmp_path_factory.mktemp("parts"), steps=2, ckpt_every=1)[0]
 
 
 def _toy_part(fail: bool = False) -> types.ModuleType:

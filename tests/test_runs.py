@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TOY_CFG, held_lock, one_error_line, run_varinv, toy_arrays
+from conftest import held_lock, one_error_line, run_varinv, train_toy_run
 from varinv import runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,22 +20,9 @@ SRC = ROOT / "src" / "varinv"
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A 4-step toy run and its dataset (shared: tests copy the run before writing into it)."""
-    import torch
-
-    from varinv import config as config_mod
-    from varinv.data.store import from_arrays
-    from varinv.train.trainer import train
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("runs")
-    ds = from_arrays(root / "toy", {"train": toy_arrays(32), "test": toy_arrays(12, seed=1)},
-                     content_names=list("abcd"), style_names=["red", "green", "blue"])
-    raw = json.loads(json.dumps(TOY_CFG))
-    raw["data"]["path"] = str(ds.root)
-    raw["data"]["n_eval"] = 16
-    raw["train"].update(steps=4, batch_size=16, log_every=1, ckpt_every=2)
-    train(config_mod.from_dict(raw), root / "run", progress=False, tensorboard=True)
-    return {"run": root / "run", "ds": ds.root}
+    run, ds = train_toy_run(tmp_path_factory.mktemp("runs"), data={"n_eval": 16}, tensorboard=True,
+                            steps=4, batch_size=16, log_every=1, ckpt_every=2)
+    return {"run": run, "ds": ds}
 
 
 def _copy(trained, tmp_path: Path) -> Path:

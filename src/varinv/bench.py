@@ -312,6 +312,18 @@ def _threads_env(threads: int) -> dict:
     return {**os.environ, "OMP_NUM_THREADS": str(threads)}
 
 
+def train_then_evaluate(varinv: list[str], config: str, run: Path, sets: list[str], threads: int):
+    """A run's steps for :class:`Job`: train (resuming an interrupted run), then evaluate. A generator, so
+    the ``--resume`` decision is made when the run starts, not when the job list is built."""
+    cmd = varinv + ["train", str(config), "--run", str(run), "--no-progress"]
+    for s in [f"train.threads={threads}", *sets]:  # the caller's sets win
+        cmd += ["--set", s]
+    if (run / CHECKPOINTS_DIR / "last.json").exists():
+        cmd.append("--resume")
+    yield "train", cmd
+    yield "evaluate", varinv + ["evaluate", str(run), "--no-tsne"]
+
+
 @dataclasses.dataclass(eq=False)
 class Job:
     """One slot's work for :func:`run_commands`.
