@@ -26,6 +26,10 @@ equals compositing the blurred mask. This keeps 10,000 rows well under 30 s on o
 Splits: ``train``/``val``/``test`` (80/10/10 of ``n_rows``, colours balanced within every split) and,
 with ``ood=True``, ``ood_test`` plus nested ``ood_1shot`` c ``ood_5shot`` c ``ood_10shot`` (1/5/10 rows
 per OOD colour, disjoint from ``ood_test``). OOD style labels index into ``OOD_STYLE_NAMES``.
+
+Longer than our ~450-line guide on purpose: the glyph bank, the rendering and the splits draw in turn
+from one seeded generator, and the byte-identical output rests on that order, which one module keeps
+in view.
 """
 
 from __future__ import annotations

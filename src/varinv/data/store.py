@@ -11,6 +11,9 @@ Splits are ``train``, ``val``, ``test`` and optionally ``ood_test``, ``ood_1shot
 ``ood_10shot``. A split may carry its own ``style_names`` (the OOD colours / instruments).
 Arrays are loaded memory-mapped, so a dataset larger than memory still trains; a batch is one fancy
 index into the map, which keeps loading far below the cost of a training step on 2 cores.
+
+Slightly over our ~450-line guide on purpose: the reader and the writer of the format share its manifest
+layout and checksums (what writing records, reading verifies), so they stay in one module.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ traversals driven by selectors, swaps of real test samples (the content of A in 
 with ``varinv.api``'s ``transfer``), and the metrics table (mean ± std over seeds, n seeds). The header
 links the V3 paper and the footer holds the project's citation (CITATION.cff). A piece that does not
 exist (a method not run for some K, a run not evaluated) is shown as such, never as a broken image.
+
+Longer than our ~450-line guide on purpose: each function writes one part of the one page, its HTML and
+the assets that HTML links, through the shared ``_Site``; split by part, markup and asset paths that
+must agree would sit in different modules.
 """
 
 from __future__ import annotations
