@@ -87,7 +87,7 @@ def test_missing_submitit_names_the_extra(toy_dataset, tmp_path, monkeypatch, ca
 
 
 def test_slurm_executor_gets_the_grid_block_and_overrides(tmp_path, monkeypatch):
-    from varinv.bench import _executor, slurm_options
+    from varinv.launchers import _executor, slurm_options
 
     (tmp_path / "bin").mkdir()
     for tool in ("sbatch", "srun"):  # stand-ins: nothing is submitted
