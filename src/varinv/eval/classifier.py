@@ -37,6 +37,7 @@ from torch import nn
 from varinv.data.batching import batch_indices, iterate, make_batch
 from varinv.data.store import Dataset, Split
 from varinv.nn.backbones import BackboneSpec, Encoder
+from varinv.runs import EVAL_CACHE_DIR
 
 __all__ = [
     "ClassifierSettings",
@@ -227,7 +228,7 @@ def cached_classifier(run: Path, ds: Dataset, settings: ClassifierSettings,
     # v2: seeded initial weights; v1 caches hold a judge from an unseeded (per-process random) init
     key = _key(ds, {"spec": dataclasses.asdict(spec), "n": [n_c, n_s], "settings": dataclasses.asdict(settings),
                     "v": 2})
-    info = _load_or_train(Path(run) / "eval_cache", "classifier", key, model, ds, settings)
+    info = _load_or_train(Path(run) / EVAL_CACHE_DIR, "classifier", key, model, ds, settings)
     return model, info
 
 
@@ -261,7 +262,7 @@ def build_counterpart(run: Path, ds: Dataset, model_cfg, settings: ClassifierSet
                                                                             seed=settings.seed))
             key = _key(ds, {"method": "supervised", "cfg": dataclasses.asdict(mcfg),
                             "settings": dataclasses.asdict(settings), "v": 2})  # v2: seeded init
-            info = _load_or_train(Path(run) / "eval_cache", "supervised", key, model, ds, settings)
+            info = _load_or_train(Path(run) / EVAL_CACHE_DIR, "supervised", key, model, ds, settings)
             return model, {**info, "kind": "method:supervised"}
         except Exception as e:  # noqa: BLE001 - report and fall back rather than lose the whole evaluation
             note = f"the registered 'supervised' method could not be used ({type(e).__name__}: {e}); fell back"

@@ -28,6 +28,7 @@ from varinv.errors import ConfigError
 from varinv.eval import parts as P
 from varinv.eval.parts.context import EvalContext, EvalOptions, n_atoms_of
 from varinv.eval.parts.core import core_metrics
+from varinv.runs import METRICS_FILE
 
 __all__ = ["evaluate", "parse_parts", "partial_note", "EvalOptions", "n_atoms_of", "core_metrics"]
 
@@ -135,7 +136,7 @@ def evaluate(run: str | Path, *, n_eval: int | None = None, split: str | None = 
     metrics = _jsonable(metrics)
     if not write:
         return metrics
-    path = run / "metrics.json"
+    path = run / METRICS_FILE
     old = json.loads(path.read_text()) if path.exists() else {}
     old.pop("errors", None)
     old.update(metrics)

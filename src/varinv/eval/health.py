@@ -27,6 +27,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from varinv.runs import TRAIN_LOG_FILE
 
 HINGE_MET = 0.1
 MIN_PERPLEXITY_SHARE = 0.5  # of K
@@ -35,7 +36,7 @@ HINGES = ("content", "style", "sample", "fragment")
 
 
 def read_log(run: Path) -> list[dict]:
-    path = Path(run) / "train_log.jsonl"
+    path = Path(run) / TRAIN_LOG_FILE
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from varinv.runs import TB_DIR, TRAIN_LOG_FILE
 
 N_IMAGE_SAMPLES = 4
 MAX_GRID_ROWS = 32
@@ -141,7 +142,7 @@ class Logger:
 
     def __init__(self, run: Path, tensorboard: bool, *, cfg=None, samples: torch.Tensor | None = None,
                  kind: str = "image", start: int = 0):
-        self.jsonl = open(run / "train_log.jsonl", "a")
+        self.jsonl = open(run / TRAIN_LOG_FILE, "a")
         self.tb = None
         self.samples, self.kind = samples, kind
         self._image_step = None
@@ -151,7 +152,7 @@ class Logger:
                 from torch.utils.tensorboard import SummaryWriter
 
                 # a resumed run's events after its checkpoint are dropped, as train_log.jsonl's rows are
-                self.tb = SummaryWriter(str(run / "tb"), purge_step=start + 1 if start else None)
+                self.tb = SummaryWriter(str(run / TB_DIR), purge_step=start + 1 if start else None)
             except ImportError:  # tensorboard is a dependency, but logging must never stop training
                 self.tb = None
         if self.tb is not None and cfg is not None:

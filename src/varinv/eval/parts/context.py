@@ -85,17 +85,23 @@ class EvalContext:
     def test(self):
         return self.ds.split(self.split_name)
 
-    @cached_property
-    def sub(self):
+    def _subset(self, split, n_fragments: int, seed: int):
         from varinv.eval.ood import subset
 
-        return subset(self.test, rows_for(len(self.test), self.L, self.n_eval, self.seed))
+        return subset(split, rows_for(len(split), self.L, n_fragments, seed))
+
+    def _encode(self, split):
+        from varinv.eval.swap import encode_samples
+
+        return encode_samples(self.model, split, self.ds.scale)
+
+    @cached_property
+    def sub(self):
+        return self._subset(self.test, self.n_eval, self.seed)
 
     @cached_property
     def sub_lat(self):
-        from varinv.eval.swap import encode_samples
-
-        return encode_samples(self.model, self.sub, self.ds.scale)
+        return self._encode(self.sub)
 
     @cached_property
     def sub_emb(self):
@@ -112,16 +118,11 @@ class EvalContext:
 
     @cached_property
     def train_sub(self):
-        from varinv.eval.ood import subset
-
-        tr = self.ds.split("train")
-        return subset(tr, rows_for(len(tr), self.L, self.opts.probe_fragments, self.seed + 1))
+        return self._subset(self.ds.split("train"), self.opts.probe_fragments, self.seed + 1)
 
     @cached_property
     def train_lat(self):
-        from varinv.eval.swap import encode_samples
-
-        return encode_samples(self.model, self.train_sub, self.ds.scale)
+        return self._encode(self.train_sub)
 
     @cached_property
     def train_emb(self):
