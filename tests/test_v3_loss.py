@@ -181,9 +181,9 @@ def test_reassignment_decodes_with_a_samples_mean_style(style):
     seen = {}
     real = m.best_atoms
 
-    def spy(x, zs):
+    def spy(x, zs, pose=None):
         seen["zs"] = zs
-        return real(x, zs)
+        return real(x, zs, pose)
 
     m.best_atoms = spy
     x = torch.rand(2, 3, 3, 16, 16)
@@ -394,3 +394,56 @@ def test_separable_decoder_cannot_make_style_pick_the_content():
     assert torch.isfinite(out["total"])
     with pytest.raises(ConfigError, match="model.decoder"):
         V3Config(decoder="other").validate()
+
+
+def test_pose_warp_is_the_identity_at_zero_and_a_bounded_similarity_otherwise():
+    from varinv.nn.pose import MAX_LOG_SCALE, MAX_SHIFT, pose_matrix, warp
+
+    x = torch.rand(3, 2, 16, 16)
+    assert torch.allclose(warp(x, torch.zeros(3, 4)), x, atol=1e-5)
+    # a shift moves a dot by MAX_SHIFT · tanh(p) of the half-side, and nothing else changes
+    dot = torch.zeros(1, 1, 16, 16)
+    dot[0, 0, 8, 8] = 1.0
+    p = torch.tensor([[0.0, 0.0, math.atanh(0.5), 0.0]])  # 0.5 · MAX_SHIFT · 8 px = 1 px to the left
+    moved = warp(dot, p)
+    assert int(moved.flatten().argmax()) == 8 * 16 + 8 - round(0.5 * MAX_SHIFT * 8)
+    # however large the raw parameters, the transform stays a rotation-scale within its bounds
+    m = pose_matrix(torch.tensor([[50.0, 50.0, 50.0, -50.0], [-50.0, -50.0, 0.0, 0.0]]))
+    lin = m[:, :, :2]
+    assert torch.allclose(lin @ lin.transpose(1, 2) / torch.det(lin)[:, None, None], torch.eye(2).expand(2, 2, 2),
+                          atol=1e-5)
+    assert torch.det(lin).sqrt().max() <= math.exp(MAX_LOG_SCALE) + 1e-5
+    assert m[:, :, 2].abs().max() <= MAX_SHIFT + 1e-6
+
+
+def test_pose_is_read_per_fragment_applied_to_the_rendering_and_kept_out_of_style():
+    from varinv.nn.pose import warp
+
+    torch.manual_seed(0)
+    cfg = V3Config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, pose="similarity",
+                   w_reassign=1.0, reassign_fragments=4)
+    m = V3(cfg, (3, 16, 16))
+    m.train()
+    x = torch.rand(2, 4, 3, 16, 16)
+    ae = m.autoencode(x, step=0)
+    assert ae["pose"].shape == (8, 4) and ae["zs"].shape == (8, 3)
+    # the reconstruction is the canonical rendering warped by each fragment's pose
+    with torch.no_grad():
+        m.decoder.eval()
+        ae_eval = m.autoencode(x, step=0)
+        canon = m.decoder(ae_eval["zq"], ae_eval["zs_dec"])
+        want = F.mse_loss(warp(canon, ae_eval["pose"]).view_as(x), x)
+    assert torch.isclose(ae_eval["recon"], want)
+    m.decoder.train()
+    m.zero_grad()
+    ae["recon"].backward()
+    assert m.encoder.to_style.weight.grad[-4:].abs().sum() > 0  # the pose head learns from reconstruction
+    # decoding (recombination, evaluation) renders the prototype: no pose; the style has d_style dims
+    m.eval()
+    enc = m.encode(x)
+    assert enc.style.shape == (2, 4, 3) and m.decode(enc.content_q, enc.style).shape == x.shape
+    # reassignment compares the fragments with every atom's rendering in the fragment's own pose
+    out = m.loss({"x": x}, step=0)
+    assert torch.isfinite(out["reassign"])
+    with pytest.raises(ConfigError, match="pose"):
+        V3Config(pose="affine").validate()

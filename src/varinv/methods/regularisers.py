@@ -208,7 +208,8 @@ def reassign_term(model, batch, ae, step):
         if cfg.reassign_style == "other":
             means = means.roll(1, 0)
         zs = means.repeat_interleave(length, 0)
-    target = model.best_atoms(x_flat, zs[:n])
+    pose = ae.get("pose")
+    target = model.best_atoms(x_flat, zs[:n], None if pose is None else pose[:n].detach())
     sq = model.quantizer.distances(ae["zc"][:n].float())
     return assignment_ce(sq, target, cfg.diversity_temperature)
 

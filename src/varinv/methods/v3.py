@@ -32,6 +32,7 @@ from varinv.config import Interval, Options, _check
 from varinv.methods.regularisers import EPS, REGULARISERS, TILT_MODES
 from varinv.methods.vqae import VQAutoencoder, VQConfig
 from varinv.nn.distributed import gather_samples
+from varinv.nn.pose import warp
 
 
 @dataclass
@@ -212,9 +213,10 @@ class V3(VQAutoencoder):
         out["total"] = total
         return out
 
-    def best_atoms(self, x: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
-        """(N,) index of the atom whose decoding with style ``zs`` reconstructs each fragment best;
-        x (N, C, H, W), zs (N, d_s). Eval-mode decoder, so batch-norm statistics are left alone."""
+    def best_atoms(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
+        """(N,) index of the atom whose decoding with style ``zs`` (and each fragment's ``pose``, if any)
+        reconstructs each fragment best; x (N, C, H, W), zs (N, d_s). Eval-mode decoder, so batch-norm
+        statistics are left alone."""
         n, k = x.shape[0], self.cfg.n_atoms
         was_training = self.decoder.training
         self.decoder.eval()
@@ -222,6 +224,8 @@ class V3(VQAutoencoder):
             with torch.no_grad():
                 book = self.quantizer.codebook.to(zs.dtype)
                 x_hat = self.decode(book.repeat(n, 1), zs.repeat_interleave(k, 0))  # (N·K, C, H, W)
+                if pose is not None:
+                    x_hat = warp(x_hat, pose.repeat_interleave(k, 0))
                 err = (x_hat.float() - x.float().repeat_interleave(k, 0)).pow(2).flatten(1).mean(1)
         finally:
             self.decoder.train(was_training)

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from varinv.config import Interval
+from varinv.config import Interval, Options
 from varinv.methods.base import Encoded
 from varinv.methods.autoencoder import BackboneConfig, ConvAutoencoder
+from varinv.nn.pose import POSES, warp
 from varinv.nn.quantizer import EMAQuantizer
 
 
@@ -42,6 +43,11 @@ class VQConfig(BackboneConfig):
     d_detail: int = 0
     detail_capacity: float = 1.0
     w_detail: float = 1.0
+    # A per-fragment pose read by the encoder and applied to the decoder's output ("none" or "similarity":
+    # rotation, scale and shift within bounds, nn/pose.py), so that atoms render their content in one pose
+    # and the codebook is not spent on where and how large each fragment draws it. For images: along a
+    # spectrogram's frequency axis a shift or scale is a pitch change, i.e. content.
+    pose: str = "none"
 
     RULES = {
         "n_atoms": Interval(int, 1, None, symbol="K"),
@@ -55,6 +61,7 @@ class VQConfig(BackboneConfig):
         "d_detail": Interval(int, 0, None),
         "detail_capacity": Interval(float, 0, None, note="nats"),
         "w_detail": Interval(float, 0, None),
+        "pose": Options(tuple(POSES)),
     }
 
 
@@ -73,18 +80,21 @@ class VQAutoencoder(ConvAutoencoder):
         )
 
     def extra_dims(self, cfg) -> tuple[int, int]:
-        """The style head also gives the detail code's mean and log-variance; the decoder reads the code."""
-        return 2 * cfg.d_detail, cfg.d_detail
+        """The style head also gives the detail code's mean and log-variance and the pose; the decoder
+        reads the detail code."""
+        return 2 * cfg.d_detail + POSES[cfg.pose], cfg.d_detail
 
     def _split_detail(self, zs: torch.Tensor):
-        """(style, detail mean, detail log-variance) from the style head's output; no detail: Nones."""
-        d = self.cfg.d_detail
+        """(style, detail mean, detail log-variance, pose) from the style head's output; absent parts: None."""
+        d, n_pose = self.cfg.d_detail, POSES[self.cfg.pose]
+        pose = zs[:, zs.shape[1] - n_pose:] if n_pose else None
+        zs = zs[:, :zs.shape[1] - n_pose]
         if not d:
-            return zs, None, None
-        return zs[:, :-2 * d], zs[:, -2 * d:-d], zs[:, -d:].clamp(-10, 10)
+            return zs, None, None, pose
+        return zs[:, :-2 * d], zs[:, -2 * d:-d], zs[:, -d:].clamp(-10, 10), pose
 
     def decode(self, content, style):
-        """Atoms (or z_c) and styles to fragments, the detail code at its prior mean (the prototype)."""
+        """Atoms (or z_c) and styles to fragments, the detail code at its prior mean and no pose (the prototype)."""
         if self.cfg.d_detail:
             content = torch.cat([content, content.new_zeros(*content.shape[:-1], self.cfg.d_detail)], -1)
         return super().decode(content, style)
@@ -122,7 +132,7 @@ class VQAutoencoder(ConvAutoencoder):
             zq, index, commit = self.quantizer(zc)
         else:
             zq, index, commit = zc, torch.zeros(zc.shape[0], dtype=torch.long, device=zc.device), zc.new_zeros(())
-        zs, mu, logvar = self._split_detail(zs)
+        zs, mu, logvar, pose = self._split_detail(zs)
         zs_dec = self.decoder_style(zs.view(b, length, -1)).flatten(0, 1)
         out = {}
         dec_in = zq
@@ -131,7 +141,11 @@ class VQAutoencoder(ConvAutoencoder):
             kl = 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).sum(-1).mean()
             out["detail_kl"] = kl
             dec_in = torch.cat([zq, detail], -1)
-        x_hat = self.decoder(dec_in, zs_dec).view_as(x)
+        x_hat = self.decoder(dec_in, zs_dec)
+        if pose is not None:
+            x_hat = warp(x_hat, pose)
+            out["pose"] = pose
+        x_hat = x_hat.view_as(x)
         return {
             "zc": zc, "zq": zq, "zs": zs, "zs_dec": zs_dec, "index": index, "b": b, "length": length,
             "recon": F.mse_loss(x_hat.float(), x.float()), "commit": commit, **out,

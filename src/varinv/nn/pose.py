@@ -1,0 +1,36 @@
+"""A per-fragment pose: a bounded similarity transform (rotation, scale, shift) applied to the decoder's output.
+
+Image fragments of one content differ by where and how large and how tilted the glyph is drawn; a
+codebook of K atoms then cuts that pose instead of the identity, because pose moves more pixels. With a
+pose the encoder reads from each fragment and the decoder's rendering warped by it, an atom renders its
+content in one canonical pose, and the atom that fits a fragment best is the one with the right content.
+A similarity transform cannot turn one glyph into another, so the pose cannot carry the content itself
+(unlike a free continuous code), and its bounds keep it a small correction.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+POSES = {"none": 0, "similarity": 4}  # name -> parameters per fragment
+MAX_ROTATION = 0.5  # radians (about 29 degrees)
+MAX_LOG_SCALE = 0.25  # scale within [0.78, 1.28]
+MAX_SHIFT = 0.25  # of the half-side (4 px of a 32-px fragment)
+
+
+def pose_matrix(p: torch.Tensor) -> torch.Tensor:
+    """(N, 2, 3) affine matrices (``F.affine_grid``'s output-to-input convention) from raw parameters
+    p (N, 4): rotation, log-scale and two shifts, each squashed by tanh into its bound. p = 0: identity."""
+    t = torch.tanh(p.float())
+    angle, scale = MAX_ROTATION * t[:, 0], torch.exp(MAX_LOG_SCALE * t[:, 1])
+    cos, sin = scale * torch.cos(angle), scale * torch.sin(angle)
+    shift = MAX_SHIFT * t[:, 2:4]
+    return torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+
+
+def warp(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Fragments x (N, C, H, W) resampled under the poses p (N, 4); outside the frame repeats the border
+    (the background), so a warp never pastes in a frame of zeros."""
+    grid = F.affine_grid(pose_matrix(p), list(x.shape), align_corners=False)
+    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False).to(x.dtype)
