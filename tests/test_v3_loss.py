@@ -338,6 +338,19 @@ def test_shuffled_content_reference_is_met_by_a_faithful_code_with_or_without_re
     assert float(v3_terms(leaky, leaky, zs, 15.0, perm)["content"]) > 0.3
 
 
+def test_shuffled_reference_keeps_the_sample_term_off_the_content_means():
+    g = torch.Generator().manual_seed(0)
+    b, length, k = 32, 10, 10
+    zc = torch.eye(k)[torch.randint(0, k, (b, length), generator=g)].requires_grad_(True)
+    zs = (torch.randn(b, 1, 4, generator=g).expand(b, length, 4) * 0.01).requires_grad_(True)  # style too weak
+    perm = torch.randperm(b * length, generator=g)
+    paper, shuffled = v3_terms(zc, zc, zs, 15.0), v3_terms(zc, zc, zs, 15.0, perm)
+    assert float(paper["sample"]) > 0.5 and float(shuffled["sample"]) > 0.5
+    gc, gs = torch.autograd.grad(shuffled["sample"], [zc, zs], allow_unused=True)
+    assert gc is None and gs.abs().sum() > 0  # only the styles are asked to spread
+    assert torch.autograd.grad(paper["sample"], zc)[0].abs().sum() > 0  # the paper's also squeezes the contents
+
+
 def test_detail_code_is_bounded_and_left_out_of_style_and_decoding():
     torch.manual_seed(0)
     cfg = V3Config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, d_detail=2,

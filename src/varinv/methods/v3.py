@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from varinv.config import Interval, Options, _check
+from varinv.config import Interval, Options, check_value
 from varinv.methods.regularisers import EPS, REGULARISERS, TILT_MODES
 from varinv.methods.vqae import VQAutoencoder, VQConfig
 from varinv.nn.distributed import gather_samples
@@ -47,7 +47,8 @@ class V3Config(VQConfig):
     # faithful codebook only reaches a ratio near sqrt(L) (3.1 for L = 10), so at r = 15 the term never
     # drops below 0.79 and pushes z_c away from the contents. "shuffled": the sample means may spread no
     # more than the means of random groups of L fragments of the batch (V_c^samp <= V_c^shuf), which a
-    # faithful code meets with or without repeats and a code carrying style does not.
+    # faithful code meets with or without repeats and a code carrying style does not; the sample term
+    # then asks V_s^samp >= r V_c^shuf, so it pushes the styles apart without squeezing the content means.
     content_reference: str = "samples"
     # Contrastive style prior (0 = off): each fragment's z_s, by cosine similarity, should pick out the
     # other fragments of its own sample among the batch's (the style statistics' "style varies across
@@ -134,8 +135,8 @@ class V3Config(VQConfig):
 
     def validate(self) -> None:
         super().validate()
-        _check(self.tilt_knee_min < self.tilt_knee_max, "model.tilt_knee_min/max",
-               (self.tilt_knee_min, self.tilt_knee_max), "two fractions with 0 <= min < max <= 1")
+        check_value(self.tilt_knee_min < self.tilt_knee_max, "model.tilt_knee_min/max",
+                    (self.tilt_knee_min, self.tilt_knee_max), "two fractions with 0 <= min < max <= 1")
 
 
 def mpd(x: torch.Tensor) -> torch.Tensor:
@@ -154,7 +155,9 @@ def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float,
     """The four V3 hinge terms and their statistics from (B, L, d) tensors.
 
     ``shuffle`` (a permutation of the B·L fragments): the content term compares the sample means'
-    spread with that of random groups of L fragments (``V3Config.content_reference``), not with r.
+    spread with that of random groups of L fragments (``V3Config.content_reference``), not with r, and
+    the sample term compares the styles' spread with that reference (no gradient) instead of with the
+    content sample means'.
     Only per-sample summaries (within-sample MPDs, sample means) cross processes under DDP.
     """
     fc, fq, fs, mc, mq, ms = gather_samples(mpd(zc), mpd(zq), mpd(zs), zc.mean(1), zq.mean(1), zs.mean(1))
@@ -164,14 +167,19 @@ def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float,
     vs_samp = mpd(ms)
     if shuffle is None:
         content = hinge(vc_frag / (vc_samp + EPS), r)
+        sample = hinge(vs_samp / (vc_samp + EPS), r)
     else:
         groups = (z.flatten(0, 1)[shuffle].view_as(z).mean(1).detach() for z in (zc, zq))
         gc, gq = gather_samples(*groups)
-        content = hinge((0.5 * mpd(gc) + 0.5 * mpd(gq)) / (vc_samp + EPS), 1.0)
+        vc_shuf = 0.5 * mpd(gc) + 0.5 * mpd(gq)
+        content = hinge(vc_shuf / (vc_samp + EPS), 1.0)
+        # the styles' spread against the same reference, so that this term cannot also pull the content
+        # sample means closer than random groups' (with repeats that splits a repeated content's atoms)
+        sample = hinge(vs_samp / (vc_shuf + EPS), r)
     return {
         "content": content,
         "style": hinge(vs_samp / (vs_frag + EPS), r),
-        "sample": hinge(vs_samp / (vc_samp + EPS), r),
+        "sample": sample,
         "fragment": hinge(vc_frag / (vs_frag + EPS), r),
         "stat_vc_frag": vc_frag.detach(),
         "stat_vc_samp": vc_samp.detach(),
