@@ -35,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg, ds, model, _ = load_run(args.run)
-    e = embed_split(model, ds.split(args.split), ds.scale)
+    e = embed_split(model, ds.split(args.split))
     if e["index"] is None:
         raise SystemExit(f"error: {args.run} has no codebook (method {cfg.method}); this table needs one")
     idx, c, s = e["index"], e["content"], e["style"]

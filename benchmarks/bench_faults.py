@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import torch  # noqa: E402
 import yaml  # noqa: E402
 from conftest import TOY_CFG, toy_arrays  # noqa: E402
-from test_faults import _weights, kill_and_resume  # noqa: E402
+from test_faults import final_weights, kill_and_resume  # noqa: E402
 
 from varinv import config as config_mod  # noqa: E402
 from varinv.data.store import from_arrays  # noqa: E402
@@ -48,7 +48,7 @@ def main() -> None:
         t0 = time.time()
         train(config_mod.from_dict(raw), tmp / "clean", progress=False, tensorboard=False)
         kill_and_resume(cfg_path, tmp / "killed", n_kills=args.kills, seed=args.seed)
-        a, b = _weights(tmp / "clean"), _weights(tmp / "killed")
+        a, b = final_weights(tmp / "clean"), final_weights(tmp / "killed")
         equal = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
         log = [json.loads(line) for line in (tmp / "killed" / "train_log.jsonl").read_text().splitlines()]
         wall = time.time() - t0

@@ -59,7 +59,7 @@ def _batches(cfg, n: int):
 
         ds = open_dataset(cfg.data.path)
         split = ds.split("train")
-        out = [make_batch(split, batch_indices(len(split), cfg.train.batch_size, cfg.train.seed, s), ds.scale) for s in range(n)]
+        out = [make_batch(split, batch_indices(len(split), cfg.train.batch_size, cfg.train.seed, s)) for s in range(n)]
         return out, tuple(ds.fragment_shape), str(ds.root)
     except Exception as e:  # noqa: BLE001 - the benchmark still times the step on random data
         g = torch.Generator().manual_seed(0)

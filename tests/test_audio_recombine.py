@@ -61,14 +61,14 @@ def test_safe_name():
 
 
 def test_spectrogram_png_orientation_and_shared_scale():
-    from varinv.eval.recombine import _to_image
+    from varinv.eval.recombine import grid_image
 
     f = np.full((2, 3, 1, 16, 8), -10.0)
     f[..., 0, :] = 0.0  # energy in the lowest bin only
-    img = np.asarray(_to_image(f, 1.0, pad=0, spectrogram=True))
+    img = np.asarray(grid_image(f, 1.0, pad=0, spectrogram=True))
     assert img.shape == (32, 24, 3)
     assert img[15].mean() > 150 and img[0].mean() < 30  # low frequencies at the bottom of each tile
-    quiet = np.asarray(_to_image(f[:1, :1] - 5.0, 1.0, pad=0, lim=(-10.0, 0.0), spectrogram=True))
+    quiet = np.asarray(grid_image(f[:1, :1] - 5.0, 1.0, pad=0, lim=(-10.0, 0.0), spectrogram=True))
     assert quiet.max() < img.max()  # a shared colour scale keeps level differences between strips
 
 

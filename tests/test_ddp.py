@@ -66,7 +66,7 @@ def _steps(cfg, ctx: ddp.Context) -> dict:
         idx = batch_indices(len(split), cfg.train.batch_size, cfg.train.seed, step)
         if ctx.parallel:
             idx = shard(idx, ctx.rank, ctx.world)
-        batch = make_batch(split, idx, ds.scale)
+        batch = make_batch(split, idx)
         losses = train_step(model, opt, batch, step, contextlib.nullcontext(), 0.0, Path("."), ctx)
         out["losses"].append({k: float(v) for k, v in losses.items()})
         out["grads"].append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})

@@ -28,7 +28,7 @@ def _write_cfg(tmp_path, ds, steps):
     return p, config_mod.from_dict(raw)
 
 
-def _weights(run):
+def final_weights(run):
     return ckpt._load_tensors(ckpt.model_path(run / "checkpoints", "final"), None)
 
 
@@ -65,7 +65,7 @@ def test_sigkill_resume_is_bit_exact(toy_dataset, tmp_path):
     cfg_path, cfg = _write_cfg(tmp_path, toy_dataset, steps=40)
     train(cfg, tmp_path / "clean", progress=False, tensorboard=False)
     kill_and_resume(cfg_path, tmp_path / "killed", n_kills=2)
-    a, b = _weights(tmp_path / "clean"), _weights(tmp_path / "killed")
+    a, b = final_weights(tmp_path / "clean"), final_weights(tmp_path / "killed")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 

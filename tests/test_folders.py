@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from varinv.data import folders
-from varinv.data.folder_common import _file_key
+from varinv.data.folder_common import file_key
 from varinv.data.store import open_dataset
 from varinv.errors import ConfigError, DataError
 from conftest import one_error_line, run_varinv
@@ -508,7 +508,7 @@ def test_pure_helpers():
         with pytest.raises(ConfigError):
             folders.parse_size(bad)
     names = ["f10.png", "f2.png", "f1.png", "f.png", "F3.png"]
-    assert sorted(names, key=lambda n: _file_key(Path(n))) == ["f.png", "f1.png", "f2.png", "F3.png",
+    assert sorted(names, key=lambda n: file_key(Path(n))) == ["f.png", "f1.png", "f2.png", "F3.png",
                                                                        "f10.png"]
     parts = folders.split_indices(10, 0.1, 0.2, seed=0)
     assert {k: len(v) for k, v in parts.items()} == {"train": 7, "val": 1, "test": 2}

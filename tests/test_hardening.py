@@ -232,15 +232,15 @@ def test_prefetcher_forwards_loader_errors():
     from varinv.data.store import Split
 
     x, c, s = toy_arrays(8)
-    split = Split(x=x, content=c, style=s)
-    bad = Prefetcher(split, 255.0, 4, -1, 0, 5)  # a negative seed makes the loading thread fail
+    split = Split(x=x, content=c, style=s, scale=255.0)
+    bad = Prefetcher(split, 4, -1, 0, 5)  # a negative seed makes the loading thread fail
     t0 = time.time()
     with pytest.raises(DataError, match="loading a training batch failed"):
         next(bad)
     assert time.time() - t0 < 5
-    good = Prefetcher(split, 255.0, 4, 0, 0, 3)
+    good = Prefetcher(split, 4, 0, 0, 3)
     assert len([b for b in good]) == 3
-    early = Prefetcher(split, 255.0, 4, 0, 0, 1000)
+    early = Prefetcher(split, 4, 0, 0, 1000)
     next(early)
     early.close()
     early.thread.join(timeout=5)

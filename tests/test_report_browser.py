@@ -84,7 +84,7 @@ def _fake_audio_runs(root: Path) -> None:
     """Spectrogram dataset (real, tiny) + run folders written with the project's own writers: a V3 run
     at K = 3 with its recombination WAVs, and a second method run only at K = 5 (never recombined)."""
     from varinv.eval.plots import plot_confusion, save_latent_json
-    from varinv.eval.recombine import _to_image
+    from varinv.eval.recombine import grid_image
     from varinv.eval.recombine_audio import write_audio
 
     rng = np.random.default_rng(0)
@@ -123,10 +123,10 @@ def _fake_audio_runs(root: Path) -> None:
         rec.mkdir()
         frags = rng.normal(-3, 1, size=(k, 2, 1, f, t)).astype(np.float32)
         for a in range(k):
-            img = _to_image(frags[a:a + 1], 1.0)
+            img = grid_image(frags[a:a + 1], 1.0)
             img.resize((img.width * 2, img.height * 2)).save(rec / f"atom_{a:03d}_all_styles.png")
         for si, name in enumerate(ds.style_names):
-            img = _to_image(frags[:, si:si + 1].transpose(1, 0, 2, 3, 4), 1.0)
+            img = grid_image(frags[:, si:si + 1].transpose(1, 0, 2, 3, 4), 1.0)
             img.resize((img.width * 2, img.height * 2)).save(rec / f"style_{si:02d}_{name}_all_atoms.png")
         # WAVs as `varinv recombine` writes them: strips and one clip per cell under recombine/audio/
         write_audio(rec / "audio", frags, list(range(k)), ds.style_names, {"n_bins": f}, n_iter=4)

@@ -137,6 +137,19 @@ def test_lock_of_a_path_that_is_no_run_folder_makes_nothing(tmp_path):
     assert not any((tmp_path / "empty").iterdir())
 
 
+def test_demo_refuses_a_held_output_folder(tmp_path, monkeypatch, capsys):
+    from varinv import pretrained
+
+    if "phonenums" not in pretrained.names():
+        pytest.skip("no packaged pretrained:phonenums (benchmarks/make_pretrained.py)")
+    out = held_lock(tmp_path / "demo", "demo")  # another `varinv demo` writing the same folder
+    code, stdout, err = run_varinv(monkeypatch, capsys, "demo", "--pretrained", "--out", out)
+    one_error_line(code, stdout + err, f"run folder {out} is in use by another varinv demo (pid 4242)",
+                   "then run varinv demo again")
+    assert sorted(p.name for p in out.iterdir()) == [runs.LOCK_FILE]  # nothing generated, copied or built
+    assert (out / runs.LOCK_FILE).read_text() == "4242 demo\n"
+
+
 def test_evaluate_refuses_a_held_run_and_readers_do_not(trained, tmp_path, monkeypatch, capsys):
     run = held_lock(_copy(trained, tmp_path), "train")
     before = _hashes(run)

@@ -31,7 +31,7 @@ job files in ``<out>/.submitit``), with the grid's optional ``slurm:`` block::
             slurm_qos: normal}    # time in minutes per job (default 60); other slurm_* keys pass through
 
 A job runs the same commands and writes the same record as a local cell (cells that train one model, see
-``_twin_key``, share one job). ``--launcher submitit-local`` does the same with submitit's local executor,
+``twin_key``, share one job). ``--launcher submitit-local`` does the same with submitit's local executor,
 every job at once. ``--no-wait`` submits and exits; a later run of the same command skips the recorded
 cells, waits for the jobs still running and resubmits only the rest.
 One module (about 500 lines) because grid parsing, the cell scheduler and the table all read the same cell
@@ -215,17 +215,17 @@ def _command(cell: Cell, grid: dict, threads: int) -> list[str]:
     return cmd
 
 
-def _twin_key(cell: Cell):
+def twin_key(cell: Cell):
     """Cells with the same key train the same model: without a codebook K is only the k-means K of
     the evaluation, so the grid trains each (config, seed) once and evaluates it at every K."""
     return (str(cell.config), cell.sets, cell.seed) if cell.k_key == "data.n_clusters" else None
 
 
 def _trained_twin(cell: Cell, cells: list[Cell]) -> Cell | None:
-    key = _twin_key(cell)
+    key = twin_key(cell)
     if key is None or (cell.run / CHECKPOINTS_DIR / "last.json").exists():
         return None
-    return next((c for c in cells if c is not cell and _twin_key(c) == key
+    return next((c for c in cells if c is not cell and twin_key(c) == key
                  and (c.run / CHECKPOINTS_DIR / "final.json").exists()), None)
 
 
@@ -239,12 +239,12 @@ def _clone_run(twin: Cell, cell: Cell) -> None:
     (cell.run / CONFIG_FILE).write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
-def _record(cell: Cell, grid: dict, results_dir: Path) -> Path:
+def cell_record(cell: Cell, grid: dict, results_dir: Path) -> Path:
     return results_dir / "cells" / str(grid.get("name", "grid")) / f"{cell.run.name}.json"
 
 
-def _metrics(cell: Cell, grid: dict, results_dir: Path) -> dict | None:
-    for p in (_record(cell, grid, results_dir), cell.run / METRICS_FILE):
+def cell_metrics(cell: Cell, grid: dict, results_dir: Path) -> dict | None:
+    for p in (cell_record(cell, grid, results_dir), cell.run / METRICS_FILE):
         if p.exists():
             return json.loads(p.read_text())
     return None
@@ -278,7 +278,7 @@ def _keep_record(cell: Cell, grid: dict, results_dir: Path) -> None:
         keep["health"] = m["health"]
     keep.update(config=str(cell.config), set=list(cell.sets), seed=cell.seed, machine=_machine(),
                 date=datetime.date.today().isoformat())
-    rec = _record(cell, grid, results_dir)
+    rec = cell_record(cell, grid, results_dir)
     rec.parent.mkdir(parents=True, exist_ok=True)
     rec.write_text(json.dumps(keep, indent=1) + "\n")
 
@@ -296,12 +296,12 @@ def _cell_steps(cell: Cell, cells: list[Cell], grid: dict, threads: int) -> Iter
     yield "evaluate", _evaluate_command(grid) + [str(cell.run)]
 
 
-def _log(cell: Cell) -> Path:
+def cell_log(cell: Cell) -> Path:
     return cell.run.parent / f"{cell.run.name}.log"
 
 
 def _failed(cell: Cell, phase: str, code: int) -> str:
-    return f"cell {cell.run.name} failed in {phase} (exit {code}); see {_log(cell)}"
+    return f"cell {cell.run.name} failed in {phase} (exit {code}); see {cell_log(cell)}"
 
 
 def _finish(cell: Cell, grid: dict, results_dir: Path) -> bool:
@@ -413,10 +413,10 @@ def run_cells(todo: list[Cell], cells: list[Cell], grid: dict, results_dir: Path
 
     def done(cell: Cell) -> None:
         lines.append(f"cell {cell.run.name} done" if _finish(cell, grid, results_dir)
-                     else f"cell {cell.run.name} wrote no metrics; see {_log(cell)}")
+                     else f"cell {cell.run.name} wrote no metrics; see {cell_log(cell)}")
 
     # one slot: the cells run in order, so a twin's training has finished before the cells that copy it start
-    run_commands([Job(cell.run.name, _cell_steps(cell, cells, grid, threads), _log(cell),
+    run_commands([Job(cell.run.name, _cell_steps(cell, cells, grid, threads), cell_log(cell),
                       done=lambda cell=cell: done(cell),
                       failed=lambda phase, code, cell=cell: lines.append(_failed(cell, phase, code)))
                   for cell in todo], 1, _threads_env(threads), poll=0.2)
@@ -431,16 +431,16 @@ def run_grid(path: Path, results_dir: Path = Path("benchmarks/results"), train: 
     threads = max(1, (os.cpu_count() or 1) // parallel)
     env = _threads_env(threads)
     # seed by seed, so that a grid stopped part-way has covered every (method, K) before repeating any
-    pending = sorted((c for c in cells if train and _metrics(c, grid, results_dir) is None), key=lambda c: c.seed)
+    pending = sorted((c for c in cells if train and cell_metrics(c, grid, results_dir) is None), key=lambda c: c.seed)
     t0 = time.time()
 
     def ready(job: Job, running: list[tuple[Job, str]]) -> bool:
         """A cell waits while a twin trains: it will then evaluate a copy of that run instead of training."""
-        key = _twin_key(job.data)
-        return key is None or not any(phase == "train" and _twin_key(other.data) == key for other, phase in running)
+        key = twin_key(job.data)
+        return key is None or not any(phase == "train" and twin_key(other.data) == key for other, phase in running)
 
     # a cell's evaluation takes its slot after its training, so that the other slots keep training meanwhile
-    jobs = [Job(cell.run.name, _cell_steps(cell, cells, grid, threads), _log(cell),
+    jobs = [Job(cell.run.name, _cell_steps(cell, cells, grid, threads), cell_log(cell),
                 done=lambda cell=cell: _finish(cell, grid, results_dir),
                 failed=lambda phase, code, cell=cell: print(_failed(cell, phase, code)), data=cell)
             for cell in pending]
@@ -451,7 +451,7 @@ def run_grid(path: Path, results_dir: Path = Path("benchmarks/results"), train: 
 def write_table(grid: dict, cells: list[Cell], path: Path, results_dir: Path, wall: float | None) -> Path:
     groups: dict[tuple, list[dict]] = {}
     for c in cells:
-        m = _metrics(c, grid, results_dir)
+        m = cell_metrics(c, grid, results_dir)
         if m is not None:
             groups.setdefault((c.dataset, c.method, c.k), []).append(m)
     today = datetime.date.today().isoformat()

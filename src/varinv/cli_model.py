@@ -54,8 +54,9 @@ def encode(
     zc_.., zs_.. (no split, no labels). The model runs on the CPU and needs no other dataset than INPUT."""
     import numpy as np
 
-    from varinv.api import Model, encode_dataset, encode_raw, is_dataset, write_codes_csv
+    from varinv.api import Model, encode_dataset, encode_raw, is_dataset
     from varinv.data.store import open_dataset
+    from varinv.writers import write_codes_csv
 
     out = _output_path(out, (".csv", ".npz"), overwrite)
     if batch_size < 1:
@@ -117,9 +118,10 @@ def transfer(
     fragments, in order). PNG: the decoded fragments side by side (images as decoded; spectrograms
     coloured by log-magnitude). WAV (spectrogram runs only): each fragment by Griffin-Lim with the
     run's feature parameters, joined with short gaps."""
-    from varinv.api import Model, parse_sample_ref, read_raw, write_fragments_png, write_fragments_wav
+    from varinv.api import Model, parse_sample_ref, read_raw
     from varinv.data.store import open_dataset
     from varinv.errors import DataError
+    from varinv.writers import write_fragments_png, write_fragments_wav
 
     out = _output_path(out, (".png", ".wav"), overwrite)
     if upscale < 1 or griffin_lim_iters < 1:

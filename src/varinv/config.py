@@ -255,7 +255,7 @@ class Checked:
         check_fields(self, self.SECTION)
 
 
-def _check(ok: bool, key: str, value, expected: str) -> None:
+def check_value(ok: bool, key: str, value, expected: str) -> None:
     """A one-off check in the rules' message shape, for constraints between fields in ``validate``."""
     if not ok:
         raise ConfigError(f"config value {key} = {value!r} is invalid: expected {expected}")

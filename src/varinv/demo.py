@@ -17,7 +17,7 @@ import typer
 
 from varinv.errors import ConfigError
 from varinv.eval.parts import headline_rows
-from varinv.runs import MODEL_FILE
+from varinv.runs import MODEL_FILE, RunLock
 
 DEMO_MODEL = "phonenums"
 DEFAULT_OUT = Path("runs/demo-pretrained")
@@ -58,40 +58,44 @@ def run_demo(out: str | Path = DEFAULT_OUT, *, size: int = DEFAULT_SIZE, seed: i
     def step(msg: str) -> None:
         log(f"demo [{time.time() - t0:5.1f} s] {msg}")
 
-    data = out / "data" / "phonenums"
-    have = None
-    if (data / "manifest.json").is_file():
-        try:
-            have = json.loads((data / "manifest.json").read_text())
-        except (OSError, ValueError):
-            have = None
-    if have and have.get("generator") == "varinv.data.phonenums" and have.get("seed") == seed \
-            and (have.get("params") or {}).get("n_rows") == size:
-        step(f"dataset {data} ({size} rows, seed {seed}) is there already")
-    else:
-        check_replaceable(data)
-        step(f"generating PhoneNums, {size} rows, seed {seed}, into {data}")
-        phonenums.generate(data, n_rows=size, seed=seed, overwrite=True, progress=False)
-    ds = open_dataset(data)
-    run = pretrained.copy_run(f"{pretrained.PREFIX}{name}", out / name, data=data, fresh=True)
-    step(f"copied {pretrained.PREFIX}{name} to {run} (the installed package is never written)")
-    test = ds.split("test")
-    n_eval = min(int(meta.get("config", {}).get("data", {}).get("n_eval") or 1000), len(test) * ds.n_fragments)
-    step(f"evaluating on the {len(test)} test rows ({n_eval} fragments: metrics, confusion matrix, 3-D t-SNE)")
-    metrics = evaluate(run, n_eval=n_eval, what=["core"], raise_errors=True)
-    step("evaluated: " + _headline(metrics))
-    recombine(run)
-    step("recombined: atoms x styles grids")
-    site = out / "site"
-    index = build_site([run], site, log=lambda m: log(m) if m.startswith("warning") else None)
-    packaged = run / pretrained.PACKAGED_METRICS
-    if packaged.is_file():
-        full = json.loads(packaged.read_text())
-        n = (full.get("eval_subset") or {}).get("n_fragments") or full.get("n_fragments")
-        step(f"the packaged metrics ({full.get('dataset', 'its test set')}"
-             + (f", {n} fragments" if n else "") + "): " + _headline(full))
-    step(f"done: open {index.resolve()}")
-    return index
+    with RunLock.acquire(out, "demo"):  # the demo folder, as evaluate locks its run: one demo writes it at a time
+        data = out / "data" / "phonenums"
+        have = None
+        if (data / "manifest.json").is_file():
+            try:
+                have = json.loads((data / "manifest.json").read_text())
+            except (OSError, ValueError):
+                have = None
+        if have and have.get("generator") == "varinv.data.phonenums" and have.get("seed") == seed \
+                and (have.get("params") or {}).get("n_rows") == size:
+            step(f"dataset {data} ({size} rows, seed {seed}) is there already")
+        else:
+            check_replaceable(data)
+            step(f"generating PhoneNums, {size} rows, seed {seed}, into {data}")
+            phonenums.generate(data, n_rows=size, seed=seed, overwrite=True, progress=False)
+        ds = open_dataset(data)
+        # the copy may be in use (e.g. `varinv evaluate` on it): refuse before copy_run replaces it
+        RunLock.acquire(out / name, "demo", create=False).release()
+        run = pretrained.copy_run(f"{pretrained.PREFIX}{name}", out / name, data=data, fresh=True)
+        step(f"copied {pretrained.PREFIX}{name} to {run} (the installed package is never written)")
+        test = ds.split("test")
+        n_eval = min(int(meta.get("config", {}).get("data", {}).get("n_eval") or 1000), len(test) * ds.n_fragments)
+        step(f"evaluating on the {len(test)} test rows ({n_eval} fragments: metrics, confusion matrix, 3-D t-SNE)")
+        with RunLock.acquire(run, "demo", create=False):
+            metrics = evaluate(run, n_eval=n_eval, what=["core"], raise_errors=True)
+            step("evaluated: " + _headline(metrics))
+            recombine(run)
+        step("recombined: atoms x styles grids")
+        site = out / "site"
+        index = build_site([run], site, log=lambda m: log(m) if m.startswith("warning") else None)
+        packaged = run / pretrained.PACKAGED_METRICS
+        if packaged.is_file():
+            full = json.loads(packaged.read_text())
+            n = (full.get("eval_subset") or {}).get("n_fragments") or full.get("n_fragments")
+            step(f"the packaged metrics ({full.get('dataset', 'its test set')}"
+                 + (f", {n} fragments" if n else "") + "): " + _headline(full))
+        step(f"done: open {index.resolve()}")
+        return index
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from varinv.bench import Cell, _log, _metrics, _record, _twin_key, load_grid, run_cells, write_table
+from varinv.bench import Cell, cell_log, cell_metrics, cell_record, load_grid, run_cells, twin_key, write_table
 from varinv.errors import ConfigError
 
 
@@ -113,7 +113,7 @@ def submit_grid(path: Path, results_dir: Path, launcher: str, wait: bool = True,
     executor = _executor(launcher, folder, params)
     ledger = folder / "jobs.json"  # run name -> [launcher, job id] of the jobs submitted for it
     known = json.loads(ledger.read_text()) if ledger.exists() else {}
-    pending = sorted((c for c in cells if _metrics(c, grid, results_dir) is None), key=lambda c: c.seed)
+    pending = sorted((c for c in cells if cell_metrics(c, grid, results_dir) is None), key=lambda c: c.seed)
     jobs: list[tuple[str, list[Cell], object]] = []  # (job id, its cells, the submitit job or None if adopted)
     for cell in list(pending):
         entry = known.get(cell.run.name)
@@ -126,7 +126,7 @@ def submit_grid(path: Path, results_dir: Path, launcher: str, wait: bool = True,
                 adopted[1].append(cell)
     groups: dict = {}
     for cell in pending:  # twins train once: the first cell of the job trains, the others copy its run
-        groups.setdefault(_twin_key(cell) or cell.run.name, []).append(cell)
+        groups.setdefault(twin_key(cell) or cell.run.name, []).append(cell)
     threads = None if launcher == "slurm" else max(1, (os.cpu_count() or 1) // int(grid.get("parallel", 1)))
     folder.mkdir(parents=True, exist_ok=True)
     for todo in groups.values():
@@ -153,10 +153,10 @@ def submit_grid(path: Path, results_dir: Path, launcher: str, wait: bool = True,
             jobs.remove(item)
             stderr = (job.paths if job is not None else _job_paths(folder, job_id)).stderr
             for cell in todo:
-                if _record(cell, grid, results_dir).exists():
+                if cell_record(cell, grid, results_dir).exists():
                     print(f"cell {cell.run.name} done (job {job_id})")
                 else:
-                    print(f"cell {cell.run.name} failed (job {job_id}); see {_log(cell)} and {stderr}")
+                    print(f"cell {cell.run.name} failed (job {job_id}); see {cell_log(cell)} and {stderr}")
     return write_table(grid, cells, path, results_dir, time.time() - t0)
 
 

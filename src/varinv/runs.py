@@ -70,13 +70,14 @@ def _retry_hint(command: str) -> str:
 
 
 def _unwritable_hint(command: str) -> str:
-    return ("choose another --run folder" if command == "train"
-            else f"copy the run folder somewhere writable and run varinv {command} on the copy")
+    if command in ("train", "demo"):
+        return f"choose another {'--out' if command == 'demo' else '--run'} folder"
+    return f"copy the run folder somewhere writable and run varinv {command} on the copy"
 
 
 class RunLock:
     """An exclusive lock on RUN/.lock (fcntl.flock, non-blocking) held by every command that writes into a
-    run folder (train, evaluate, recombine), so that two writers never interleave; readers (encode,
+    run folder (train, evaluate, recombine; demo on its output folder and its run copy), so that two writers never interleave; readers (encode,
     transfer, load_model) take none. While held, the file holds "PID COMMAND" of the holder for the
     refusal message; on release its earlier bytes are put back, so that a command that fails (or changes
     nothing) leaves the run folder byte for byte as it found it. The lock itself goes with the process,

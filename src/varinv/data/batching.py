@@ -18,13 +18,15 @@ def to_tensor(x: np.ndarray, scale: float) -> torch.Tensor:
     return t / scale if scale != 1.0 else t
 
 
-def make_batch(split: Split, idx: np.ndarray, scale: float) -> dict[str, torch.Tensor]:
+def make_batch(split: Split, idx: np.ndarray) -> dict[str, torch.Tensor]:
+    """Rows ``idx`` of ``split`` as model input (stored values / ``split.scale``) and labels (N, L)."""
     idx = np.sort(idx)  # sorted fancy-indexing is much faster on memory maps
     content = np.asarray(split.content[idx], dtype=np.int64)
     style = np.asarray(split.style[idx], dtype=np.int64)
     if style.ndim == 1:  # per-sample labels: broadcast over the batch's fragments only
         style = np.repeat(style[:, None], content.shape[1], axis=1)
-    return {"x": to_tensor(split.x[idx], scale), "content": torch.from_numpy(content), "style": torch.from_numpy(style)}
+    return {"x": to_tensor(split.x[idx], split.scale), "content": torch.from_numpy(content),
+            "style": torch.from_numpy(style)}
 
 
 def shard(indices: np.ndarray, rank: int, world: int) -> np.ndarray:
@@ -54,10 +56,10 @@ class Prefetcher:
     poll = 0.5
 
     def __init__(
-        self, split: Split, scale: float, batch_size: int, seed: int, start: int, stop: int, rank: int = 0, world: int = 1
+        self, split: Split, batch_size: int, seed: int, start: int, stop: int, rank: int = 0, world: int = 1
     ):
         self.q: queue.Queue = queue.Queue(maxsize=2)
-        self.split, self.scale, self.bs, self.seed = split, scale, batch_size, seed
+        self.split, self.bs, self.seed = split, batch_size, seed
         self.rank, self.world = rank, world
         self._stop = threading.Event()
         self._left = stop - start
@@ -81,7 +83,7 @@ class Prefetcher:
                 idx = batch_indices(len(self.split), self.bs, self.seed, step)
                 if self.world > 1:
                     idx = shard(idx, self.rank, self.world)
-                if not self._put(("batch", make_batch(self.split, idx, self.scale))):
+                if not self._put(("batch", make_batch(self.split, idx))):
                     return
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, re-raised there
             self._put(("error", e))
@@ -114,7 +116,7 @@ class Prefetcher:
         self._stop.set()
 
 
-def iterate(split: Split, scale: float, batch_size: int = 64):
+def iterate(split: Split, batch_size: int = 64):
     """Deterministic in-order batches over a whole split (evaluation)."""
     for start in range(0, len(split), batch_size):
-        yield make_batch(split, np.arange(start, min(start + batch_size, len(split))), scale)
+        yield make_batch(split, np.arange(start, min(start + batch_size, len(split))))

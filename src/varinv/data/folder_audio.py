@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from varinv.data.folder_common import (BadFile, Imported, Unit, _check_length, _check_source, _excluded, _file_key,
-                                       _nothing_left, _say, _skips, _unique_names, _windows)
+from varinv.data.folder_common import (BadFile, Imported, Unit, check_length, check_source, excluded_paths, file_key,
+                                       nothing_left, sample_windows, skip_policy, unique_names, wording)
 from varinv.errors import ConfigError, DataError, DependencyError
 
 AUDIO_EXTS = (".wav", ".flac", ".ogg")
@@ -51,7 +51,7 @@ class AudioSettings:
             self.bins = check_n_bins(self.bins)
         except ConfigError:
             raise ConfigError(f"--bins {self.bins!r} is out of range: use an integer in 1..512 (e.g. 128)") from None
-        _check_length(self.length, "--length")
+        check_length(self.length, "--length")
 
     @property
     def window_samples(self) -> int:
@@ -230,16 +230,17 @@ def audio_fragments(wave: np.ndarray, settings: AudioSettings, path: Path | str 
         starts = detect_onsets(wave, threshold=settings.threshold, min_gap=settings.min_gap)
         if starts.size == 0:
             raise BadFile(path, "has no detected onsets (too short for one fragment)",
-                          _say(for_run, "lower --onset-threshold, or cut it by --window without --onsets",
-                               "run {run} cuts audio at onsets: pass audio with clear note onsets or remove the file"))
+                          wording(for_run, "lower --onset-threshold, or cut it by --window without --onsets",
+                                  "run {run} cuts audio at onsets: pass audio with clear note onsets "
+                                  "or remove the file"))
         frags = cut_at(wave, starts, win)
     else:
         if wave.size < win:
             raise BadFile(path, f"is {wave.size / SR:.3f} s long, too short for one fragment of "
-                                + _say(for_run, f"--window {settings.window} s",
-                                       f"{settings.window:g} s (run {{run}})"),
-                          _say(for_run, "use a shorter --window or remove the file",
-                               "pass a longer file or remove it"))
+                                + wording(for_run, f"--window {settings.window} s",
+                                          f"{settings.window:g} s (run {{run}})"),
+                          wording(for_run, "use a shorter --window or remove the file",
+                                  "pass a longer file or remove it"))
         frags = cut_windows(wave, win)
     return fragment_features(frags, settings.bins)
 
@@ -257,11 +258,11 @@ def _audio_files(src: Path, excl: set[Path]) -> list[tuple[str, Path]]:
         if p.suffix.lower() in AUDIO_EXTS and p.is_file() and not any(part.startswith(".") for part in rel.parts) \
                 and not any(q == p.resolve() or q in p.resolve().parents for q in excl):
             files.append(p)
-    files.sort(key=lambda p: tuple(_file_key(Path(part)) for part in p.relative_to(src).parts))
+    files.sort(key=lambda p: tuple(file_key(Path(part)) for part in p.relative_to(src).parts))
     if not files:
         raise DataError(f"{src} holds no audio files ({', '.join(e[1:] for e in AUDIO_EXTS)}); "
                         "point DIR at the folder that holds them (sub-folders are searched)")
-    names = _unique_names(files, lambda p: p.stem, lambda p: p.relative_to(src).with_suffix("").as_posix())
+    names = unique_names(files, lambda p: p.stem, lambda p: p.relative_to(src).with_suffix("").as_posix())
     return list(zip(names, files))
 
 
@@ -273,11 +274,11 @@ def read_audio(src: str | Path, settings: AudioSettings | None = None, *, skip_b
     a run's raw input (module doc); ``src`` may be one audio file.
     """
     settings = settings or AudioSettings()
-    src = _check_source(src, "audio files", file_ok=for_run is not None)
+    src = check_source(src, "audio files", file_ok=for_run is not None)
     _soundfile()
-    named = _audio_files(src, _excluded(exclude))
+    named = _audio_files(src, excluded_paths(exclude))
     names = [n for n, _ in named]
-    skips = _skips(skip_bad, for_run)
+    skips = skip_policy(skip_bad, for_run)
     good: list[Unit] = []
     L = 1 if one_sample else settings.length
     for name, path in named:
@@ -285,19 +286,19 @@ def read_audio(src: str | Path, settings: AudioSettings | None = None, *, skip_b
             frags = audio_fragments(load_audio(path), settings, path, for_run)
             if len(frags) < L:
                 raise BadFile(path, f"gives {len(frags)} fragment(s), too few for one sample of "
-                                    + _say(for_run, f"--length {L}", f"L = {L} (run {{run}})"),
-                              _say(for_run, "use a smaller --length (or a shorter --window), or remove the file",
-                                   f"pass a file of at least {L} fragments or remove it"))
+                                    + wording(for_run, f"--length {L}", f"L = {L} (run {{run}})"),
+                              wording(for_run, "use a smaller --length (or a shorter --window), or remove the file",
+                                      f"pass a file of at least {L} fragments or remove it"))
             good.append(Unit(name, path, frags))
         except BadFile as e:
             skips.bad(e)
     if not good:
-        raise DataError(_nothing_left(src, skips.items))
+        raise DataError(nothing_left(src, skips.items))
     if one_sample:
         x = np.concatenate([u.frags for u in good])[None, :, None]  # (1, fragments, 1, bins, frames)
         rows = [(src.stem if src.is_file() else src.name, 0)]
     else:
-        wins = _windows(good, L)
+        wins = sample_windows(good, L)
         x = np.stack([u.frags[s : s + L] for u, s in wins])[:, :, None]  # (N, L, 1, bins, frames)
         rows = [(u.name, s) for u, s in wins]
     n_frags = {u.name: u.n for u in good}

@@ -26,7 +26,7 @@ def natural_key(name: str) -> tuple:
     return tuple(int(p) if i % 2 else p.lower() for i, p in enumerate(parts)), name
 
 
-def _file_key(p: Path) -> tuple:
+def file_key(p: Path) -> tuple:
     """Natural order of file names, stem first (``notes.wav`` < ``notes2.wav`` < ``notes10.wav``)."""
     return natural_key(p.stem), natural_key(p.suffix)
 
@@ -63,11 +63,11 @@ class _Skips:
         self.items.append((e.path, e.reason))
 
 
-def _skips(skip_bad: bool, for_run: str | None) -> _Skips:
+def skip_policy(skip_bad: bool, for_run: str | None) -> _Skips:
     return _Skips(skip_bad, hint=_SKIP_HINT if for_run is None else None)
 
 
-def _say(for_run: str | None, data_text: str, run_text: str) -> str:
+def wording(for_run: str | None, data_text: str, run_text: str) -> str:
     """The wording for `varinv data` (options) or for a run's raw input (the run's settings)."""
     return data_text if for_run is None else run_text.format(run=for_run)
 
@@ -112,13 +112,13 @@ class Imported:
         return int(self.x.shape[1])
 
 
-def _check_length(value: int | None, option: str) -> int | None:
+def check_length(value: int | None, option: str) -> int | None:
     if value is not None and (not isinstance(value, (int, np.integer)) or value < 2):
         raise ConfigError(f"{option} {value!r} is invalid: samples need at least 2 fragments, e.g. {option} 8")
     return None if value is None else int(value)
 
 
-def _check_source(src: str | Path, what: str, file_ok: bool = False) -> Path:
+def check_source(src: str | Path, what: str, file_ok: bool = False) -> Path:
     src = Path(src)
     if not src.exists():
         raise DataError(f"source {'' if file_ok else 'folder '}{src} does not exist; pass the "
@@ -128,7 +128,7 @@ def _check_source(src: str | Path, what: str, file_ok: bool = False) -> Path:
     return src
 
 
-def _excluded(exclude) -> set[Path]:
+def excluded_paths(exclude) -> set[Path]:
     out = set()
     for p in exclude or ():
         p = Path(p).resolve()
@@ -136,21 +136,21 @@ def _excluded(exclude) -> set[Path]:
     return out
 
 
-def _visible(paths, exclude: set[Path]) -> list[Path]:
+def visible(paths, exclude: set[Path]) -> list[Path]:
     return [p for p in paths if not p.name.startswith(".") and p.resolve() not in exclude]
 
 
-def _unique_names(paths: list[Path], primary, fallback) -> list[str]:
+def unique_names(paths: list[Path], primary, fallback) -> list[str]:
     first = [primary(p) for p in paths]
     counts = Counter(first)
     return [fallback(p) if counts[n] > 1 else n for p, n in zip(paths, first)]
 
 
-def _windows(units: list[Unit], length: int) -> list[tuple[Unit, int]]:
+def sample_windows(units: list[Unit], length: int) -> list[tuple[Unit, int]]:
     return [(u, s) for u in units for s in range(0, u.n - length + 1, length)]
 
 
-def _nothing_left(src: Path, skipped: list[tuple[str, str]]) -> str:
+def nothing_left(src: Path, skipped: list[tuple[str, str]]) -> str:
     if skipped:
         return (f"no usable samples in {src}: all {len(skipped)} were bad (first: {skipped[0][0]}: "
                 f"{skipped[0][1]}); fix the files")

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from varinv.data.folder_common import (BadFile, Imported, Unit, _check_length, _check_source, _excluded, _file_key,
-                                       _nothing_left, _say, _skips, _unique_names, _visible, _windows, parse_size)
+from varinv.data.folder_common import (BadFile, Imported, Unit, check_length, check_source, excluded_paths, file_key,
+                                       nothing_left, parse_size, sample_windows, skip_policy, unique_names, visible,
+                                       wording)
 from varinv.errors import ConfigError, DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -52,9 +53,10 @@ def _load_tiled(unit: Unit, tiles: int, size, for_run: str | None = None) -> Non
     w, h = im.size
     tw = w // tiles
     if tw < 1:
-        raise BadFile(unit.source, _say(for_run, f"is {w} px wide, too narrow for --tiles {tiles}",
-                                        f"is {w} px wide, too narrow for the {tiles} tiles (fragments) of run {{run}}"),
-                      _say(for_run, "use fewer tiles or remove the file", "use a wider image or remove the file"))
+        raise BadFile(unit.source,
+                      wording(for_run, f"is {w} px wide, too narrow for --tiles {tiles}",
+                              f"is {w} px wide, too narrow for the {tiles} tiles (fragments) of run {{run}}"),
+                      wording(for_run, "use fewer tiles or remove the file", "use a wider image or remove the file"))
     unit.frags = _fragment_arrays([im.crop((i * tw, 0, (i + 1) * tw, h)) for i in range(tiles)], size)
 
 
@@ -68,7 +70,7 @@ def _load_folder(unit: Unit, size) -> None:
 
 def _fragment_files(d: Path, excl: set[Path] = frozenset()) -> list[Path]:
     """The fragment images of a sample folder (layout b), in natural name order."""
-    return sorted((f for f in _visible(d.iterdir(), excl) if _is_image(f)), key=_file_key)
+    return sorted((f for f in visible(d.iterdir(), excl) if _is_image(f)), key=file_key)
 
 
 def _chw(frag: np.ndarray, channels: str) -> np.ndarray:
@@ -87,7 +89,7 @@ def image_layout(src: str | Path, *, one_sample: bool = False, exclude=(), for_r
     """``"image-per-sample"`` (layout a; also a single image file, with ``for_run``) or
     ``"folder-per-sample"`` (layout b; also any folder with ``one_sample``); raises :class:`DataError`
     for a folder that mixes both or holds neither."""
-    src = _check_source(src, "images", file_ok=for_run is not None)
+    src = check_source(src, "images", file_ok=for_run is not None)
     if src.is_file():
         if not _is_image(src):
             raise DataError(f"{src} is not an image file ({', '.join(e[1:] for e in IMAGE_EXTS)}); "
@@ -95,26 +97,26 @@ def image_layout(src: str | Path, *, one_sample: bool = False, exclude=(), for_r
         return "image-per-sample"
     if one_sample:
         return "folder-per-sample"
-    files, img_dirs, _ = _image_entries(src, _excluded(exclude))
+    files, img_dirs, _ = _image_entries(src, excluded_paths(exclude))
     if files and img_dirs:
         raise DataError(
             f"{src} mixes image files ({files[0].name}) and sample sub-folders of images ({img_dirs[0].name}); "
-            + _say(for_run, "use either one image per sample (with --tiles) or one sub-folder of fragment images "
+            + wording(for_run, "use either one image per sample (with --tiles) or one sub-folder of fragment images "
                             "per sample",
                    "use either one image per sample or one sub-folder of fragment images per sample")
         )
     if not files and not img_dirs:
         raise DataError(
             f"{src} holds no images ({', '.join(e[1:] for e in IMAGE_EXTS)}) and no sub-folders of images; "
-            + _say(for_run, "point DIR at a folder with one image per sample or one sub-folder per sample",
-                   "pass a folder with one image per sample or one sub-folder of fragment images per sample")
+            + wording(for_run, "point DIR at a folder with one image per sample or one sub-folder per sample",
+                      "pass a folder with one image per sample or one sub-folder of fragment images per sample")
         )
     return "image-per-sample" if files else "folder-per-sample"
 
 
 def _image_entries(src: Path, excl: set[Path]) -> tuple[list[Path], list[Path], list[Path]]:
     """(image files, sub-folders holding images, all sub-folders) directly in ``src``."""
-    entries = sorted(_visible(src.iterdir(), excl), key=_file_key)
+    entries = sorted(visible(src.iterdir(), excl), key=file_key)
     files = [p for p in entries if _is_image(p)]
     dirs = [p for p in entries if p.is_dir()]
     img_dirs = [d for d in dirs if any(_is_image(f) for f in d.iterdir() if not f.name.startswith("."))]
@@ -147,12 +149,12 @@ def read_images(
         channels = {"gray": "grey", "greyscale": "grey", "grayscale": "grey"}.get(channels.lower(), channels.lower())
         if channels not in CHANNELS:
             raise ConfigError(f"--channels {channels!r} is invalid: use rgb or grey")
-    tiles = _check_length(tiles, "--tiles")
-    length = _check_length(length, "--length")
-    src = _check_source(src, "images", file_ok=for_run is not None)
-    excl = _excluded(exclude)
+    tiles = check_length(tiles, "--tiles")
+    length = check_length(length, "--length")
+    src = check_source(src, "images", file_ok=for_run is not None)
+    excl = excluded_paths(exclude)
     layout = image_layout(src, one_sample=one_sample, exclude=exclude, for_run=for_run)
-    skips = _skips(skip_bad, for_run)
+    skips = skip_policy(skip_bad, for_run)
     if layout == "image-per-sample":
         files = [src] if src.is_file() else _image_entries(src, excl)[0]
         if tiles is None:
@@ -162,7 +164,7 @@ def read_images(
         if length is not None and length > tiles:
             raise ConfigError(f"--length {length} is longer than the {tiles} tiles of each image; "
                               "use --length <= --tiles")
-        names = _unique_names(files, lambda p: p.stem, lambda p: p.name)
+        names = unique_names(files, lambda p: p.stem, lambda p: p.name)
         units = [Unit(n, p) for n, p in zip(names, files)]
     else:
         if tiles is not None:
@@ -207,9 +209,9 @@ def read_images(
         for u in good:
             if u.n < (big or 0):
                 skips.bad(BadFile(u.source, f"has too few fragments ({u.n}) for samples of L = {big}"
-                                  + _say(for_run, "", " (run {run})"),
-                                  _say(for_run, "add fragment images or use a smaller --length",
-                                       "add fragment images or remove the folder")))
+                                  + wording(for_run, "", " (run {run})"),
+                                  wording(for_run, "add fragment images or use a smaller --length",
+                                          "add fragment images or remove the folder")))
             elif length is None and u.n > big:
                 skips.bad(BadFile(u.source, f"has {u.n} fragments but most samples have {big}",
                                   f"pass --length {big} to cut every sample into windows of {big} fragments"))
@@ -217,11 +219,11 @@ def read_images(
                 kept.append(u)
         good = kept
     if not good:
-        raise DataError(_nothing_left(src, skips.items))
+        raise DataError(nothing_left(src, skips.items))
 
     if channels is None:
         channels = "rgb" if any(_has_colour(u.frags) for u in good) else "grey"
-    wins = _windows(good, big)
+    wins = sample_windows(good, big)
     x = np.stack([np.stack([_chw(f, channels) for f in u.frags[s : s + big]]) for u, s in wins])
     rows = [(u.name, s) for u, s in wins]
     for u in good:

@@ -45,13 +45,23 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 
 @dataclass
 class Split:
-    """One split in memory (or memory-mapped). ``x`` is (N, L, C, H, W)."""
+    """One split in memory (or memory-mapped). ``x`` is (N, L, C, H, W).
+
+    ``scale`` (read-only, from the dataset manifest): divide stored values by it to get model inputs
+    (255 for uint8 images, 1 otherwise); a split built by hand from another passes that one's on.
+    """
 
     x: np.ndarray
     content: np.ndarray
     style: np.ndarray
     name: str = "train"
     style_names: list[str] = field(default_factory=list)
+    scale: float = 1.0
+
+    def __setattr__(self, key, value) -> None:
+        if key == "scale" and "scale" in self.__dict__:
+            raise AttributeError("Split.scale is read-only (it comes from the dataset manifest)")
+        super().__setattr__(key, value)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -131,7 +141,7 @@ class Dataset:
                 )
             arrays[key] = arr
         return Split(
-            name=name, style_names=entry.get("style_names", self.style_names), **arrays
+            name=name, style_names=entry.get("style_names", self.style_names), scale=self.scale, **arrays
         )
 
     def verify(self) -> None:

@@ -136,12 +136,12 @@ def content_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_labels(model: nn.Module, split: Split, scale: float, what: str = "content",
+def predict_labels(model: nn.Module, split: Split, what: str = "content",
                    batch_size: int = 64) -> np.ndarray:
     """Predicted labels ``(N, L)`` of every fragment of ``split`` (model in eval mode)."""
     model.eval()
     out = []
-    for batch in iterate(split, scale, batch_size):
+    for batch in iterate(split, batch_size):
         if what == "content":
             p = model.predict_content(batch["x"])
         else:
@@ -150,14 +150,14 @@ def predict_labels(model: nn.Module, split: Split, scale: float, what: str = "co
     return np.concatenate(out).astype(np.int64)
 
 
-def accuracy_on(model: nn.Module, split: Split, scale: float, what: str = "content") -> float:
+def accuracy_on(model: nn.Module, split: Split, what: str = "content") -> float:
     """Fragment accuracy of ``model`` on ``split`` for content or style labels."""
-    pred = predict_labels(model, split, scale, what)
+    pred = predict_labels(model, split, what)
     truth = split.content if what == "content" else split.style_per_fragment
     return float(np.mean(pred == np.asarray(truth)))
 
 
-def train_classifier(model: nn.Module, split: Split, scale: float, settings: ClassifierSettings) -> dict:
+def train_classifier(model: nn.Module, split: Split, settings: ClassifierSettings) -> dict:
     """Train ``model`` with its own ``loss(batch, step)`` (labelled batches) on ``split``.
 
     Batches are :func:`~varinv.data.batching.batch_indices` draws (seeded), AdamW with a cosine
@@ -172,7 +172,7 @@ def train_classifier(model: nn.Module, split: Split, scale: float, settings: Cla
     t0, last = time.time(), float("nan")
     for step in range(settings.steps):
         idx = batch_indices(len(split), settings.batch_size, settings.seed, step)
-        losses = model.loss(make_batch(split, idx, scale), step)
+        losses = model.loss(make_batch(split, idx), step)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         opt.step()
@@ -204,7 +204,7 @@ def _load_or_train(cache_dir: Path, name: str, key: str, model: nn.Module, ds: D
             return {**json.loads(meta_path.read_text()), "cached": True}
         except (RuntimeError, OSError, ValueError, json.JSONDecodeError):
             pass  # stale or corrupt cache: retrain and overwrite
-    info = train_classifier(model, ds.split("train"), ds.scale, settings)
+    info = train_classifier(model, ds.split("train"), settings)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}, str(tmp))

@@ -11,7 +11,7 @@ from varinv.methods.base import Method
 
 
 @torch.no_grad()
-def embed_split(model: Method, split: Split, scale: float, max_samples: int | None = None, batch_size: int = 64):
+def embed_split(model: Method, split: Split, max_samples: int | None = None, batch_size: int = 64):
     """Flattened per-fragment arrays: zc (N, Dc), zs (N, Ds), index (N,) or None, content (N,),
     style (N,), and the reconstruction MSE over the split. N = samples × L."""
     model.eval()
@@ -22,9 +22,10 @@ def embed_split(model: Method, split: Split, scale: float, max_samples: int | No
             style=split.style[:max_samples],
             name=split.name,
             style_names=split.style_names,
+            scale=split.scale,
         )
     zc, zs, idx, content, style, sq, count = [], [], [], [], [], 0.0, 0
-    for batch in iterate(split, scale, batch_size):
+    for batch in iterate(split, batch_size):
         enc = model.encode(batch["x"])
         x_hat = model.decode(model.decoder_content(enc), enc.style)
         sq += float(((x_hat - batch["x"]) ** 2).sum())

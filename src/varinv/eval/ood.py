@@ -181,7 +181,7 @@ def subset(split: Split, rows) -> Split:
     inv[order] = np.arange(order.size)
     sl = lambda a: np.asarray(a[rows[order]])[inv]  # noqa: E731 - sorted reads from memory maps
     return Split(x=sl(split.x), content=sl(split.content), style=sl(split.style), name=split.name,
-                 style_names=list(split.style_names))
+                 style_names=list(split.style_names), scale=split.scale)
 
 
 def _sample_style(split: Split) -> np.ndarray:
@@ -222,7 +222,7 @@ def shot_batches(n: int, batch_size: int, seed: int) -> list[np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------------ fine-tuning
-def _finetune(model, shots: Split, scale: float, loss_of, *, batch_size: int, seed: int, lr: float, epochs: int,
+def _finetune(model, shots: Split, loss_of, *, batch_size: int, seed: int, lr: float, epochs: int,
               freeze_codebook: bool):
     """A deep copy of ``model`` trained on ``shots`` with ``loss_of(copy, batch)``; the shared loop of
     both few-shot arms, so they see the same batches in the same order. Returns the copy in eval mode."""
@@ -234,7 +234,7 @@ def _finetune(model, shots: Split, scale: float, loss_of, *, batch_size: int, se
     m.train()
     for e in range(epochs):
         for idx in shot_batches(len(shots), batch_size, seed + 7919 * e):
-            loss = loss_of(m, make_batch(shots, idx, scale))
+            loss = loss_of(m, make_batch(shots, idx))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -242,7 +242,7 @@ def _finetune(model, shots: Split, scale: float, loss_of, *, batch_size: int, se
     return m
 
 
-def finetune_unsupervised(model, shots: Split, scale: float, *, batch_size: int, seed: int, step: int = 0,
+def finetune_unsupervised(model, shots: Split, *, batch_size: int, seed: int, step: int = 0,
                           lr: float = 1e-4, epochs: int = 1):
     """A deep copy of ``model`` fine-tuned on ``shots`` with its own unsupervised loss, codebook frozen
     (paper protocol, see the module docstring). Returns the copy in eval mode."""
@@ -250,11 +250,11 @@ def finetune_unsupervised(model, shots: Split, scale: float, *, batch_size: int,
     def loss_of(m, batch):
         return m.loss({"x": batch["x"]}, step)["total"]  # unsupervised: no labels reach the loss
 
-    return _finetune(model, shots, scale, loss_of, batch_size=batch_size, seed=seed, lr=lr, epochs=epochs,
+    return _finetune(model, shots, loss_of, batch_size=batch_size, seed=seed, lr=lr, epochs=epochs,
                      freeze_codebook=True)
 
 
-def finetune_supervised(model, shots: Split, scale: float, *, batch_size: int, seed: int, lr: float = 1e-4,
+def finetune_supervised(model, shots: Split, *, batch_size: int, seed: int, lr: float = 1e-4,
                         epochs: int = 1):
     """A deep copy of a supervised classifier fine-tuned on ``shots`` with cross-entropy on their content
     labels, same batches as :func:`finetune_unsupervised`. Returns the copy in eval mode."""
@@ -265,5 +265,5 @@ def finetune_supervised(model, shots: Split, scale: float, *, batch_size: int, s
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch["content"].reshape(-1),
                                ignore_index=-1)
 
-    return _finetune(model, shots, scale, loss_of, batch_size=batch_size, seed=seed, lr=lr, epochs=epochs,
+    return _finetune(model, shots, loss_of, batch_size=batch_size, seed=seed, lr=lr, epochs=epochs,
                      freeze_codebook=False)

@@ -55,8 +55,8 @@ def _magma() -> np.ndarray:
     return (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
 
 
-def _to_image(frags: np.ndarray, scale: float, pad: int = 2, lim: tuple[float, float] | None = None,
-              spectrogram: bool | None = None) -> Image.Image:
+def grid_image(frags: np.ndarray, scale: float, pad: int = 2, lim: tuple[float, float] | None = None,
+               spectrogram: bool | None = None) -> Image.Image:
     """(rows, cols, C, H, W) in model units → one PIL image with a white gutter.
 
     Images: values in [0, 1] (× 255). Spectrograms (``spectrogram``; default: ``scale == 1``):
@@ -105,7 +105,7 @@ def recombine(run: str | Path, out: str | Path | None = None, checkpoint: str = 
     out = Path(out) if out else run / RECOMBINE_DIR
     out.mkdir(parents=True, exist_ok=True)
     test = ds.split(cfg.data.eval_split)
-    emb = embed_split(model, test, ds.scale, max_samples=500)
+    emb = embed_split(model, test, max_samples=500)
     k = n_atoms_of(cfg, ds)
     index, atoms = content_index(model, emb, k, seed=cfg.train.seed)
     styles = style_means(emb["zs"], emb["style"], len(test.style_names))
@@ -120,7 +120,7 @@ def recombine(run: str | Path, out: str | Path | None = None, checkpoint: str = 
     lim = spectrogram_limits(frags) if spec else None
 
     def image(f: np.ndarray) -> Image.Image:
-        return _to_image(f, ds.scale, lim=lim, spectrogram=spec)
+        return grid_image(f, ds.scale, lim=lim, spectrogram=spec)
 
     save(image(frags), out / "atoms_x_styles.png")
     for row, atom in enumerate(order):

@@ -36,7 +36,7 @@ def safe_name(name: str) -> str:
     return re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9.-]+", "_", str(name))).strip("_") or "style"
 
 
-def _fade(waves: torch.Tensor, n: int) -> torch.Tensor:
+def fade_edges(waves: torch.Tensor, n: int) -> torch.Tensor:
     if n <= 0 or waves.shape[-1] < 2 * n:
         return waves
     ramp = torch.linspace(0.0, 1.0, n, dtype=waves.dtype)
@@ -46,7 +46,7 @@ def _fade(waves: torch.Tensor, n: int) -> torch.Tensor:
     return waves
 
 
-def _join(waves: torch.Tensor, gap: int) -> torch.Tensor:
+def join_with_gaps(waves: torch.Tensor, gap: int) -> torch.Tensor:
     """(n, samples) → (n * samples + (n - 1) * gap,) with silent gaps."""
     parts = []
     silence = waves.new_zeros(gap)
@@ -95,14 +95,14 @@ def write_audio(out_dir, frags, atom_order, style_names, manifest_params: dict, 
         raise DataError(f"grid of shape {frags.shape[:2]} does not match {len(order)} atoms x {len(names)} styles")
     sr = int(manifest_params.get("sr", 16000))
     waves = synthesize_grid(frags, manifest_params, n_iter=n_iter, seed=seed)
-    waves = _fade(waves, int(round(FADE_SECONDS * sr)))
+    waves = fade_edges(waves, int(round(FADE_SECONDS * sr)))
     gap = int(round(gap_seconds * sr))
     files: dict = {"atoms": [], "styles": [], "cells": []}
     for row, atom in enumerate(order):
-        p = write_wav(out / f"atom_{atom:03d}_all_styles.wav", _join(waves[row], gap), sr)
+        p = write_wav(out / f"atom_{atom:03d}_all_styles.wav", join_with_gaps(waves[row], gap), sr)
         files["atoms"].append(str(p))
     for col, name in enumerate(names):
-        p = write_wav(out / f"style_{col:02d}_{safe_name(name)}_all_atoms.wav", _join(waves[:, col], gap), sr)
+        p = write_wav(out / f"style_{col:02d}_{safe_name(name)}_all_atoms.wav", join_with_gaps(waves[:, col], gap), sr)
         files["styles"].append(str(p))
     if cells:
         cdir = out / "cells"

@@ -126,12 +126,12 @@ def fit_lda(sample_style_emb, sample_style):
 
 # ------------------------------------------------------------------------------------------ model
 @torch.no_grad()
-def encode_samples(model, split: Split, scale: float, batch_size: int = 64) -> dict:
+def encode_samples(model, split: Split, batch_size: int = 64) -> dict:
     """Per-sample latents of every row: ``dec`` (R, L, Dc) what the decoder is fed, ``zc`` (R, L, Dc),
     ``zs`` (R, L, Ds), ``index`` (R, L) or None."""
     model.eval()
     dec, zc, zs, idx = [], [], [], []
-    for batch in iterate(split, scale, batch_size):
+    for batch in iterate(split, batch_size):
         enc = model.encode(batch["x"])
         dec.append(model.decoder_content(enc).float())
         zc.append(enc.content.float())

@@ -17,7 +17,7 @@ __all__ = ["StripGeometry", "read_strips", "save_sprite", "latents_script", "exa
 
 _ATOM_RE = re.compile(r"^atom_(\d+)_all_styles\.png$")
 _STYLE_RE = re.compile(r"^style_(\d+)_(.*)_all_atoms\.png$")
-_PAD = 2  # white gutter of varinv.eval.recombine._to_image
+_PAD = 2  # white gutter of varinv.eval.recombine.grid_image
 
 
 @dataclass

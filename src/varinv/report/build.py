@@ -346,9 +346,8 @@ def _swaps(site: _Site, ds, groups: list[Group], ks: list, methods: list[str], d
         why = next(iter(results.values()))[1]
         return (f'<p class="missing">No swaps: no run of this dataset could be loaded ({_esc(why)}); '
                 "the report needs the runs' checkpoints.</p>")
-    scale = float(ds.scale or 1.0)
     params = dict(ds.manifest.get("params") or {})
-    samples = SW.render_samples(ds, split, pairs, ddir / "swaps", site.rel, budget, params, content_names, scale)
+    samples = SW.render_samples(ds, split, pairs, ddir / "swaps", site.rel, budget, params, content_names)
     blocks = []
     for i, k in enumerate(ks):
         head = "".join(f"<th>{_esc(method_title(m))}</th>" for m in methods)

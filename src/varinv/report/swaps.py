@@ -1,8 +1,8 @@
 """Swaps of real samples for the page: the content of test sample A decoded in the style of sample B.
 
 Made with the public API (``varinv.api.load_model(run).transfer(a, b)``, the code behind
-`varinv transfer`), pictures with ``varinv.api.fragments_image`` and, for spectrogram runs, sound with
-``varinv.api.write_fragments_wav`` (Griffin-Lim), then re-encoded small like every clip of the page.
+`varinv transfer`), pictures with ``varinv.writers.fragments_image`` and, for spectrogram runs, sound with
+``varinv.writers.write_fragments_wav`` (Griffin-Lim), then re-encoded small like every clip of the page.
 The same pairs are used for every method and K of a dataset, so the methods can be compared.
 """
 
@@ -62,7 +62,7 @@ def _caption(split, i: int, content_names: list[str]) -> dict:
 
 
 def _png(frags: np.ndarray, kind: str, stem: Path) -> Path:
-    from varinv.api import fragments_image
+    from varinv.writers import fragments_image
 
     img = fragments_image(frags, kind, upscale=_upscale(frags.shape[-2]) if kind != "spectrogram" else 1)
     return A.save_image(np.asarray(img.convert("RGB")), stem)
@@ -71,7 +71,7 @@ def _png(frags: np.ndarray, kind: str, stem: Path) -> Path:
 def _wav(frags: np.ndarray, params: dict, dst: Path, budget: A.AudioBudget, seed: int = 0) -> Path | None:
     """Griffin-Lim WAV of (L, 1, F, T) log-magnitudes, re-encoded small; None when it does not fit or fails."""
     try:
-        from varinv.api import write_fragments_wav
+        from varinv.writers import write_fragments_wav
 
         tmp = dst.with_suffix(".full.wav")
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -91,12 +91,12 @@ def _wav(frags: np.ndarray, params: dict, dst: Path, budget: A.AudioBudget, seed
 
 
 def render_samples(ds, split, pairs, out_dir: Path, rel, budget: A.AudioBudget, params: dict,
-                   content_names: list[str], scale: float) -> dict[int, dict]:
+                   content_names: list[str]) -> dict[int, dict]:
     """Pictures (and clips) of the samples used in ``pairs``: {index: {"img", "style", "content"[, "audio"]}}."""
     kind = "spectrogram" if ds.manifest.get("kind") == "spectrogram" else "image"
     out = {}
     for i in sorted({v for p in pairs for v in p}):
-        x = np.asarray(split.x[i], dtype=np.float32) / float(scale or 1.0)  # model units
+        x = np.asarray(split.x[i], dtype=np.float32) / float(split.scale or 1.0)  # model units
         item = {"img": rel(_png(x, kind, out_dir / f"sample_{i}")), **_caption(split, i, content_names)}
         if kind == "spectrogram":
             w = _wav(x, params, out_dir / f"sample_{i}.wav", budget)

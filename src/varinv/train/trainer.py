@@ -281,13 +281,13 @@ def _train_locked(cfg: RunConfig, run: Path, ctx: ddp.Context, ds: Dataset, trai
         samples = None
         if tensorboard:  # the samples of the checkpoint images: the first validation (else training) ones
             shown = ds.split("val") if "val" in ds.splits else train_split
-            samples = make_batch(shown, np.arange(min(monitor.N_IMAGE_SAMPLES, len(shown))), ds.scale)["x"]
+            samples = make_batch(shown, np.arange(min(monitor.N_IMAGE_SAMPLES, len(shown))))["x"]
         logger = monitor.Logger(run, tensorboard, cfg=cfg, samples=samples, kind=ds.kind, start=start)
     else:
         logger = monitor.NoLogger()
     model.train()
     stop = t.steps if stop_after is None else min(t.steps, stop_after)
-    batches = Prefetcher(train_split, ds.scale, t.batch_size, t.seed, start, stop, rank=ctx.rank, world=ctx.world)
+    batches = Prefetcher(train_split, t.batch_size, t.seed, start, stop, rank=ctx.rank, world=ctx.world)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
     bar = None
     if mode is not None and ctx.main:
@@ -347,7 +347,7 @@ def report_health(model, run: Path, ds: Dataset, echo: bool = True, n_samples: i
     model.eval()
     idx, zs, zc = [], [], []
     with torch.no_grad():
-        for batch in iterate(split, ds.scale, 32):
+        for batch in iterate(split, 32):
             enc = model.encode(batch["x"].to(next(model.parameters()).device))
             zs.append(enc.style.float().cpu())
             zc.append(enc.content.float().cpu())

@@ -93,7 +93,7 @@ class EvalContext:
     def _encode(self, split):
         from varinv.eval.swap import encode_samples
 
-        return encode_samples(self.model, split, self.ds.scale)
+        return encode_samples(self.model, split)
 
     @cached_property
     def sub(self):
@@ -152,7 +152,7 @@ class EvalContext:
         from varinv.eval.ood import nearest_atom
         from varinv.eval.swap import encode_samples
 
-        lat = encode_samples(model, split, self.ds.scale)
+        lat = encode_samples(model, split)
         if lat["index"] is not None and model.codebook() is not None:
             idx = lat["index"].flatten().numpy()
         else:

@@ -62,7 +62,7 @@ def run(ctx) -> dict:
         from varinv.eval.ood import subset
 
         test = subset(test, rows_for(len(test), ctx.L, opts.max_fragments, ctx.seed))
-    emb = embed_split(ctx.model, test, ctx.ds.scale)
+    emb = embed_split(ctx.model, test)
     index, atoms = content_index(ctx.model, emb, ctx.k, seed=ctx.seed)
     metrics, counts, pairs = core_metrics(emb, index, ctx.k, ctx.n_content, ctx.n_eval, seed=ctx.seed)
     book = atoms if ctx.model.codebook() is not None else None  # no margin to k-means centres: they cut any cloud

@@ -45,8 +45,8 @@ def run(ctx) -> dict:
     sup, sup_info = build_counterpart(ctx.run, ds, ctx.cfg.model, ctx.classifier_settings)
     out["supervised_counterpart"] = {
         **{k: v for k, v in sup_info.items() if k in ("kind", "cached", "seconds", "settings", "note", "final_loss")},
-        "id_test_accuracy": accuracy_on(sup, ctx.sub, ds.scale, "content"),
-        "zero_shot_ood_accuracy": accuracy_on(sup, ood, ds.scale, "content"),
+        "id_test_accuracy": accuracy_on(sup, ctx.sub, "content"),
+        "zero_shot_ood_accuracy": accuracy_on(sup, ood, "content"),
     }
     pool_name = f"ood_{max(int(s[4:-4]) for s in ds.splits if s.startswith('ood_') and s.endswith('shot'))}shot"
     pool = ds.split(pool_name)
@@ -66,12 +66,12 @@ def run(ctx) -> dict:
         for d, shots_d in enumerate(subsets):
             seed_d = ctx.seed * 1000 + 10 * n + d
             if not getattr(ctx.model, "uses_labels", False):
-                m = O.finetune_unsupervised(ctx.model, shots_d, ds.scale, batch_size=bs, seed=seed_d, step=step)
+                m = O.finetune_unsupervised(ctx.model, shots_d, batch_size=bs, seed=seed_d, step=step)
                 i2, c2 = ctx.ood_index(m, ood)
                 unsup.append(O.map_accuracy(i2, c2, amap))
                 del m
-            s = O.finetune_supervised(sup, shots_d, ds.scale, batch_size=bs, seed=seed_d)
-            supv.append(accuracy_on(s, ood, ds.scale, "content"))
+            s = O.finetune_supervised(sup, shots_d, batch_size=bs, seed=seed_d)
+            supv.append(accuracy_on(s, ood, "content"))
             del s
         few[str(n)] = {
             "unsupervised": O.mean_std(unsup),
