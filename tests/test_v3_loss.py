@@ -460,3 +460,27 @@ def test_pose_is_read_per_fragment_applied_to_the_rendering_and_kept_out_of_styl
     assert torch.isfinite(out["reassign"])
     with pytest.raises(ConfigError, match="pose"):
         V3Config(pose="affine").validate()
+
+
+def test_reassignment_decodes_each_distinct_style_once_with_the_same_targets():
+    torch.manual_seed(2)
+    cfg = V3Config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=4)
+    m = V3(cfg, (3, 16, 16))
+    m.quantizer.codebook.copy_(torch.randn(4, 4) * 3)
+    styles = torch.randn(2, 3).repeat_interleave(5, 0)  # 10 fragments, 2 sample styles
+    x = torch.rand(10, 3, 16, 16)
+    calls = []
+    real = m.decode
+
+    def spy(content, style):
+        calls.append(content.shape[0])
+        return real(content, style)
+
+    m.decode = spy
+    got = m.best_atoms(x, styles)
+    assert calls == [2 * 4]
+    m.decoder.eval()
+    with torch.no_grad():  # the direct way: every fragment with every atom
+        x_hat = real(m.quantizer.codebook.repeat(10, 1), styles.repeat_interleave(4, 0))
+        want = (x_hat - x.repeat_interleave(4, 0)).pow(2).flatten(1).mean(1).view(10, 4).argmin(1)
+    assert torch.equal(got, want)
