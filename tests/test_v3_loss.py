@@ -484,3 +484,86 @@ def test_reassignment_decodes_each_distinct_style_once_with_the_same_targets():
         x_hat = real(m.quantizer.codebook.repeat(10, 1), styles.repeat_interleave(4, 0))
         want = (x_hat - x.repeat_interleave(4, 0)).pow(2).flatten(1).mean(1).view(10, 4).argmin(1)
     assert torch.equal(got, want)
+
+
+def test_decoder_assignment_trains_each_atom_on_the_fragments_it_renders_best():
+    from varinv.nn.pose import warp
+
+    torch.manual_seed(0)
+    k = 3
+    cfg = V3Config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=k, pose="similarity",
+                   style_pool=True, assign="decoder", w_reassign=1.0)
+    m = V3(cfg, (3, 16, 16))
+    m.train()
+    x = torch.rand(2, k, 3, 16, 16)
+    m.autoencode(x, step=0)  # seeds the codebook
+    m.decoder.eval()  # batch norm in eval mode, so a direct rendering below gives the same maps
+    ae = m.autoencode(x, step=1)
+    target = ae["decoder_target"].view(2, k)
+    # one pose per atom per fragment, and the style keeps its d_style dims
+    zs_all = m.encoder(x.flatten(0, 1))[1]
+    pose = zs_all[:, cfg.d_style:].view(2 * k, k, 4)
+    assert ae["zs"].shape == (2 * k, 3)
+    with torch.no_grad():
+        book = m.decoder_input(m.quantizer.codebook)
+        err = torch.stack([torch.stack([
+            (warp(m.decoder(book[j:j + 1], ae["zs_dec"][n:n + 1]), pose[n, j:j + 1]) - x.flatten(0, 1)[n:n + 1])
+            .pow(2).mean() for j in range(k)]) for n in range(2 * k)])
+    for i in range(2):  # each sample's fragments are matched one-to-one at the least total error
+        assert sorted(target[i].tolist()) == list(range(k))
+        e = err[i * k:(i + 1) * k]
+        best = min(sum(float(e[f, p[f]]) for f in range(k)) for p in itertools.permutations(range(k)))
+        assert math.isclose(sum(float(e[f, target[i, f]]) for f in range(k)), best, rel_tol=1e-4)
+    assert torch.isclose(ae["recon"], err.gather(1, target.flatten()[:, None]).mean(), rtol=1e-4)
+    # reconstruction trains the decoder and the poses, not z_c; the encoder learns the matches through reassign
+    m.zero_grad()
+    ae["recon"].backward()
+    assert m.encoder.to_style.weight.grad[cfg.d_style:].abs().sum() > 0
+    assert m.encoder.to_content.weight.grad is None or m.encoder.to_content.weight.grad.abs().sum() == 0
+    m.zero_grad()
+    out = m.loss({"x": x}, step=2)
+    out["reassign"].backward()
+    assert m.encoder.to_content.weight.grad.abs().sum() > 0
+    # evaluation renders prototypes; a decoder assignment with a detail code is refused
+    m.eval()
+    enc = m.encode(x)
+    assert m.decode(enc.content_q, enc.style).shape == x.shape
+    assert torch.isfinite(m.autoencode(x)["recon"])
+    with pytest.raises(ConfigError, match="assign"):
+        V3Config(assign="decoder", d_detail=2).validate()
+    # the decoder reads the atoms standardised by the codebook's spread, so shrinking z_c changes nothing
+    book = m.quantizer.codebook.clone()
+    style = enc.style[:1, :1].expand(1, k, -1)
+    before = m.decode(book[None], style)
+    m.quantizer.codebook.mul_(0.01)
+    assert torch.allclose(m.decode(m.quantizer.codebook[None], style), before, atol=1e-5)
+
+
+def test_shuffled_diversity_reference_lets_a_repeated_content_keep_its_atom():
+    torch.manual_seed(0)
+    k, length, b = 4, 4, 64
+    content = torch.randint(0, k, (b, length))  # drawn with replacement: repeats within samples
+    faithful = torch.full((b, length, k), 100.0).scatter(2, content[..., None], 0.0)  # each on its own atom
+    shuffle = torch.randperm(b * length)
+    # "max" penalises the faithful code for every repeat; "shuffled" asks no more than random groups reach
+    assert float(diversity_loss(faithful, 0.1)) > 0.1
+    assert float(diversity_loss(faithful, 0.1, shuffle)) < 0.02
+    # a code that gives each sample one atom of its own (content carrying the sample, i.e. style) is still
+    # penalised against either reference
+    per_sample = torch.full((b, length, k), 100.0).scatter(2, (torch.arange(b) % k)[:, None, None].expand(b, length, 1), 0.0)
+    assert float(diversity_loss(per_sample, 0.1, shuffle)) > 0.5
+
+
+def test_balanced_assignment_spreads_a_lopsided_batch_over_every_atom():
+    from varinv.methods.regularisers import balanced_atoms
+
+    torch.manual_seed(0)
+    k = 4
+    centres = torch.randn(k, 2) * 3
+    x = centres[torch.arange(64) % k] + 0.1 * torch.randn(64, 2)
+    sq = torch.cdist(x, centres) ** 2
+    assert torch.equal(balanced_atoms(sq, 0.1), torch.arange(64) % k)  # balanced clusters: the nearest atom
+    # two clusters of 16 and two atoms sitting together on each: every atom takes a share, each pair its cluster
+    twins = torch.cdist(x, torch.cat([centres[:1], centres[:1] + 0.05, centres[1:2], centres[1:2] + 0.05])) ** 2
+    counts = balanced_atoms(twins[torch.arange(64) % k < 2], 0.1).bincount(minlength=k)
+    assert counts.min() >= 5 and counts[0] + counts[1] == 16, counts

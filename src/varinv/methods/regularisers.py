@@ -60,19 +60,30 @@ def assignment_ce(sqdist: torch.Tensor, target: torch.Tensor, temperature: float
     return F.cross_entropy(assignment_logits(sqdist, temperature), target, ignore_index=-100)
 
 
-def diversity_loss(sqdist: torch.Tensor, temperature: float) -> torch.Tensor:
+def usage_entropy(sqdist: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(B,) entropy of the soft atom usage averaged over each group's fragments; sqdist (B, L, K)."""
+    usage = assignment_logits(sqdist, temperature).softmax(-1).mean(1)  # (B, K)
+    return -(usage * (usage + 1e-12).log()).sum(-1)
+
+
+def diversity_loss(sqdist: torch.Tensor, temperature: float, shuffle: torch.Tensor | None = None) -> torch.Tensor:
     """1 - H(mean soft usage over a sample's fragments) / log(min(L, K)), averaged over samples.
 
     sqdist: (B, L, K) squared distances to the atoms; the temperature is relative to their mean over
-    the (global) batch so the term is scale-free.
+    the (global) batch so the term is scale-free. ``shuffle`` (a permutation of the B·L fragments): the
+    samples' mean entropy need only reach that of random groups of L fragments of the batch (no gradient), which a
+    faithful code meets when contents repeat within a sample, instead of log(min(L, K)), which asks
+    every sample to use L distinct atoms and so splits a repeated content's copies.
     """
     b, length, k = sqdist.shape
-    usage = assignment_logits(sqdist, temperature).softmax(-1).mean(1)  # (B, K)
-    ent = -(usage * (usage + 1e-12).log()).sum(-1)
     if min(length, k) <= 1:
-        return ent.new_zeros(())
-    (per_sample,) = gather_samples((1 - ent / math.log(min(length, k))).clamp(min=0))
-    return per_sample.mean()
+        return sqdist.new_zeros(())
+    (ent,) = gather_samples(usage_entropy(sqdist, temperature))
+    if shuffle is None:
+        return (1 - ent / math.log(min(length, k))).clamp(min=0).mean()
+    (ref,) = gather_samples(usage_entropy(sqdist.flatten(0, 1)[shuffle].view_as(sqdist).detach(), temperature))
+    # batch means: a faithful code's samples vary around the random groups' entropy, each way
+    return ((ref.mean() - ent.mean()) / math.log(min(length, k))).clamp(min=0)
 
 
 def matched_atoms(sqdist: torch.Tensor, repeat_cost: float = 0.0) -> torch.Tensor:
@@ -92,6 +103,18 @@ def matched_atoms(sqdist: torch.Tensor, repeat_cost: float = 0.0) -> torch.Tenso
         rows, cols = linear_sum_assignment(c)
         out[i, torch.from_numpy(rows)] = torch.from_numpy(cols % k)
     return out.to(sqdist.device)
+
+
+def balanced_atoms(sqdist: torch.Tensor, temperature: float, iters: int = 20) -> torch.Tensor:
+    """(N,) atom of each fragment under an assignment of the batch's N fragments that uses every atom equally
+    often (Sinkhorn-Knopp on the soft assignments, sqdist (N, K), then each row's most likely atom).
+    Computed on each process's own batch: a balanced batch on every process is a balanced global one."""
+    log_p = assignment_logits(sqdist.detach().float(), temperature)
+    n, k = log_p.shape
+    for _ in range(iters):  # alternately give every atom mass n/k and every fragment mass 1, in log space
+        log_p = log_p - log_p.logsumexp(0, keepdim=True) + math.log(n / k)
+        log_p = log_p - log_p.logsumexp(1, keepdim=True)
+    return log_p.argmax(1)
 
 
 def sample_nce(z: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -178,7 +201,11 @@ def style_nce_term(model, batch, ae, step):
 def diversity_term(model, batch, ae, step):
     if not model.quantizing(step):
         return None
-    return diversity_loss(atom_sqdist(model, ae), model.cfg.diversity_temperature)
+    sq = atom_sqdist(model, ae)
+    shuffle = None
+    if model.cfg.diversity_reference == "shuffled":
+        shuffle = torch.randperm(sq.shape[0] * sq.shape[1], device=sq.device)
+    return diversity_loss(sq, model.cfg.diversity_temperature, shuffle)
 
 
 @regulariser("match", "w_match", results="2026-12-01-v3-waveforms-lowpass.md",
@@ -192,6 +219,16 @@ def match_term(model, batch, ae, step):
     return assignment_ce(sq.flatten(0, 1), target, model.cfg.diversity_temperature)
 
 
+@regulariser("balance", "w_balance", results="2026-12-03-generalisation-explore5.md",
+             why="With contents repeating within a sample the one-to-one matching is wrong and, without it, every atom "
+                 "settles on one blob; asking the batch to use every atom equally often breaks that symmetry either way.")
+def balance_term(model, batch, ae, step):
+    if not model.quantizing(step):
+        return None
+    sq = atom_sqdist(model, ae).flatten(0, 1)
+    return assignment_ce(sq, balanced_atoms(sq, model.cfg.diversity_temperature), model.cfg.diversity_temperature)
+
+
 @regulariser("reassign", "w_reassign", results="2026-11-22-v3-phonenums-reassign.md",
              why="Look-alike contents put into two atoms in crossed proportions stay there under commitment and EMA; "
                  "the decoder can tell which atom reconstructs a fragment best, so pull the assignment there.")
@@ -199,6 +236,9 @@ def reassign_term(model, batch, ae, step):
     cfg = model.cfg
     if not model.quantizing(step) or step < cfg.reassign_start:
         return None
+    if "decoder_target" in ae:  # the decoder already chose every fragment's atom (VQConfig.assign)
+        return assignment_ce(model.quantizer.distances(ae["zc"].float()), ae["decoder_target"],
+                             cfg.diversity_temperature)
     n = min(cfg.reassign_fragments, ae["zc"].shape[0])
     x_flat = batch["x"].reshape(-1, *batch["x"].shape[2:])[:n]
     zs = ae["zs_dec"].detach()

@@ -57,6 +57,10 @@ class V3Config(VQConfig):
     style_nce_temperature: float = 0.1
     w_diversity: float = 0.0
     diversity_temperature: float = 0.1
+    # What each sample's atom-usage entropy must reach: "max" (log min(L, K): every fragment its own atom)
+    # or "shuffled" (the entropy of random groups of L fragments of the batch, which a faithful code
+    # meets when contents repeat within a sample; "max" splits a repeated content's copies).
+    diversity_reference: str = "max"
     # Spread the across-sample style variance over many directions (0 when isotropic). The hinge
     # terms, once met, leave z_s stretched along whichever direction grew first (on PhoneNums the
     # red channel), so every other colour difference ends up tiny in Euclidean distance.
@@ -83,11 +87,11 @@ class V3Config(VQConfig):
     # The diversity term is the soft form of this prior; it tolerated two tones sharing an atom while
     # another atom held one tone for only some waveforms, which the matching forbids.
     w_match: float = 0.0
-    # 0: strictly one-to-one. c > 0: an atom may take more than one fragment of a sample, each extra one at
-    # c·n times the batch's mean squared distance to the atoms, so contents that repeat within a sample can
-    # keep one atom once they are clearly closer to it than to any other, while fragments that are close
-    # to several atoms are still spread over distinct ones.
-    match_repeat_cost: float = 0.0
+    # Batch balance (0 = off): the batch's fragments are assigned to atoms so that every atom takes an
+    # equal share (Sinkhorn), and a cross-entropy term pulls each soft assignment towards that atom. The
+    # batch-level form of the matching's prior, which holds whether or not contents repeat within a sample
+    # (it assumes roughly balanced contents overall, as clustering does).
+    w_balance: float = 0.0
     # Spectral-tilt invariance (0 = off; spectrogram data): each fragment's log-magnitude gets a random
     # smooth curve along frequency (linear + quadratic, up to ±tilt_range at the band edges), which
     # reweights harmonics but moves none, and its z_c is pulled to the clean fragment's atom. On
@@ -119,13 +123,14 @@ class V3Config(VQConfig):
         "style_nce_temperature": Interval(float, 0, None, closed="neither"),
         "w_diversity": Interval(float, 0, None),
         "diversity_temperature": Interval(float, 0, None, closed="neither"),
+        "diversity_reference": Options(("max", "shuffled")),
         "w_isotropy": Interval(float, 0, None),
         "w_reassign": Interval(float, 0, None),
         "reassign_fragments": Interval(int, 1, None),
         "reassign_start": Interval(int, 0, None),
         "reassign_style": Options(("own", "mean", "other")),
         "w_match": Interval(float, 0, None),
-        "match_repeat_cost": Interval(float, 0, None),
+        "w_balance": Interval(float, 0, None),
         "w_tilt": Interval(float, 0, None),
         "tilt_range": Interval(float, 0, None, closed="neither"),
         "tilt_mode": Options(TILT_MODES),

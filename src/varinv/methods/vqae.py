@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from varinv.config import Interval, Options
+from varinv.config import Interval, Options, check_value
 from varinv.methods.base import Encoded
 from varinv.methods.autoencoder import BackboneConfig, ConvAutoencoder
+from varinv.methods.regularisers import matched_atoms
 from varinv.nn.pose import POSES, warp
 from varinv.nn.quantizer import EMAQuantizer
 
@@ -48,6 +49,22 @@ class VQConfig(BackboneConfig):
     # and the codebook is not spent on where and how large each fragment draws it. For images: along a
     # spectrogram's frequency axis a shift or scale is a pitch change, i.e. content.
     pose: str = "none"
+    # Which atom reconstructs each fragment in training: "encoder" (its z_c's nearest atom, the paper) or
+    # "decoder": every atom is rendered in the fragment's style (and, with a pose, in a pose of its own for
+    # each atom), each sample's fragments are matched to the atoms that render them best (one-to-one, or
+    # with ``match_repeat_cost`` for repeats), and the reconstruction term trains the decoder on those
+    # matches only; the encoder learns to predict them (``w_reassign``). With the encoder choosing, a
+    # codebook that does not yet separate the contents makes every atom the mean of several, all atoms
+    # render one blob, and no atom fits better than another (greek, shapes, handwriting in round 4);
+    # when each atom is trained only on what it renders best, small differences between prototypes grow
+    # instead, as in k-means, and a per-atom pose aligns each prototype instead of averaging over poses.
+    assign: str = "encoder"
+    # 0: strictly one-to-one. c > 0: an atom may take more than one fragment of a sample, each extra one at
+    # c·n times the batch's mean squared distance to the atoms, so contents that repeat within a sample can
+    # keep one atom once they are clearly closer to it than to any other, while fragments that are close
+    # to several atoms are still spread over distinct ones.
+    # (Also the decoder assignment's matching.)
+    match_repeat_cost: float = 0.0
 
     RULES = {
         "n_atoms": Interval(int, 1, None, symbol="K"),
@@ -62,7 +79,15 @@ class VQConfig(BackboneConfig):
         "detail_capacity": Interval(float, 0, None, note="nats"),
         "w_detail": Interval(float, 0, None),
         "pose": Options(tuple(POSES)),
+        "assign": Options(("encoder", "decoder")),
+        "match_repeat_cost": Interval(float, 0, None),
     }
+
+    def validate(self) -> None:
+        super().validate()
+        check_value(self.assign == "encoder" or self.d_detail == 0, "model.assign", self.assign,
+                    '"encoder" when model.d_detail > 0 (a per-fragment detail code would make every atom '
+                    'render once per fragment)')
 
 
 class VQAutoencoder(ConvAutoencoder):
@@ -82,19 +107,37 @@ class VQAutoencoder(ConvAutoencoder):
     def extra_dims(self, cfg) -> tuple[int, int]:
         """The style head also gives the detail code's mean and log-variance and the pose; the decoder
         reads the detail code."""
-        return 2 * cfg.d_detail + POSES[cfg.pose], cfg.d_detail
+        return 2 * cfg.d_detail + POSES[cfg.pose] * self.n_poses(cfg), cfg.d_detail
+
+    @staticmethod
+    def n_poses(cfg) -> int:
+        """Poses per fragment: one per atom when the decoder assigns atoms, else one."""
+        return cfg.n_atoms if cfg.assign == "decoder" else 1
 
     def _split_detail(self, zs: torch.Tensor):
         """(style, detail mean, detail log-variance, pose) from the style head's output; absent parts: None."""
-        d, n_pose = self.cfg.d_detail, POSES[self.cfg.pose]
+        d, n_pose = self.cfg.d_detail, POSES[self.cfg.pose] * self.n_poses(self.cfg)
         pose = zs[:, zs.shape[1] - n_pose:] if n_pose else None
         zs = zs[:, :zs.shape[1] - n_pose]
         if not d:
             return zs, None, None, pose
         return zs[:, :-2 * d], zs[:, -2 * d:-d], zs[:, -d:].clamp(-10, 10), pose
 
+    def decoder_input(self, content: torch.Tensor) -> torch.Tensor:
+        """The content vector the decoder reads. Under the decoder assignment it is standardised by the
+        codebook's mean and spread: the reconstruction no longer reaches z_c, every term left on z_c is
+        scale-free, and weight decay shrank z_c until the decoder could not tell the atoms apart (atoms
+        0.03 apart, every rendering one blob)."""
+        if self.cfg.assign != "decoder":
+            return content
+        book = self.quantizer.codebook.detach().float()
+        mean = book.mean(0)
+        spread = (book - mean).pow(2).sum(1).mean().sqrt().clamp_min(1e-6)
+        return ((content.float() - mean) / spread).to(content.dtype)
+
     def decode(self, content, style):
         """Atoms (or z_c) and styles to fragments, the detail code at its prior mean and no pose (the prototype)."""
+        content = self.decoder_input(content)
         if self.cfg.d_detail:
             content = torch.cat([content, content.new_zeros(*content.shape[:-1], self.cfg.d_detail)], -1)
         return super().decode(content, style)
@@ -135,7 +178,15 @@ class VQAutoencoder(ConvAutoencoder):
         zs, mu, logvar, pose = self._split_detail(zs)
         zs_dec = self.decoder_style(zs.view(b, length, -1)).flatten(0, 1)
         out = {}
-        dec_in = zq
+        if self.cfg.assign == "decoder" and self.training and self.quantizing(step):
+            err = self.render_errors(x.reshape(b * length, *x.shape[2:]), zs_dec, b, pose)  # (N, K)
+            target = matched_atoms(err.detach().view(b, length, -1), self.cfg.match_repeat_cost).flatten()
+            target = torch.where(target < 0, err.detach().argmin(1), target)
+            return {
+                "zc": zc, "zq": zq, "zs": zs, "zs_dec": zs_dec, "index": index, "b": b, "length": length,
+                "recon": err.gather(1, target[:, None]).mean(), "commit": commit, "decoder_target": target,
+            }
+        dec_in = self.decoder_input(zq)
         if mu is not None:
             detail = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
             kl = 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).sum(-1).mean()
@@ -143,6 +194,8 @@ class VQAutoencoder(ConvAutoencoder):
             dec_in = torch.cat([zq, detail], -1)
         x_hat = self.decoder(dec_in, zs_dec)
         if pose is not None:
+            if self.n_poses(self.cfg) > 1:  # the pose for the atom the encoder chose
+                pose = pose.view(pose.shape[0], self.n_poses(self.cfg), -1)[torch.arange(pose.shape[0]), index]
             x_hat = warp(x_hat, pose)
             out["pose"] = pose
         x_hat = x_hat.view_as(x)
@@ -150,6 +203,23 @@ class VQAutoencoder(ConvAutoencoder):
             "zc": zc, "zq": zq, "zs": zs, "zs_dec": zs_dec, "index": index, "b": b, "length": length,
             "recon": F.mse_loss(x_hat.float(), x.float()), "commit": commit, **out,
         }
+
+    def render_errors(self, x: torch.Tensor, zs_dec: torch.Tensor, b: int, pose: torch.Tensor | None) -> torch.Tensor:
+        """(N, K) mean squared error of every atom's rendering against each fragment x (N, C, H, W), in the
+        fragment's style zs_dec (N, d_s) and, with a pose, the fragment's pose for that atom. With pooled
+        styles each sample's style is decoded once per atom."""
+        n, k = x.shape[0], self.cfg.n_atoms
+        length = n // b
+        book = self.decoder_input(self.quantizer.codebook).to(zs_dec.dtype)
+        styles = zs_dec.view(b, length, -1)[:, 0] if self.cfg.style_pool else zs_dec
+        u = styles.shape[0]
+        x_hat = self.decoder(book.repeat(u, 1), styles.repeat_interleave(k, 0))  # (U·K, C, H, W)
+        x_hat = x_hat.view(u, k, *x_hat.shape[1:])
+        if self.cfg.style_pool:
+            x_hat = x_hat.repeat_interleave(length, 0)  # (N, K, C, H, W)
+        if pose is not None:
+            x_hat = warp(x_hat.flatten(0, 1), pose.reshape(n * k, -1)).view(n, k, *x_hat.shape[2:])
+        return (x_hat.float() - x.float()[:, None]).pow(2).flatten(2).mean(2)
 
     def base_total(self, ae: dict) -> torch.Tensor:
         total = self.cfg.w_recon * ae["recon"] + self.cfg.w_commit * ae["commit"]
