@@ -181,6 +181,15 @@ def atom_sqdist(model, ae: dict) -> torch.Tensor:
     return ae["sqdist"]
 
 
+def pull_to_targets(model, ae, step, targets):
+    """Cross-entropy pulling every fragment's soft assignment towards ``targets(sqdist (B, L, K))`` (B·L,);
+    None before quantisation starts."""
+    if not model.quantizing(step):
+        return None
+    sq = atom_sqdist(model, ae)
+    return assignment_ce(sq.flatten(0, 1), targets(sq), model.cfg.diversity_temperature)
+
+
 @regulariser("isotropy", "w_isotropy", results="2026-11-22-v3-phonenums-explore.md",
              why="Once met, the hinge terms leave z_s stretched along one direction (PhoneNums: red vs not red), "
                  "so other styles sit close together; spread the across-sample style variance over many directions.")
@@ -212,21 +221,15 @@ def diversity_term(model, batch, ae, step):
              why="For data whose samples never repeat a content: the soft diversity term let two contents share "
                  "an atom; a one-to-one matching of each sample's fragments to atoms forbids it.")
 def match_term(model, batch, ae, step):
-    if not model.quantizing(step):
-        return None
-    sq = atom_sqdist(model, ae)
-    target = matched_atoms(sq, model.cfg.match_repeat_cost).flatten()
-    return assignment_ce(sq.flatten(0, 1), target, model.cfg.diversity_temperature)
+    return pull_to_targets(model, ae, step, lambda sq: matched_atoms(sq, model.cfg.match_repeat_cost).flatten())
 
 
 @regulariser("balance", "w_balance", results="2026-12-03-generalisation-explore5.md",
-             why="With contents repeating within a sample the one-to-one matching is wrong and, without it, every atom "
-                 "settles on one blob; asking the batch to use every atom equally often breaks that symmetry either way.")
+             why="A repeat-safe form of the matching's prior (every atom an equal share of the batch, not of each "
+                 "sample); on greek, whose letters repeat within samples, it did not form the vocabulary.")
 def balance_term(model, batch, ae, step):
-    if not model.quantizing(step):
-        return None
-    sq = atom_sqdist(model, ae).flatten(0, 1)
-    return assignment_ce(sq, balanced_atoms(sq, model.cfg.diversity_temperature), model.cfg.diversity_temperature)
+    return pull_to_targets(model, ae, step,
+                           lambda sq: balanced_atoms(sq.flatten(0, 1), model.cfg.diversity_temperature))
 
 
 @regulariser("reassign", "w_reassign", results="2026-11-22-v3-phonenums-reassign.md",
