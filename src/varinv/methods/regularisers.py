@@ -240,8 +240,7 @@ def reassign_term(model, batch, ae, step):
     if not model.quantizing(step) or step < cfg.reassign_start:
         return None
     if "decoder_target" in ae:  # the decoder already chose every fragment's atom (VQConfig.assign)
-        return assignment_ce(model.quantizer.distances(ae["zc"].float()), ae["decoder_target"],
-                             cfg.diversity_temperature)
+        return assignment_ce(atom_sqdist(model, ae).flatten(0, 1), ae["decoder_target"], cfg.diversity_temperature)
     n = min(cfg.reassign_fragments, ae["zc"].shape[0])
     x_flat = batch["x"].reshape(-1, *batch["x"].shape[2:])[:n]
     zs = ae["zs_dec"].detach()
@@ -253,8 +252,8 @@ def reassign_term(model, batch, ae, step):
         zs = means.repeat_interleave(length, 0)
     pose = ae.get("pose")
     target = model.best_atoms(x_flat, zs[:n], None if pose is None else pose[:n].detach())
-    sq = model.quantizer.distances(ae["zc"][:n].float())
-    return assignment_ce(sq, target, cfg.diversity_temperature)
+    # distances of these n rows on their own (the cached (B, L, K) ones differ in the last bits: BLAS blocking)
+    return assignment_ce(model.quantizer.distances(ae["zc"][:n].float()), target, cfg.diversity_temperature)
 
 
 @regulariser("tilt", "w_tilt", results="2026-12-02-v3-waveforms-brickwall.md",

@@ -32,7 +32,6 @@ from varinv.config import Interval, Options, check_value
 from varinv.methods.regularisers import EPS, REGULARISERS, TILT_MODES
 from varinv.methods.vqae import VQAutoencoder, VQConfig
 from varinv.nn.distributed import gather_samples
-from varinv.nn.pose import warp
 
 
 @dataclass
@@ -229,21 +228,11 @@ class V3(VQAutoencoder):
     def best_atoms(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
         """(N,) index of the atom whose decoding with style ``zs`` (and each fragment's ``pose``, if any)
         reconstructs each fragment best; x (N, C, H, W), zs (N, d_s). Eval-mode decoder, so batch-norm
-        statistics are left alone. Each distinct style is decoded once per atom: with pooled or sample-mean
-        styles a batch's fragments share a few, and the decoding is most of this term's cost."""
-        n, k = x.shape[0], self.cfg.n_atoms
+        statistics are left alone."""
         was_training = self.decoder.training
         self.decoder.eval()
         try:
             with torch.no_grad():
-                book = self.quantizer.codebook.to(zs.dtype)
-                styles, which = torch.unique(zs, dim=0, return_inverse=True)
-                u = styles.shape[0]
-                x_hat = self.decode(book.repeat(u, 1), styles.repeat_interleave(k, 0))  # (U·K, C, H, W)
-                x_hat = x_hat.view(u, k, *x_hat.shape[1:])[which].flatten(0, 1)  # (N·K, C, H, W)
-                if pose is not None:
-                    x_hat = warp(x_hat, pose.repeat_interleave(k, 0))
-                err = (x_hat.float() - x.float().repeat_interleave(k, 0)).pow(2).flatten(1).mean(1)
+                return self.render_errors(x, zs, pose).argmin(1)
         finally:
             self.decoder.train(was_training)
-        return err.view(n, k).argmin(1)

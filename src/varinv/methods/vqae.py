@@ -62,8 +62,7 @@ class VQConfig(BackboneConfig):
     # 0: strictly one-to-one. c > 0: an atom may take more than one fragment of a sample, each extra one at
     # c·n times the batch's mean squared distance to the atoms, so contents that repeat within a sample can
     # keep one atom once they are clearly closer to it than to any other, while fragments that are close
-    # to several atoms are still spread over distinct ones.
-    # (Also the decoder assignment's matching.)
+    # to several atoms are still spread over distinct ones. Used by V3's ``w_match`` and by ``assign: decoder``.
     match_repeat_cost: float = 0.0
 
     RULES = {
@@ -107,16 +106,16 @@ class VQAutoencoder(ConvAutoencoder):
     def extra_dims(self, cfg) -> tuple[int, int]:
         """The style head also gives the detail code's mean and log-variance and the pose; the decoder
         reads the detail code."""
-        return 2 * cfg.d_detail + POSES[cfg.pose] * self.n_poses(cfg), cfg.d_detail
+        return 2 * cfg.d_detail + POSES[cfg.pose] * self.n_poses, cfg.d_detail
 
-    @staticmethod
-    def n_poses(cfg) -> int:
+    @property
+    def n_poses(self) -> int:
         """Poses per fragment: one per atom when the decoder assigns atoms, else one."""
-        return cfg.n_atoms if cfg.assign == "decoder" else 1
+        return self.cfg.n_atoms if self.cfg.assign == "decoder" else 1
 
     def _split_detail(self, zs: torch.Tensor):
         """(style, detail mean, detail log-variance, pose) from the style head's output; absent parts: None."""
-        d, n_pose = self.cfg.d_detail, POSES[self.cfg.pose] * self.n_poses(self.cfg)
+        d, n_pose = self.cfg.d_detail, POSES[self.cfg.pose] * self.n_poses
         pose = zs[:, zs.shape[1] - n_pose:] if n_pose else None
         zs = zs[:, :zs.shape[1] - n_pose]
         if not d:
@@ -179,46 +178,48 @@ class VQAutoencoder(ConvAutoencoder):
         zs_dec = self.decoder_style(zs.view(b, length, -1)).flatten(0, 1)
         out = {}
         if self.cfg.assign == "decoder" and self.training and self.quantizing(step):
-            err = self.render_errors(x.reshape(b * length, *x.shape[2:]), zs_dec, b, pose)  # (N, K)
+            err = self.render_errors(x.reshape(b * length, *x.shape[2:]), zs_dec, pose)  # (N, K)
             target = matched_atoms(err.detach().view(b, length, -1), self.cfg.match_repeat_cost).flatten()
             target = torch.where(target < 0, err.detach().argmin(1), target)
-            return {
-                "zc": zc, "zq": zq, "zs": zs, "zs_dec": zs_dec, "index": index, "b": b, "length": length,
-                "recon": err.gather(1, target[:, None]).mean(), "commit": commit, "decoder_target": target,
-            }
-        dec_in = self.decoder_input(zq)
-        if mu is not None:
-            detail = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
-            kl = 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).sum(-1).mean()
-            out["detail_kl"] = kl
-            dec_in = torch.cat([zq, detail], -1)
-        x_hat = self.decoder(dec_in, zs_dec)
-        if pose is not None:
-            if self.n_poses(self.cfg) > 1:  # the pose for the atom the encoder chose
-                pose = pose.view(pose.shape[0], self.n_poses(self.cfg), -1)[torch.arange(pose.shape[0]), index]
-            x_hat = warp(x_hat, pose)
-            out["pose"] = pose
-        x_hat = x_hat.view_as(x)
+            recon, out["decoder_target"] = err.gather(1, target[:, None]).mean(), target
+        else:
+            dec_in = self.decoder_input(zq)
+            if mu is not None:
+                detail = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
+                kl = 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).sum(-1).mean()
+                out["detail_kl"] = kl
+                dec_in = torch.cat([zq, detail], -1)
+            x_hat = self.decoder(dec_in, zs_dec)
+            if pose is not None:
+                if self.n_poses > 1:  # the pose for the atom the encoder chose
+                    pose = pose.view(pose.shape[0], self.n_poses, -1)[torch.arange(pose.shape[0]), index]
+                x_hat = warp(x_hat, pose)
+                out["pose"] = pose
+            recon = F.mse_loss(x_hat.view_as(x).float(), x.float())
         return {
             "zc": zc, "zq": zq, "zs": zs, "zs_dec": zs_dec, "index": index, "b": b, "length": length,
-            "recon": F.mse_loss(x_hat.float(), x.float()), "commit": commit, **out,
+            "recon": recon, "commit": commit, **out,
         }
 
-    def render_errors(self, x: torch.Tensor, zs_dec: torch.Tensor, b: int, pose: torch.Tensor | None) -> torch.Tensor:
-        """(N, K) mean squared error of every atom's rendering against each fragment x (N, C, H, W), in the
-        fragment's style zs_dec (N, d_s) and, with a pose, the fragment's pose for that atom. With pooled
-        styles each sample's style is decoded once per atom."""
+    def render_errors(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, K) mean squared error of every atom's rendering against each fragment x (N, C, H, W) in its
+        style zs (N, d_s) and, with a pose (N, P·n) of P = 1 or K poses, warped by the fragment's pose (for
+        that atom). Each distinct style is decoded once per atom: pooled or sample-mean styles are shared by
+        a sample's fragments, and the decoding is most of the cost. Differentiable in zs and the pose."""
         n, k = x.shape[0], self.cfg.n_atoms
-        length = n // b
-        book = self.decoder_input(self.quantizer.codebook).to(zs_dec.dtype)
-        styles = zs_dec.view(b, length, -1)[:, 0] if self.cfg.style_pool else zs_dec
+        _, which = torch.unique(zs.detach(), dim=0, return_inverse=True)
+        # each distinct style's first fragment, in fragment order (gradients flow through those rows)
+        first = torch.full((int(which.max()) + 1,), n, device=which.device).scatter_reduce(
+            0, which, torch.arange(n, device=which.device), "amin")
+        rank = torch.empty_like(first)
+        rank[first.argsort()] = torch.arange(first.shape[0], device=first.device)
+        styles, which = zs[first.sort().values], rank[which]
         u = styles.shape[0]
-        x_hat = self.decoder(book.repeat(u, 1), styles.repeat_interleave(k, 0))  # (U·K, C, H, W)
-        x_hat = x_hat.view(u, k, *x_hat.shape[1:])
-        if self.cfg.style_pool:
-            x_hat = x_hat.repeat_interleave(length, 0)  # (N, K, C, H, W)
+        x_hat = self.decode(self.quantizer.codebook.to(zs.dtype).repeat(u, 1), styles.repeat_interleave(k, 0))
+        x_hat = x_hat.view(u, k, *x_hat.shape[1:])[which]  # (N, K, C, H, W)
         if pose is not None:
-            x_hat = warp(x_hat.flatten(0, 1), pose.reshape(n * k, -1)).view(n, k, *x_hat.shape[2:])
+            pose = pose.reshape(n, -1, POSES[self.cfg.pose]).expand(n, k, -1)
+            x_hat = warp(x_hat.flatten(0, 1), pose.reshape(n * k, -1)).view_as(x_hat)
         return (x_hat.float() - x.float()[:, None]).pow(2).flatten(2).mean(2)
 
     def base_total(self, ae: dict) -> torch.Tensor:
