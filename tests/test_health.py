@@ -34,6 +34,10 @@ def test_assess_flags_each_failure():
     bad_log = [{**good_log[0], "content": 0.8}] * 20
     h = health.assess(bad_log, index, styles, 4)
     assert not h["content_formed"] and "content hinge unmet" in health.warning(h)
+    h = health.assess([{**good_log[0], "style": 0.9}] * 20, index, styles, 4)
+    assert h["content_formed"] and not h["style_formed"] and "style hinge unmet" in health.warning(h)
+    # the sample hinge measures style against the content's scale, not whether the style formed
+    assert health.assess([{**good_log[0], "sample": 0.7}] * 20, index, styles, 4)["ok"]
     h = health.assess(good_log, np.zeros((30, 4), int), styles, 4)  # one atom for everything
     assert not h["content_formed"] and "perplexity" in health.warning(h)
     atoms = np.eye(4) * 10

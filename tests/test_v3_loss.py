@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from varinv.errors import ConfigError
-from varinv.methods.regularisers import REGULARISERS, diversity_loss, matched_atoms, sample_nce, tilt, tilt_basis, tilt_term
+from varinv.methods import regularisers
+from varinv.methods.regularisers import REGULARISERS, farthest_subset, diversity_loss, matched_atoms, sample_nce, tilt, tilt_basis, tilt_term
 from varinv.methods.v3 import V3, V3Config, hinge, mpd, v3_terms
 from varinv.nn.quantizer import EMAQuantizer
 
@@ -273,6 +274,32 @@ def test_matching_gives_each_fragment_of_a_sample_its_own_atom():
     assert m.encoder.to_content.weight.grad.abs().sum() > 0
     assert "match" not in V3(V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5),
                              (1, 16, 8)).loss({"x": torch.rand(2, 3, 1, 16, 8)}, step=0)
+
+
+def test_subset_matching_leaves_out_a_repeated_contents_copies():
+    # fragments 0 and 1 are copies of one content (nearly equal z_c), 2 and 3 are two other contents
+    z = torch.tensor([[[0.0, 0.0], [0.0, 0.1], [5.0, 0.0], [0.0, 5.0]]])
+    chosen = farthest_subset(z, 3)[0].tolist()
+    assert sorted(chosen)[1:] == [2, 3] and len({0, 1} & set(chosen)) == 1
+    cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_match=1.0,
+                   match_subset=0.5)
+    m = V3(cfg, (1, 16, 8))
+    seen = {}
+    real = regularisers.matched_atoms
+
+    def spy(sq, repeat_cost=0.0):
+        seen["shape"] = tuple(sq.shape)
+        return real(sq, repeat_cost)
+
+    regularisers.matched_atoms = spy
+    try:
+        out = m.loss({"x": torch.rand(2, 4, 1, 16, 8)}, step=0)
+    finally:
+        regularisers.matched_atoms = real
+    assert seen["shape"] == (2, 2, 5)  # half of each sample's 4 fragments are matched
+    assert torch.isfinite(out["match"]) and out["match"] > 0
+    with pytest.raises(ConfigError, match="match_subset"):
+        V3Config(match_subset=0.0).validate()
 
 
 def test_every_regulariser_has_a_weight_field_a_reason_and_a_results_file():

@@ -2,7 +2,8 @@
 
 Everything here comes from the run itself, never from labels, so it works on a user's unlabelled data:
 
-* the V3 hinge terms over the last tenth of the training log (met when their mean is <= ``HINGE_MET``);
+* the V3 hinge terms over the last tenth of the training log (met when their mean is <= ``HINGE_MET``):
+  content and fragment for the vocabulary, style for the style space;
 * atom usage: atoms holding at least a fifth of a uniform share, and the perplexity of the usage;
 * atom margin: each fragment's distance to its nearest atom over that to the second nearest, averaged.
   A vocabulary puts fragments near one atom and far from the rest; a codebook that merely cuts a
@@ -99,7 +100,10 @@ def assess(log: list[dict], index: np.ndarray | None, zs: np.ndarray, n_atoms: i
     if zc is not None and atoms is not None and len(atoms) > 1:
         out["atom_margin"] = atom_margin(np.asarray(zc, np.float64).reshape(-1, atoms.shape[-1]), np.asarray(atoms))
         content_ok = content_ok and out["atom_margin"] <= MAX_ATOM_MARGIN
-    style_ok = hinges.get("style", 0.0) <= HINGE_MET and hinges.get("sample", 0.0) <= HINGE_MET
+    # Only the style hinge (z_s spread across samples over within): the sample hinge compares the styles
+    # with the content's scale (or, under content_reference "shuffled", with random groups' content means),
+    # which a formed style need not reach (InsNotes under C1: z_s·style 0.964 with the sample hinge at 0.66).
+    style_ok = hinges.get("style", 0.0) <= HINGE_MET
     out["content_formed"] = bool(content_ok)
     out["style_formed"] = bool(style_ok)
     out["ok"] = bool(content_ok and style_ok)

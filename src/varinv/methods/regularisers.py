@@ -105,6 +105,23 @@ def matched_atoms(sqdist: torch.Tensor, repeat_cost: float = 0.0) -> torch.Tenso
     return out.to(sqdist.device)
 
 
+def farthest_subset(z: torch.Tensor, m: int) -> torch.Tensor:
+    """(B, m) indices of m fragments of each sample of z (B, L, d), chosen farthest-first: the one farthest
+    from the sample's mean, then repeatedly the one farthest from those chosen. Copies of one content sit
+    close together, so the subset holds distinct contents far more often than a random one does."""
+    z = z.detach().float()
+    d = torch.cdist(z, z)  # (B, L, L)
+    rows = torch.arange(z.shape[0], device=z.device)
+    pick = (z - z.mean(1, keepdim=True)).norm(dim=-1).argmax(1)
+    chosen, gap = [pick], d[rows, pick]
+    for _ in range(m - 1):
+        gap = gap.masked_fill(torch.zeros_like(gap, dtype=torch.bool).scatter(1, pick[:, None], True), -1.0)
+        pick = gap.argmax(1)
+        chosen.append(pick)
+        gap = torch.minimum(gap, d[rows, pick])
+    return torch.stack(chosen, 1)
+
+
 def balanced_atoms(sqdist: torch.Tensor, temperature: float, iters: int = 20) -> torch.Tensor:
     """(N,) atom of each fragment under an assignment of the batch's N fragments that uses every atom equally
     often (Sinkhorn-Knopp on the soft assignments, sqdist (N, K), then each row's most likely atom).
@@ -221,7 +238,18 @@ def diversity_term(model, batch, ae, step):
              why="For data whose samples never repeat a content: the soft diversity term let two contents share "
                  "an atom; a one-to-one matching of each sample's fragments to atoms forbids it.")
 def match_term(model, batch, ae, step):
-    return pull_to_targets(model, ae, step, lambda sq: matched_atoms(sq, model.cfg.match_repeat_cost).flatten())
+    cfg = model.cfg
+    if cfg.match_subset >= 1:
+        return pull_to_targets(model, ae, step, lambda sq: matched_atoms(sq, cfg.match_repeat_cost).flatten())
+
+    def subset_targets(sq):
+        b, length, _ = sq.shape
+        idx = farthest_subset(ae["zc"].view(b, length, -1), max(1, round(cfg.match_subset * length)))
+        target = torch.full((b, length), -100, dtype=torch.long, device=sq.device)
+        sub = sq.gather(1, idx[..., None].expand(-1, -1, sq.shape[-1]))
+        return target.scatter(1, idx, matched_atoms(sub, cfg.match_repeat_cost)).flatten()
+
+    return pull_to_targets(model, ae, step, subset_targets)
 
 
 @regulariser("balance", "w_balance", results="2026-12-03-generalisation-explore5.md",

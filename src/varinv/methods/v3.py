@@ -86,6 +86,10 @@ class V3Config(VQConfig):
     # The diversity term is the soft form of this prior; it tolerated two tones sharing an atom while
     # another atom held one tone for only some waveforms, which the matching forbids.
     w_match: float = 0.0
+    # Fraction of each sample's fragments the matching takes (1 = all). Below 1 it matches only fragments
+    # chosen farthest-first in z_c, so that copies of a content repeated within the sample are mostly
+    # left out instead of being forced onto other contents' atoms.
+    match_subset: float = 1.0
     # Batch balance (0 = off): the batch's fragments are assigned to atoms so that every atom takes an
     # equal share (Sinkhorn), and a cross-entropy term pulls each soft assignment towards that atom. The
     # batch-level form of the matching's prior, which holds whether or not contents repeat within a sample
@@ -129,6 +133,7 @@ class V3Config(VQConfig):
         "reassign_start": Interval(int, 0, None),
         "reassign_style": Options(("own", "mean", "other")),
         "w_match": Interval(float, 0, None),
+        "match_subset": Interval(float, 0, 1, closed="right"),
         "w_balance": Interval(float, 0, None),
         "w_tilt": Interval(float, 0, None),
         "tilt_range": Interval(float, 0, None, closed="neither"),
