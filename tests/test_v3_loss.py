@@ -594,3 +594,28 @@ def test_balanced_assignment_spreads_a_lopsided_batch_over_every_atom():
     twins = torch.cdist(x, torch.cat([centres[:1], centres[:1] + 0.05, centres[1:2], centres[1:2] + 0.05])) ** 2
     counts = balanced_atoms(twins[torch.arange(64) % k < 2], 0.1).bincount(minlength=k)
     assert counts.min() >= 5 and counts[0] + counts[1] == 16, counts
+
+
+def test_pose_auto_is_fixed_from_the_data_kind_when_training_starts(tmp_path):
+    import json
+
+    from tests.conftest import TOY_CFG, toy_arrays
+    from varinv import config as config_mod
+    from varinv.data.store import from_arrays
+    from varinv.train.trainer import train
+
+    cfg = config_mod.from_dict({**TOY_CFG, "model": {**TOY_CFG["model"], "pose": "auto"}})
+    assert config_mod.for_data(cfg, "image").model.pose == "similarity"
+    assert config_mod.for_data(cfg, "spectrogram").model.pose == "none"
+    with pytest.raises(ConfigError, match="auto"):  # an unresolved "auto" never builds a model
+        V3(cfg.model, (3, 16, 16))
+    x, c, s = toy_arrays(16)
+    ds = from_arrays(tmp_path / "toy", {"train": (x, c, s)}, content_names=list("abcd"), style_names=list("rgb"))
+    raw = json.loads(json.dumps(TOY_CFG))
+    raw["model"]["pose"] = "auto"
+    raw["data"]["path"] = str(ds.root)
+    raw["train"].update(steps=2, ckpt_every=2)
+    train(config_mod.from_dict(raw), tmp_path / "run", progress=False, tensorboard=False)
+    assert config_mod.load(tmp_path / "run" / "config.yaml").model.pose == "similarity"  # the run names what it trained
+    train(config_mod.from_dict({**raw, "train": {**raw["train"], "steps": 4}}), tmp_path / "run", resume=True,
+          progress=False, tensorboard=False)  # and resumes from the same "auto" config

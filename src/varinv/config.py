@@ -406,6 +406,15 @@ class RunConfig:
         }
 
 
+def for_data(cfg: RunConfig, kind: str) -> RunConfig:
+    """``cfg`` with its data-dependent "auto" options fixed for a dataset of ``kind`` ("image", "spectrogram",
+    ...), so that the run's saved config names what was trained."""
+    if getattr(cfg.model, "pose", None) == "auto":
+        pose = "similarity" if kind == "image" else "none"
+        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pose=pose))
+    return cfg
+
+
 def from_dict(raw: dict) -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError("a config must be a mapping with sections data, model, train")

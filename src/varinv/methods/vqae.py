@@ -47,7 +47,8 @@ class VQConfig(BackboneConfig):
     # A per-fragment pose read by the encoder and applied to the decoder's output ("none" or "similarity":
     # rotation, scale and shift within bounds, nn/pose.py), so that atoms render their content in one pose
     # and the codebook is not spent on where and how large each fragment draws it. For images: along a
-    # spectrogram's frequency axis a shift or scale is a pitch change, i.e. content.
+    # spectrogram's frequency axis a shift or scale is a pitch change, i.e. content. "auto": "similarity"
+    # for image data and "none" otherwise, fixed from the dataset's kind when training starts.
     pose: str = "none"
     # Which atom reconstructs each fragment in training: "encoder" (its z_c's nearest atom, the paper) or
     # "decoder": every atom is rendered in the fragment's style (and, with a pose, in a pose of its own for
@@ -77,7 +78,7 @@ class VQConfig(BackboneConfig):
         "d_detail": Interval(int, 0, None),
         "detail_capacity": Interval(float, 0, None, note="nats"),
         "w_detail": Interval(float, 0, None),
-        "pose": Options(tuple(POSES)),
+        "pose": Options((*POSES, "auto")),
         "assign": Options(("encoder", "decoder")),
         "match_repeat_cost": Interval(float, 0, None),
     }
@@ -93,6 +94,8 @@ class VQAutoencoder(ConvAutoencoder):
     """Encoder → (z_c → nearest atom, z_s) → Decoder."""
 
     def __init__(self, cfg: VQConfig, fragment_shape, seed: int = 0):
+        check_value(cfg.pose != "auto", "model.pose", cfg.pose,
+                    '"none" or "similarity" ("auto" is fixed from the dataset when training starts)')
         super().__init__(cfg, fragment_shape)
         self.quantizer = EMAQuantizer(
             cfg.d_content,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from varinv.config import RunConfig
+from varinv.config import RunConfig, for_data
 from varinv.data.batching import Prefetcher, make_batch
 from varinv.data.store import Dataset, open_dataset
 from varinv.errors import ConfigError, DataError, TrainingError
@@ -236,6 +236,7 @@ def _train(
     set_threads(t.threads)
     keep_freed_memory()
     ds = open_dataset(cfg.data.path)
+    cfg = for_data(cfg, ds.kind)
     ddp.run_on_main(ds.verify_cached, ctx)  # a flipped byte fails here, not as an odd loss later
     train_split = ds.split("train")
     if len(train_split) < 2:
