@@ -38,6 +38,11 @@ def test_assess_flags_each_failure():
     assert h["content_formed"] and not h["style_formed"] and "style hinge unmet" in health.warning(h)
     # the sample hinge measures style against the content's scale, not whether the style formed
     assert health.assess([{**good_log[0], "sample": 0.7}] * 20, index, styles, 4)["ok"]
+    # where the rendering agreement is known it decides: unmet hinges and a poor margin are only reported
+    h = health.assess(bad_log, index, styles, 4, agreement=0.97)
+    assert h["content_formed"] and h["rendering_agreement"] == 0.97
+    h = health.assess(good_log, index, styles, 4, agreement=0.6)
+    assert not h["content_formed"] and "60% of fragments are rendered best by their own atom" in health.warning(h)
     h = health.assess(good_log, np.zeros((30, 4), int), styles, 4)  # one atom for everything
     assert not h["content_formed"] and "perplexity" in health.warning(h)
     atoms = np.eye(4) * 10
@@ -49,6 +54,25 @@ def test_assess_flags_each_failure():
     leaky = styles + np.eye(3)[index % 3] * 2  # z_s moves with the atom inside each sample
     assert health.assess(good_log, index, leaky, 4)["content_in_style"] > 0.9
     assert health.assess(good_log, index, styles, 4)["content_in_style"] < 0.3
+
+
+def test_rendering_agreement_compares_the_nearest_atom_with_the_best_rendering():
+    import torch
+
+    from varinv.methods.v3 import V3, V3Config
+
+    m = V3(V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, style_pool=True),
+           (1, 16, 8))
+    x = torch.rand(3, 4, 1, 16, 8)
+    m.train()
+    m.loss({"x": x}, step=0)  # initialises the codebook
+    got = m.rendering_agreement(x)
+    assert m.training and got.shape == (12,) and got.dtype == torch.bool
+    m.eval()
+    with torch.no_grad():
+        enc = m.encode(x)
+        want = m.best_atoms(x.flatten(0, 1), enc.style.flatten(0, 1)) == enc.content_index.flatten()
+    assert torch.equal(got, want)
 
 
 def _run(toy_dataset, tmp_path, name, **model):
@@ -64,7 +88,7 @@ def _run(toy_dataset, tmp_path, name, **model):
 def test_training_writes_health_and_flags_collapse(toy_dataset, tmp_path, capsys):
     good = _run(toy_dataset, tmp_path, "good")
     assert good["ok"], good
-    # relativity 1000 cannot be met by any codebook of 4 atoms: the hinges stay high
-    bad = _run(toy_dataset, tmp_path, "bad", relativity=1000.0)
+    # without the reconstruction term the decoder never learns to render the atoms: nothing formed
+    bad = _run(toy_dataset, tmp_path, "bad", w_recon=0.0)
     assert not bad["ok"] and not bad["content_formed"]
     assert capsys.readouterr().err.count("warning: ") == 1

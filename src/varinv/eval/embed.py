@@ -10,10 +10,14 @@ from varinv.data.store import Split
 from varinv.methods.base import Method
 
 
+AGREEMENT_SAMPLES = 64  # rendering every atom costs about K reconstructions per sample
+
+
 @torch.no_grad()
 def embed_split(model: Method, split: Split, max_samples: int | None = None, batch_size: int = 64):
     """Flattened per-fragment arrays: zc (N, Dc), zs (N, Ds), index (N,) or None, content (N,),
-    style (N,), and the reconstruction MSE over the split. N = samples × L."""
+    style (N,), the reconstruction MSE over the split and, for models with a codebook and a decoder, the
+    rendering agreement of the health check (None otherwise). N = samples × L."""
     model.eval()
     if max_samples is not None and max_samples < len(split):
         split = Split(
@@ -25,7 +29,10 @@ def embed_split(model: Method, split: Split, max_samples: int | None = None, bat
             scale=split.scale,
         )
     zc, zs, idx, content, style, sq, count = [], [], [], [], [], 0.0, 0
+    agree = []  # the health check's rendering agreement, on the first AGREEMENT_SAMPLES samples
     for batch in iterate(split, batch_size):
+        if hasattr(model, "rendering_agreement") and sum(len(a) for a in agree) < AGREEMENT_SAMPLES * split.x.shape[1]:
+            agree.append(model.rendering_agreement(batch["x"][:AGREEMENT_SAMPLES]).numpy())
         enc = model.encode(batch["x"])
         x_hat = model.decode(model.decoder_content(enc), enc.style)
         sq += float(((x_hat - batch["x"]) ** 2).sum())
@@ -43,6 +50,7 @@ def embed_split(model: Method, split: Split, max_samples: int | None = None, bat
         "content": np.concatenate(content),
         "style": np.concatenate(style),
         "recon_mse": sq / max(count, 1),
+        "agreement": float(np.concatenate(agree).mean()) if agree else None,
     }
 
 

@@ -229,15 +229,3 @@ class V3(VQAutoencoder):
                 total = total + weight * term
         out["total"] = total
         return out
-
-    def best_atoms(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
-        """(N,) index of the atom whose decoding with style ``zs`` (and each fragment's ``pose``, if any)
-        reconstructs each fragment best; x (N, C, H, W), zs (N, d_s). Eval-mode decoder, so batch-norm
-        statistics are left alone."""
-        was_training = self.decoder.training
-        self.decoder.eval()
-        try:
-            with torch.no_grad():
-                return self.render_errors(x, zs, pose).argmin(1)
-        finally:
-            self.decoder.train(was_training)

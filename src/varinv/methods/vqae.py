@@ -225,6 +225,34 @@ class VQAutoencoder(ConvAutoencoder):
             x_hat = warp(x_hat.flatten(0, 1), pose.reshape(n * k, -1)).view_as(x_hat)
         return (x_hat.float() - x.float()[:, None]).pow(2).flatten(2).mean(2)
 
+    def best_atoms(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
+        """(N,) index of the atom whose decoding with style ``zs`` (and each fragment's ``pose``, if any)
+        reconstructs each fragment best; x (N, C, H, W), zs (N, d_s). Eval-mode decoder, so batch-norm
+        statistics are left alone."""
+        was_training = self.decoder.training
+        self.decoder.eval()
+        try:
+            with torch.no_grad():
+                return self.render_errors(x, zs, pose).argmin(1)
+        finally:
+            self.decoder.train(was_training)
+
+    def rendering_agreement(self, x: torch.Tensor) -> torch.Tensor:
+        """(B·L,) bool for samples x (B, L, C, H, W): is each fragment's atom (its z_c's nearest) also the
+        atom whose rendering in its style and pose reconstructs it best? Label-free: a codebook whose atoms
+        all render one blob, or that cuts a nuisance instead of the contents, disagrees with its decoder."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                zc, zs, b, length = self._encode_flat(x)
+                _, index, _ = self.quantizer(zc)
+                zs, _, _, pose = self._split_detail(zs)
+                zs_dec = self.decoder_style(zs.view(b, length, -1)).flatten(0, 1)
+                return self.best_atoms(x.reshape(b * length, *x.shape[2:]), zs_dec, pose) == index
+        finally:
+            self.train(was_training)
+
     def base_total(self, ae: dict) -> torch.Tensor:
         total = self.cfg.w_recon * ae["recon"] + self.cfg.w_commit * ae["commit"]
         if "detail_kl" in ae:

@@ -346,10 +346,13 @@ def report_health(model, run: Path, ds: Dataset, echo: bool = True, n_samples: i
     split = ds.split("val" if "val" in ds.splits else "train")
     was_training = model.training
     model.eval()
-    idx, zs, zc = [], [], []
+    idx, zs, zc, agree = [], [], [], []
     with torch.no_grad():
         for batch in iterate(split, 32):
-            enc = model.encode(batch["x"].to(next(model.parameters()).device))
+            x = batch["x"].to(next(model.parameters()).device)
+            enc = model.encode(x)
+            if hasattr(model, "rendering_agreement"):
+                agree.append(model.rendering_agreement(x).cpu())
             zs.append(enc.style.float().cpu())
             zc.append(enc.content.float().cpu())
             if enc.content_index is not None:
@@ -360,7 +363,8 @@ def report_health(model, run: Path, ds: Dataset, echo: bool = True, n_samples: i
     book = model.codebook()
     h = health.assess(health.read_log(run), torch.cat(idx).numpy() if idx else None, torch.cat(zs).numpy(),
                       int(book.shape[0]) if book is not None else 1, torch.cat(zc).numpy(),
-                      book.detach().float().cpu().numpy() if book is not None else None)
+                      book.detach().float().cpu().numpy() if book is not None else None,
+                      float(torch.cat(agree).float().mean()) if agree else None)
     (run / HEALTH_FILE).write_text(json.dumps(h, indent=1) + "\n")
     line = health.warning(h)
     if line is not None:
