@@ -18,7 +18,7 @@ SMALL = {"d_content": 4, "d_style": 4, "n_channels": 16, "n_layers": 2, "d_hidde
 EXTRA = {"v3": {"n_atoms": 4}, "mine": {"n_atoms": 4}, "cycle": {"n_atoms": 4}, "dsae": {"d_feature": 16, "d_rnn": 16},
          "tsdsae": {"d_feature": 16, "d_rnn": 16, "switch_step": 2}, "mvtcvae": {}, "betavae": {},
          "supervised": {"n_content_classes": 4, "n_style_classes": 3}}
-HOOKS = ("after_step", "freeze_codebook", "content_logits", "decoder_style", "progress_terms")
+HOOKS = ("after_step", "freeze_codebook", "content_logits", "decoder_style", "progress_terms", "rendering_agreement")
 # What the console showed for every method before progress_terms (monitor.CONSOLE_TERMS).
 OLD_CONSOLE_TERMS = ("total", "recon", "content", "style", "sample", "fragment", "diversity")
 
@@ -46,6 +46,7 @@ def test_base_defaults():
     s = torch.randn(2, 3, 4)
     assert m.decoder_style(s) is s
     assert m.progress_terms() == ("total", "recon")
+    assert m.rendering_agreement(x) is None
     for hook in HOOKS:
         assert (getattr(Method, hook).__doc__ or "").strip(), hook
 

@@ -31,8 +31,10 @@ def embed_split(model: Method, split: Split, max_samples: int | None = None, bat
     zc, zs, idx, content, style, sq, count = [], [], [], [], [], 0.0, 0
     agree = []  # the health check's rendering agreement, on the first AGREEMENT_SAMPLES samples
     for batch in iterate(split, batch_size):
-        if hasattr(model, "rendering_agreement") and sum(len(a) for a in agree) < AGREEMENT_SAMPLES * split.x.shape[1]:
-            agree.append(model.rendering_agreement(batch["x"][:AGREEMENT_SAMPLES]).numpy())
+        if sum(len(a) for a in agree) < AGREEMENT_SAMPLES * split.x.shape[1]:
+            a = model.rendering_agreement(batch["x"][:AGREEMENT_SAMPLES])
+            if a is not None:
+                agree.append(a.numpy())
         enc = model.encode(batch["x"])
         x_hat = model.decode(model.decoder_content(enc), enc.style)
         sq += float(((x_hat - batch["x"]) ** 2).sum())

@@ -63,6 +63,11 @@ class Method(nn.Module):
         of the supervised counterpart); None for methods without one."""
         return None
 
+    def rendering_agreement(self, x: torch.Tensor) -> torch.Tensor | None:
+        """(B·L,) bool for samples x: is each fragment's atom also the one whose rendering reconstructs it
+        best (the health check's content verdict)? None for methods without a codebook and a decoder."""
+        return None
+
     def progress_terms(self) -> tuple[str, ...]:
         """The loss terms the progress bar / plain progress lines show, in order, when present."""
         return ("total", "recon")

@@ -351,8 +351,9 @@ def report_health(model, run: Path, ds: Dataset, echo: bool = True, n_samples: i
         for batch in iterate(split, 32):
             x = batch["x"].to(next(model.parameters()).device)
             enc = model.encode(x)
-            if hasattr(model, "rendering_agreement"):
-                agree.append(model.rendering_agreement(x).cpu())
+            a = model.rendering_agreement(x)
+            if a is not None:
+                agree.append(a.cpu())
             zs.append(enc.style.float().cpu())
             zc.append(enc.content.float().cpu())
             if enc.content_index is not None:
