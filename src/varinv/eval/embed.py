@@ -29,10 +29,11 @@ def embed_split(model: Method, split: Split, max_samples: int | None = None, bat
             scale=split.scale,
         )
     zc, zs, idx, content, style, sq, count = [], [], [], [], [], 0.0, 0
-    agree = []  # the health check's rendering agreement, on the first AGREEMENT_SAMPLES samples
+    agree, left = [], AGREEMENT_SAMPLES  # the health check's rendering agreement, on the first samples only
     for batch in iterate(split, batch_size):
-        if sum(len(a) for a in agree) < AGREEMENT_SAMPLES * split.x.shape[1]:
-            a = model.rendering_agreement(batch["x"][:AGREEMENT_SAMPLES])
+        if left > 0:
+            a = model.rendering_agreement(batch["x"][:left])
+            left -= len(batch["x"])
             if a is not None:
                 agree.append(a.numpy())
         enc = model.encode(batch["x"])
