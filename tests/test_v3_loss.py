@@ -619,3 +619,47 @@ def test_pose_auto_is_fixed_from_the_data_kind_when_training_starts(tmp_path):
     assert config_mod.load(tmp_path / "run" / "config.yaml").model.pose == "similarity"  # the run names what it trained
     train(config_mod.from_dict({**raw, "train": {**raw["train"], "steps": 4}}), tmp_path / "run", resume=True,
           progress=False, tensorboard=False)  # and resumes from the same "auto" config
+
+
+def _usages(ids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample atom usage of hard assignments ids (B, L) and that of random groups of the same fragments."""
+    onehot = torch.eye(k)[ids]
+    shuffled = onehot.flatten(0, 1)[torch.randperm(ids.numel())].view_as(onehot)
+    return onehot.mean(1), shuffled.mean(1)
+
+
+@pytest.mark.parametrize("repeats", [False, True])
+def test_style_usage_dependence_sees_an_atom_used_for_a_content_only_in_some_styles(repeats):
+    from varinv.methods.regularisers import style_usage_dependence
+
+    torch.manual_seed(0)
+    b, k = 48, 10
+    style_id = torch.randint(0, 6, (b,))
+    style = torch.randn(6, 8)[style_id] + 0.05 * torch.randn(b, 8)
+    ids = torch.randint(0, k, (b, k)) if repeats else torch.stack([torch.randperm(k) for _ in range(b)])
+    faithful = style_usage_dependence(style, *_usages(ids, k))
+    # content 0 takes atom 1 in styles 0-2 and keeps atom 0 elsewhere, where content 1 moves to atom 0
+    split = ids.clone()
+    some = (style_id < 3)[:, None]
+    split[some & (ids == 0)] = 1
+    split[~some & (ids == 1)] = 0
+    dependent = style_usage_dependence(style, *_usages(split, k))
+    assert abs(float(faithful)) < 0.08 and float(dependent) > 0.15
+
+
+def test_independence_term_reaches_the_content_codes():
+    cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_independence=1.0)
+    m = V3(cfg, (1, 16, 8))
+    grads = []
+    for seed in range(6):
+        torch.manual_seed(seed)
+        ae = m.autoencode(torch.rand(8, 4, 1, 16, 8), step=0)
+        ae["zs3"] = ae["zs"].view(8, 4, -1).float()
+        term = regularisers.independence_term(m, None, ae, 0)
+        assert torch.isfinite(term) and term >= 0
+        if term > 0:
+            grads.append(torch.autograd.grad(term, ae["zc"])[0].abs().sum())
+    assert grads and all(g > 0 for g in grads)
+    assert "independence" in m.loss({"x": torch.rand(6, 4, 1, 16, 8)}, step=0)
+    with pytest.raises(ConfigError, match="w_independence"):
+        V3Config(w_independence=-1.0).validate()

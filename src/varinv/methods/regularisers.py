@@ -153,6 +153,30 @@ def sample_nce(z: torch.Tensor, temperature: float) -> torch.Tensor:
     return (log_all - log_pos).mean()
 
 
+def unbiased_hsic(k: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Unbiased HSIC estimate of two (n, n) Gram matrices (Song et al., 2012), n >= 4: near 0 for independent
+    variables at any n, where the biased form grows as n shrinks."""
+    n = k.shape[0]
+    k = k - torch.diag_embed(torch.diagonal(k))
+    m = m - torch.diag_embed(torch.diagonal(m))
+    km = k @ m
+    return (torch.trace(km) + k.sum() * m.sum() / ((n - 1) * (n - 2)) - 2 * km.sum() / (n - 2)) / (n * (n - 3))
+
+
+def style_usage_dependence(style: torch.Tensor, usage: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Normalised kernel dependence between each sample's style (B, d_s) and its soft atom usage (B, K),
+    B >= 4: unbiased HSIC with a Gaussian kernel on the styles (bandwidth: the median pairwise squared
+    distance) and a linear one on the usages, over the geometric mean of the styles' self-dependence and the
+    usages' (at least that of ``reference`` (B, K), the usages of random groups of fragments: a code whose
+    samples all use the same atoms has no usage spread to normalise by). Near 0 or below when independent."""
+    ds = torch.cdist(style, style).pow(2)
+    pos = ds.detach()[ds.detach() > 0]
+    ks = torch.exp(-ds / (pos.median() if pos.numel() else ds.new_ones(())).clamp_min(TINY))
+    ku = usage @ usage.t()
+    spread = torch.maximum(unbiased_hsic(ku, ku).detach(), unbiased_hsic(reference @ reference.t(), reference @ reference.t()))
+    return unbiased_hsic(ks, ku) / (unbiased_hsic(ks, ks).clamp_min(TINY) * spread.clamp_min(TINY)).sqrt()
+
+
 def isotropy_loss(z: torch.Tensor) -> torch.Tensor:
     """d·Σλ²/(Σλ)² − 1 for the eigenvalues λ of the covariance of z (B, d): 0 when isotropic,
     d − 1 when all variance lies along one direction. A batch statistic: z is gathered under DDP."""
@@ -219,6 +243,20 @@ def isotropy_term(model, batch, ae, step):
                  "at 0.96); a contrastive form of the same prior (a fragment's z_s picks out its own sample) does.")
 def style_nce_term(model, batch, ae, step):
     return sample_nce(ae["zs3"], model.cfg.style_nce_temperature)
+
+
+@regulariser("independence", "w_independence", results="2026-12-03-generalisation-explore7.md",
+             why="An atom that holds a content only in some styles (a font's A, a patch's permuted pitches) makes the atoms "
+                 "a sample uses depend on its style; contents can repeat, but what a sample uses cannot predict its style.")
+def independence_term(model, batch, ae, step):
+    if not model.quantizing(step):
+        return None
+    soft = assignment_logits(atom_sqdist(model, ae), model.cfg.diversity_temperature).softmax(-1)  # (B, L, K)
+    shuffled = soft.detach().flatten(0, 1)[torch.randperm(soft.shape[0] * soft.shape[1], device=soft.device)]
+    style, usage, reference = gather_samples(ae["zs3"].mean(1).detach(), soft.mean(1), shuffled.view_as(soft).mean(1))
+    if style.shape[0] < 4:
+        return None
+    return style_usage_dependence(style, usage, reference).clamp_min(0)
 
 
 @regulariser("diversity", "w_diversity", results="2026-11-22-v3-phonenums-explore.md",

@@ -95,6 +95,10 @@ class V3Config(VQConfig):
     # batch-level form of the matching's prior, which holds whether or not contents repeat within a sample
     # (it assumes roughly balanced contents overall, as clustering does).
     w_balance: float = 0.0
+    # Style-usage independence (0 = off): the kernel dependence between each sample's mean style and the
+    # atoms its fragments use (soft), over the batch. V3's invariance in a repeat-safe form: contents may
+    # repeat within a sample, but which atoms a sample uses must not tell its style.
+    w_independence: float = 0.0
     # Spectral-tilt invariance (0 = off; spectrogram data): each fragment's log-magnitude gets a random
     # smooth curve along frequency (linear + quadratic, up to ±tilt_range at the band edges), which
     # reweights harmonics but moves none, and its z_c is pulled to the clean fragment's atom. On
@@ -135,6 +139,7 @@ class V3Config(VQConfig):
         "w_match": Interval(float, 0, None),
         "match_subset": Interval(float, 0, 1, closed="right"),
         "w_balance": Interval(float, 0, None),
+        "w_independence": Interval(float, 0, None),
         "w_tilt": Interval(float, 0, None),
         "tilt_range": Interval(float, 0, None, closed="neither"),
         "tilt_mode": Options(TILT_MODES),
