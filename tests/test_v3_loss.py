@@ -436,6 +436,35 @@ def test_separable_decoder_cannot_make_style_pick_the_content():
         V3Config(decoder="other").validate()
 
 
+@pytest.mark.parametrize("decoder", ["separable", "gain"])
+def test_separable_decoder_draws_each_shared_style_once_with_the_same_output_and_gradients(decoder):
+    from varinv.nn.backbones import BackboneSpec, SeparableDecoder, distinct_rows
+
+    torch.manual_seed(0)
+    spec = BackboneSpec(n_channels=8, n_layers=2, d_hidden=32, decoder=decoder, rank=1)
+    dec = SeparableDecoder((3, 16, 16), spec, 4, 3).train()
+    c = torch.randn(12, 4)
+    pooled = torch.randn(3, 3, requires_grad=True)  # three samples of four fragments, one style each
+    style = pooled.repeat_interleave(4, 0)
+    first, which = distinct_rows(style)
+    assert first.tolist() == [0, 4, 8] and torch.equal(style[first][which], style)
+    calls = []
+    hook = dec.style_maps.register_forward_hook(lambda mod, inp, out: calls.append(out.shape[0]))
+    out = dec(c, style)
+    hook.remove()
+    assert calls == [3]
+    # the same function drawn row by row: every style map computed for all twelve rows
+    a = dec.content_maps(c, c.new_zeros(12, 1)).chunk(2, dim=1)
+    b = dec.style_maps(style.new_zeros(12, 1), style).chunk(1 if decoder == "gain" else 2, dim=1)
+    if decoder == "gain":
+        b = (b[0], (1 + dec.gains(style)).view(12, -1, 1, 1))
+    full = a[0] + b[0] + a[1] * b[1]
+    assert torch.allclose(out, full, atol=1e-5)
+    g1, = torch.autograd.grad(out.pow(2).sum(), pooled)
+    g2, = torch.autograd.grad(full.pow(2).sum(), pooled)
+    assert torch.allclose(g1, g2, atol=1e-4)
+
+
 def test_pose_warp_is_the_identity_at_zero_and_a_bounded_similarity_otherwise():
     from varinv.nn.pose import MAX_LOG_SCALE, MAX_SHIFT, pose_matrix, warp
 

@@ -16,6 +16,7 @@ from varinv.config import Interval, Options, check_value
 from varinv.methods.base import Encoded
 from varinv.methods.autoencoder import BackboneConfig, ConvAutoencoder
 from varinv.methods.regularisers import matched_atoms
+from varinv.nn.backbones import distinct_rows
 from varinv.nn.pose import POSES, warp
 from varinv.nn.quantizer import EMAQuantizer
 
@@ -210,13 +211,8 @@ class VQAutoencoder(ConvAutoencoder):
         that atom). Each distinct style is decoded once per atom: pooled or sample-mean styles are shared by
         a sample's fragments, and the decoding is most of the cost. Differentiable in zs and the pose."""
         n, k = x.shape[0], self.cfg.n_atoms
-        _, which = torch.unique(zs.detach(), dim=0, return_inverse=True)
-        # each distinct style's first fragment, in fragment order (gradients flow through those rows)
-        first = torch.full((int(which.max()) + 1,), n, device=which.device).scatter_reduce(
-            0, which, torch.arange(n, device=which.device), "amin")
-        rank = torch.empty_like(first)
-        rank[first.argsort()] = torch.arange(first.shape[0], device=first.device)
-        styles, which = zs[first.sort().values], rank[which]
+        first, which = distinct_rows(zs)
+        styles = zs[first]
         u = styles.shape[0]
         x_hat = self.decode(self.quantizer.codebook.to(zs.dtype).repeat(u, 1), styles.repeat_interleave(k, 0))
         x_hat = x_hat.view(u, k, *x_hat.shape[1:])[which]  # (N, K, C, H, W)

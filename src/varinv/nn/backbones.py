@@ -181,6 +181,20 @@ class Decoder(nn.Module):
         return self.out(h)
 
 
+def distinct_rows(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, which) for rows z (N, d): the index of each distinct row's first occurrence, in row order
+    (U,), and for every row the position of its distinct row in ``first`` (N,), so z[first][which] == z.
+    Indexing with ``first`` keeps the gradient flowing to those rows."""
+    n = z.shape[0]
+    _, inverse = torch.unique(z.detach(), dim=0, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), n, device=z.device).scatter_reduce(
+        0, inverse, torch.arange(n, device=z.device), "amin")
+    order = first.argsort()
+    rank = torch.empty_like(first)
+    rank[order] = torch.arange(first.shape[0], device=first.device)
+    return first[order], rank[inverse]
+
+
 class SeparableDecoder(nn.Module):
     """(content, style) → A0(c) + B0(s) + Σ_r A_r(c)·B_r(s); see ``BackboneSpec.decoder``. With
     ``gain`` each B_r(s) (r ≥ 1) is a per-channel gain from a linear map of s."""
@@ -198,7 +212,12 @@ class SeparableDecoder(nn.Module):
 
     def forward(self, content, style):
         a = self.content_maps(content, content.new_zeros(content.shape[0], 1)).chunk(self.n_maps, dim=1)
-        b = self.style_maps(style.new_zeros(style.shape[0], 1), style).chunk(1 if self.gain else self.n_maps, dim=1)
+        # the style maps are drawn once per distinct style: a sample's fragments share one under style_pool, and
+        # the maps are about a third of a step. Each distinct style then stands for the same number of rows, so
+        # batch-norm statistics over the distinct ones equal those over all rows.
+        first, which = distinct_rows(style)
+        maps = self.style_maps(style.new_zeros(first.shape[0], 1), style[first])[which]
+        b = maps.chunk(1 if self.gain else self.n_maps, dim=1)
         if self.gains is not None:
             g = (1 + self.gains(style)).view(style.shape[0], len(a) - 1, -1, 1, 1).unbind(1)
             b = (b[0], *g)
