@@ -692,3 +692,31 @@ def test_independence_term_reaches_the_content_codes():
     assert "independence" in m.loss({"x": torch.rand(6, 4, 1, 16, 8)}, step=0)
     with pytest.raises(ConfigError, match="w_independence"):
         V3Config(w_independence=-1.0).validate()
+
+
+def test_repeat_rate_tells_samples_that_never_repeat_from_independent_draws():
+    from varinv.methods.regularisers import repeat_rate
+
+    torch.manual_seed(0)
+    once = torch.stack([torch.randperm(10) for _ in range(64)])
+    drawn = torch.randint(0, 10, (64, 10))
+    merged = once.masked_fill(once == 9, 8)  # one pair of contents shares an atom
+    assert float(repeat_rate(once, 10)) == 0.0
+    assert float(repeat_rate(drawn, 10)) > 0.8
+    assert 0.1 < float(repeat_rate(merged, 10)) < 0.25
+
+
+@pytest.mark.parametrize("repeats,matched", [(False, 4), (True, 2)])
+def test_adaptive_subset_matches_every_fragment_only_where_samples_do_not_repeat(repeats, matched):
+    cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=4, w_match=1.0,
+                   match_subset=0.5, match_adapt=True)
+    m = V3(cfg, (1, 16, 8))
+    seen = {}
+    real_rate, real_match = regularisers.repeat_rate, regularisers.matched_atoms
+    regularisers.repeat_rate = lambda index, k: torch.tensor(1.0 if repeats else 0.0)
+    regularisers.matched_atoms = lambda sq, c=0.0: seen.setdefault("shape", tuple(sq.shape)) and real_match(sq, c)
+    try:
+        m.loss({"x": torch.rand(3, 4, 1, 16, 8)}, step=0)
+    finally:
+        regularisers.repeat_rate, regularisers.matched_atoms = real_rate, real_match
+    assert seen["shape"] == (3, matched, 4)

@@ -122,6 +122,20 @@ def farthest_subset(z: torch.Tensor, m: int) -> torch.Tensor:
     return torch.stack(chosen, 1)
 
 
+def repeat_rate(index: torch.Tensor, k: int) -> torch.Tensor:
+    """How often two fragments of one sample share an atom relative to two fragments of different samples,
+    from hard assignments index (B, L): about 1 when each sample's contents are drawn independently, about 0
+    when no sample repeats a content (only atoms that merge contents share then). Clipped to [0, 1]."""
+    (counts,) = gather_samples(F.one_hot(index, k).sum(1).float())  # (B, K)
+    b, length = counts.shape[0], index.shape[1]
+    if b < 2 or length < 2:
+        return counts.new_ones(())
+    within = (counts * (counts - 1)).sum() / (b * length * (length - 1))
+    total = counts.sum(0)
+    across = (total.pow(2).sum() - counts.pow(2).sum()) / ((b * length) ** 2 - b * length ** 2)
+    return (within / across.clamp_min(TINY)).clamp(0, 1)
+
+
 def balanced_atoms(sqdist: torch.Tensor, temperature: float, iters: int = 20) -> torch.Tensor:
     """(N,) atom of each fragment under an assignment of the batch's N fragments that uses every atom equally
     often (Sinkhorn-Knopp on the soft assignments, sqdist (N, K), then each row's most likely atom).
@@ -281,8 +295,11 @@ def match_term(model, batch, ae, step):
         return pull_to_targets(model, ae, step, lambda sq: matched_atoms(sq, cfg.match_repeat_cost).flatten())
 
     def subset_targets(sq):
-        b, length, _ = sq.shape
-        idx = farthest_subset(ae["zc"].view(b, length, -1), max(1, round(cfg.match_subset * length)))
+        b, length, k = sq.shape
+        share = cfg.match_subset
+        if cfg.match_adapt:  # a merged pair of atoms alone gives about 0.2 at L = K = 10, independent draws 1
+            share = 1 - (1 - share) * min(1.0, max(0.0, (float(repeat_rate(sq.argmin(-1), k)) - 0.25) / 0.5))
+        idx = farthest_subset(ae["zc"].view(b, length, -1), max(1, round(share * length)))
         target = torch.full((b, length), -100, dtype=torch.long, device=sq.device)
         sub = sq.gather(1, idx[..., None].expand(-1, -1, sq.shape[-1]))
         return target.scatter(1, idx, matched_atoms(sub, cfg.match_repeat_cost)).flatten()

@@ -90,6 +90,12 @@ class V3Config(VQConfig):
     # chosen farthest-first in z_c, so that copies of a content repeated within the sample are mostly
     # left out instead of being forced onto other contents' atoms.
     match_subset: float = 1.0
+    # Let the data say how far its samples avoid repeating a content: the fraction matched goes from
+    # ``match_subset`` (contents drawn independently: within a sample two fragments share an atom as often as
+    # across samples, rate 1) to 1 (no sample repeats one, rate 0), linearly between rates 0.75 and 0.25, by
+    # the batch's within-sample over across-sample rate of fragment pairs sharing their nearest atom
+    # (``regularisers.repeat_rate``). Early on any code is near 1, so matching starts on the subset.
+    match_adapt: bool = False
     # Batch balance (0 = off): the batch's fragments are assigned to atoms so that every atom takes an
     # equal share (Sinkhorn), and a cross-entropy term pulls each soft assignment towards that atom. The
     # batch-level form of the matching's prior, which holds whether or not contents repeat within a sample
@@ -138,6 +144,7 @@ class V3Config(VQConfig):
         "reassign_style": Options(("own", "mean", "other")),
         "w_match": Interval(float, 0, None),
         "match_subset": Interval(float, 0, 1, closed="right"),
+        "match_adapt": bool,
         "w_balance": Interval(float, 0, None),
         "w_independence": Interval(float, 0, None),
         "w_tilt": Interval(float, 0, None),
