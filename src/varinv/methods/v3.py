@@ -92,7 +92,7 @@ class V3Config(VQConfig):
     match_subset: float = 1.0
     # Let the data say how far its samples avoid repeating a content: the fraction matched goes from
     # ``match_subset`` (contents drawn independently: within a sample two fragments share an atom as often as
-    # across samples, rate 1) to 1 (no sample repeats one, rate 0), linearly between rates 0.75 and 0.25, by
+    # across samples, rate 1) to 1 (no sample repeats one, rate 0), linearly between rates 1 and 0.5, by
     # the batch's within-sample over across-sample rate of fragment pairs sharing their nearest atom
     # (``regularisers.repeat_rate``). Early on any code is near 1, so matching starts on the subset.
     match_adapt: bool = False
