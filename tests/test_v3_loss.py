@@ -485,6 +485,25 @@ def test_pose_warp_is_the_identity_at_zero_and_a_bounded_similarity_otherwise():
     assert m[:, :, 2].abs().max() <= MAX_SHIFT + 1e-6
 
 
+def test_time_pose_shifts_a_spectrogram_along_time_only():
+    from varinv.nn.pose import MAX_TIME_SHIFT, pose_matrix, warp
+
+    spec = torch.zeros(1, 1, 8, 16)  # (frequency, time)
+    spec[0, 0, 3, 4:6] = 1.0  # a short tone at bin 3
+    assert torch.allclose(warp(spec, torch.zeros(1, 1)), spec, atol=1e-5)
+    p = torch.tensor([[math.atanh(0.25)]])  # 0.25 · MAX_TIME_SHIFT · 8 frames
+    moved = warp(spec, p)
+    shift = round(0.25 * MAX_TIME_SHIFT * 8)
+    assert shift >= 1 and torch.allclose(moved[0, 0, 3, 4 - shift:6 - shift], torch.ones(2), atol=1e-5)
+    assert moved[0, 0, [0, 1, 2, 4, 5, 6, 7]].abs().max() < 1e-6  # no energy moves to another bin
+    m = pose_matrix(torch.tensor([[50.0], [-50.0]]))
+    assert torch.allclose(m[:, :, :2], torch.eye(2).expand(2, 2, 2)) and m[:, 1, 2].abs().max() == 0
+    assert m[:, 0, 2].abs().max() <= MAX_TIME_SHIFT + 1e-6
+    cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, pose="time")
+    out = V3(cfg, (1, 16, 8)).loss({"x": torch.rand(2, 4, 1, 16, 8)}, step=0)
+    assert torch.isfinite(out["total"])
+
+
 def test_pose_is_read_per_fragment_applied_to_the_rendering_and_kept_out_of_style():
     from varinv.nn.pose import warp
 

@@ -45,7 +45,8 @@ class VQConfig(BackboneConfig):
     d_detail: int = 0
     detail_capacity: float = 1.0
     w_detail: float = 1.0
-    # A per-fragment pose read by the encoder and applied to the decoder's output ("none" or "similarity":
+    # A per-fragment pose read by the encoder and applied to the decoder's output ("none", "time": a shift
+    # along the last axis, a spectrogram's time, or "similarity":
     # rotation, scale and shift within bounds, nn/pose.py), so that atoms render their content in one pose
     # and the codebook is not spent on where and how large each fragment draws it. For images: along a
     # spectrogram's frequency axis a shift or scale is a pitch change, i.e. content. "auto": "similarity"
@@ -96,7 +97,7 @@ class VQAutoencoder(ConvAutoencoder):
 
     def __init__(self, cfg: VQConfig, fragment_shape, seed: int = 0):
         check_value(cfg.pose != "auto", "model.pose", cfg.pose,
-                    '"none" or "similarity" ("auto" is fixed from the dataset when training starts)')
+                    '"none", "time" or "similarity" ("auto" is fixed from the dataset when training starts)')
         super().__init__(cfg, fragment_shape)
         self.quantizer = EMAQuantizer(
             cfg.d_content,

@@ -13,16 +13,25 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-POSES = {"none": 0, "similarity": 4}  # name -> parameters per fragment
+POSES = {"none": 0, "similarity": 4, "time": 1}  # name -> parameters per fragment
 MAX_ROTATION = 0.5  # radians (about 29 degrees)
 MAX_LOG_SCALE = 0.25  # scale within [0.78, 1.28]
 MAX_SHIFT = 0.25  # of the half-side (4 px of a 32-px fragment)
+# "time": a shift along the last axis only, which in a spectrogram is time, so the pose moves where a
+# word or note starts and never its pitch or timbre. Up to half the fragment's length either way: an
+# utterance cut out of a recording can sit anywhere in its window.
+MAX_TIME_SHIFT = 1.0  # of the half-length
 
 
 def pose_matrix(p: torch.Tensor) -> torch.Tensor:
     """(N, 2, 3) affine matrices (``F.affine_grid``'s output-to-input convention) from raw parameters
-    p (N, 4): rotation, log-scale and two shifts, each squashed by tanh into its bound. p = 0: identity."""
+    p (N, 4): rotation, log-scale and two shifts, or p (N, 1): a shift along the last axis, each squashed
+    by tanh into its bound. p = 0: identity."""
     t = torch.tanh(p.float())
+    if t.shape[1] == POSES["time"]:
+        one, zero = torch.ones_like(t[:, 0]), torch.zeros_like(t[:, 0])
+        return torch.stack([torch.stack([one, zero, MAX_TIME_SHIFT * t[:, 0]], 1),
+                            torch.stack([zero, one, zero], 1)], 1)
     angle, scale = MAX_ROTATION * t[:, 0], torch.exp(MAX_LOG_SCALE * t[:, 1])
     cos, sin = scale * torch.cos(angle), scale * torch.sin(angle)
     shift = MAX_SHIFT * t[:, 2:4]
@@ -30,7 +39,7 @@ def pose_matrix(p: torch.Tensor) -> torch.Tensor:
 
 
 def warp(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Fragments x (N, C, H, W) resampled under the poses p (N, 4); outside the frame repeats the border
+    """Fragments x (N, C, H, W) resampled under the poses p (N, 4 or 1); outside the frame repeats the border
     (the background), so a warp never pastes in a frame of zeros."""
     grid = F.affine_grid(pose_matrix(p), list(x.shape), align_corners=False)
     return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False).to(x.dtype)
