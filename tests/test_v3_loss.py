@@ -654,7 +654,7 @@ def test_pose_auto_is_fixed_from_the_data_kind_when_training_starts(tmp_path):
 
     cfg = config_mod.from_dict({**TOY_CFG, "model": {**TOY_CFG["model"], "pose": "auto"}})
     assert config_mod.for_data(cfg, "image").model.pose == "similarity"
-    assert config_mod.for_data(cfg, "spectrogram").model.pose == "none"
+    assert config_mod.for_data(cfg, "spectrogram").model.pose == "time"
     with pytest.raises(ConfigError, match="auto"):  # an unresolved "auto" never builds a model
         V3(cfg.model, (3, 16, 16))
     x, c, s = toy_arrays(16)

@@ -410,7 +410,7 @@ def for_data(cfg: RunConfig, kind: str) -> RunConfig:
     """``cfg`` with its data-dependent "auto" options fixed for a dataset of ``kind`` ("image", "spectrogram",
     ...), so that the run's saved config names what was trained."""
     if getattr(cfg.model, "pose", None) == "auto":
-        pose = "similarity" if kind == "image" else "none"
+        pose = {"image": "similarity", "spectrogram": "time"}.get(kind, "none")
         return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pose=pose))
     return cfg
 

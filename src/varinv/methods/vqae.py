@@ -50,7 +50,7 @@ class VQConfig(BackboneConfig):
     # rotation, scale and shift within bounds, nn/pose.py), so that atoms render their content in one pose
     # and the codebook is not spent on where and how large each fragment draws it. For images: along a
     # spectrogram's frequency axis a shift or scale is a pitch change, i.e. content. "auto": "similarity"
-    # for image data and "none" otherwise, fixed from the dataset's kind when training starts.
+    # for image data, "time" for spectrograms, fixed from the dataset's kind when training starts.
     pose: str = "none"
     # Which atom reconstructs each fragment in training: "encoder" (its z_c's nearest atom, the paper) or
     # "decoder": every atom is rendered in the fragment's style (and, with a pose, in a pose of its own for
