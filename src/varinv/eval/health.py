@@ -100,13 +100,14 @@ def assess(log: list[dict], index: np.ndarray | None, zs: np.ndarray, n_atoms: i
         out["atom_perplexity"] = float(math.exp(-(nz * np.log(nz)).sum()))
         resid = (zs - zs.mean(1, keepdims=True)).reshape(-1, zs.shape[-1])
         out["content_in_style"] = eta_squared(resid, index.reshape(-1))
-    content_ok = hinges.get("content", 0.0) <= HINGE_MET and hinges.get("fragment", 0.0) <= HINGE_MET
     if zc is not None and atoms is not None and len(atoms) > 1:
         out["atom_margin"] = atom_margin(np.asarray(zc, np.float64).reshape(-1, atoms.shape[-1]), np.asarray(atoms))
-        content_ok = content_ok and out["atom_margin"] <= MAX_ATOM_MARGIN
-    if agreement is not None:
+    if agreement is not None:  # it decides; the hinges and the margin are then only reported
         out["rendering_agreement"] = float(agreement)
         content_ok = agreement >= MIN_AGREEMENT
+    else:
+        content_ok = (hinges.get("content", 0.0) <= HINGE_MET and hinges.get("fragment", 0.0) <= HINGE_MET
+                      and out.get("atom_margin", 0.0) <= MAX_ATOM_MARGIN)
     if index is not None:
         content_ok = content_ok and out["atom_perplexity"] >= MIN_PERPLEXITY_SHARE * n_atoms
     # Only the style hinge (z_s spread across samples over within): the sample hinge compares the styles

@@ -186,8 +186,8 @@ def style_usage_dependence(style: torch.Tensor, usage: torch.Tensor, reference: 
     ds = torch.cdist(style, style).pow(2)
     pos = ds.detach()[ds.detach() > 0]
     ks = torch.exp(-ds / (pos.median() if pos.numel() else ds.new_ones(())).clamp_min(TINY))
-    ku = usage @ usage.t()
-    spread = torch.maximum(unbiased_hsic(ku, ku).detach(), unbiased_hsic(reference @ reference.t(), reference @ reference.t()))
+    ku, kr = usage @ usage.t(), reference @ reference.t()
+    spread = torch.maximum(unbiased_hsic(ku, ku).detach(), unbiased_hsic(kr, kr))
     return unbiased_hsic(ks, ku) / (unbiased_hsic(ks, ks).clamp_min(TINY) * spread.clamp_min(TINY)).sqrt()
 
 

@@ -189,10 +189,8 @@ def distinct_rows(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     _, inverse = torch.unique(z.detach(), dim=0, return_inverse=True)
     first = torch.full((int(inverse.max()) + 1,), n, device=z.device).scatter_reduce(
         0, inverse, torch.arange(n, device=z.device), "amin")
-    order = first.argsort()
-    rank = torch.empty_like(first)
-    rank[order] = torch.arange(first.shape[0], device=first.device)
-    return first[order], rank[inverse]
+    first, order = first.sort()
+    return first, order.argsort()[inverse]
 
 
 class SeparableDecoder(nn.Module):
@@ -216,7 +214,10 @@ class SeparableDecoder(nn.Module):
         # the maps are about a third of a step. Each distinct style then stands for the same number of rows, so
         # batch-norm statistics over the distinct ones equal those over all rows.
         first, which = distinct_rows(style)
-        maps = self.style_maps(style.new_zeros(first.shape[0], 1), style[first])[which]
+        if first.shape[0] == style.shape[0]:  # every style its own: no gather of full-size maps
+            maps = self.style_maps(style.new_zeros(style.shape[0], 1), style)
+        else:
+            maps = self.style_maps(style.new_zeros(first.shape[0], 1), style[first])[which]
         b = maps.chunk(1 if self.gain else self.n_maps, dim=1)
         if self.gains is not None:
             g = (1 + self.gains(style)).view(style.shape[0], len(a) - 1, -1, 1, 1).unbind(1)
