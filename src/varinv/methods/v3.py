@@ -105,6 +105,7 @@ class V3Config(VQConfig):
     # atoms its fragments use (soft), over the batch. V3's invariance in a repeat-safe form: contents may
     # repeat within a sample, but which atoms a sample uses must not tell its style.
     w_independence: float = 0.0
+    independence_start: int = 0  # first step of the term (before the vocabulary forms, usage is noise)
     # Spectral-tilt invariance (0 = off; spectrogram data): each fragment's log-magnitude gets a random
     # smooth curve along frequency (linear + quadratic, up to ±tilt_range at the band edges), which
     # reweights harmonics but moves none, and its z_c is pulled to the clean fragment's atom. On
@@ -147,6 +148,7 @@ class V3Config(VQConfig):
         "match_adapt": bool,
         "w_balance": Interval(float, 0, None),
         "w_independence": Interval(float, 0, None),
+        "independence_start": Interval(int, 0, None),
         "w_tilt": Interval(float, 0, None),
         "tilt_range": Interval(float, 0, None, closed="neither"),
         "tilt_mode": Options(TILT_MODES),
