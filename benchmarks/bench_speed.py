@@ -107,7 +107,10 @@ def worker(conn, variant: str, config: str, threads: int, n_batches: int, overri
         if variant != "ours-malloc":
             tr.keep_freed_memory()
         tr._seed_all(t.seed)
-        model = build_method(cfg.method, cfg.model, shape, seed=t.seed)  # what build_for_dataset does
+        from varinv.config import for_data
+
+        # what build_for_dataset does; the benchmark's data are PhoneNums digits (or random images)
+        model = build_method(cfg.method, for_data(cfg, "image").model, shape, seed=t.seed)
         speed.setup(model, t)
         opt = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
         model.train()

@@ -8,7 +8,7 @@ import torch
 
 from varinv import config as config_mod
 from varinv.methods import build_method
-from varinv.nn.backbones import _plan
+from varinv.nn.backbones import _plan, resolved
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 # Fragment shape (C, H, W) of each data folder the configs name (the generators' manifests).
@@ -52,16 +52,19 @@ def test_config_loads_and_backbone_fits_its_fragments(path):
 
 @pytest.mark.parametrize("path", SMALL, ids=lambda p: p.stem)
 def test_small_configs_match_their_datasets_v3_backbone_and_classes(path):
-    cfg = config_mod.load(path)
     ds = _dataset(path)
+    kind = "image" if ds == "phonenums" else "spectrogram"
+    cfg = config_mod.for_data(config_mod.load(path), kind)
     v3 = config_mod.load(path.with_name(f"{ds}_v3_small.yaml"))
-    assert {k: getattr(cfg.model, k) for k in BACKBONE} == {k: getattr(v3.model, k) for k in BACKBONE}
+    shape = SHAPES[Path(cfg.data.path).name]
+    # the same backbone, set by hand or by the size rule (n_layers / n_channels 0)
+    assert ({k: getattr(resolved(shape, cfg.model.spec()), k) for k in BACKBONE}
+            == {k: getattr(resolved(shape, v3.model.spec()), k) for k in BACKBONE})
     n_content, n_style = CLASSES[ds]
     assert (getattr(cfg.model, "n_atoms", 0) or cfg.data.n_clusters or n_content) == n_content
     if cfg.method == "supervised":
         assert (cfg.model.n_content_classes, cfg.model.n_style_classes) == (n_content, n_style)
     # the model builds for the fragment shape and reconstructs it (what `varinv train` would hit first)
-    shape = SHAPES[Path(cfg.data.path).name]
     model = build_method(cfg.method, cfg.model, shape, seed=0).eval()
     x = torch.zeros(2, 2, *shape)
     with torch.no_grad():

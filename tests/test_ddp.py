@@ -22,6 +22,7 @@ from varinv.data.store import from_arrays, open_dataset
 from varinv.errors import ConfigError
 from varinv.train import checkpoint as ckpt
 from varinv.train import distributed as ddp
+from varinv.methods.v3 import V3Config
 from varinv.train.trainer import build_for_dataset, train, train_step
 
 RTOL, ATOL = 1e-4, 1e-6
@@ -42,6 +43,9 @@ def _cfg(root: Path, **train_kw):
     # the fragments of a sample on distinct atoms: where two share one, the MPD of the quantised
     # content is not differentiable and the gradient is a unit vector set by rounding, which differs
     # even between 1 and 2 threads of one process. _steps counts such samples.
+    # From the paper's settings (V3Config.FORMER): the recipe's decoder-guided terms draw random fragments
+    # per process, so their DDP equivalence needs its own test.
+    raw["model"].update(V3Config.FORMER)
     raw["model"].update(norm="batch", w_diversity=0.1, w_isotropy=0.1, n_atoms=64)
     raw["train"].update(train_kw)
     return config_mod.from_dict(raw)

@@ -61,7 +61,8 @@ def test_rendering_agreement_compares_the_nearest_atom_with_the_best_rendering()
 
     from varinv.methods.v3 import V3, V3Config
 
-    m = V3(V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, style_pool=True),
+    m = V3(V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, style_pool=True,
+                    pose="none"),
            (1, 16, 8))
     x = torch.rand(3, 4, 1, 16, 8)
     m.train()

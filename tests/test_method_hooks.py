@@ -15,7 +15,7 @@ from varinv.train import monitor
 
 SHAPE = (3, 16, 16)
 SMALL = {"d_content": 4, "d_style": 4, "n_channels": 16, "n_layers": 2, "d_hidden": 32}
-EXTRA = {"v3": {"n_atoms": 4}, "mine": {"n_atoms": 4}, "cycle": {"n_atoms": 4}, "dsae": {"d_feature": 16, "d_rnn": 16},
+EXTRA = {"v3": {"n_atoms": 4, "pose": "similarity"}, "mine": {"n_atoms": 4}, "cycle": {"n_atoms": 4}, "dsae": {"d_feature": 16, "d_rnn": 16},
          "tsdsae": {"d_feature": 16, "d_rnn": 16, "switch_step": 2}, "mvtcvae": {}, "betavae": {},
          "supervised": {"n_content_classes": 4, "n_style_classes": 3}}
 HOOKS = ("after_step", "freeze_codebook", "content_logits", "decoder_style", "progress_terms", "rendering_agreement")
@@ -75,7 +75,7 @@ def test_hooks_per_method(name):
 
 
 def test_decoder_style_pools_when_configured():
-    cfg = config_class("v3")(**SMALL, n_atoms=4, style_pool=True)
+    cfg = config_class("v3")(**SMALL, n_atoms=4, style_pool=True, pose="none")
     m = build_method("v3", cfg, SHAPE)
     s = torch.randn(2, 3, 4)
     assert torch.allclose(m.decoder_style(s), s.mean(1, keepdim=True).expand_as(s))

@@ -13,6 +13,12 @@ from varinv.methods.v3 import V3, V3Config, hinge, mpd, v3_terms
 from varinv.nn.quantizer import EMAQuantizer
 
 
+def paper_config(**kw) -> V3Config:
+    """The tests here isolate one term each, so they start from the paper's settings (``V3Config.FORMER``),
+    not from the recipe's defaults."""
+    return V3Config(**{**V3Config.FORMER, **kw})
+
+
 def slow_mpd(x):
     """Direct formula on one (n, d) set: mean over ordered pairs i != j of ||x_i - x_j||."""
     n = x.shape[0]
@@ -55,7 +61,7 @@ def test_hinge_bounds():
 
 
 def test_v3_loss_has_gradients_and_no_nan():
-    m = V3(V3Config(n_atoms=4, d_content=4, d_style=4, n_channels=16, n_layers=2, d_hidden=32), (3, 16, 16))
+    m = V3(paper_config(n_atoms=4, d_content=4, d_style=4, n_channels=16, n_layers=2, d_hidden=32), (3, 16, 16))
     out = m.loss({"x": torch.rand(4, 3, 3, 16, 16)}, 0)
     out["total"].backward()
     for k in ("recon", "commit", "content", "style", "sample", "fragment", "total"):
@@ -130,7 +136,7 @@ def test_dead_atoms_are_reseeded():
 
 def test_vq_warmup_decodes_z_c_then_seeds_the_codebook_from_it():
     torch.manual_seed(0)
-    cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, vq_warmup=2,
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, vq_warmup=2,
                    w_diversity=1.0)
     m = V3(cfg, (3, 16, 16))
     m.train()
@@ -151,7 +157,7 @@ def test_vq_warmup_decodes_z_c_then_seeds_the_codebook_from_it():
 
 def test_reassignment_targets_the_atom_that_reconstructs_best_and_leaves_batch_norm_alone():
     torch.manual_seed(0)
-    cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_reassign=1.0,
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_reassign=1.0,
                    reassign_fragments=6)
     m = V3(cfg, (3, 16, 16))
     m.train()
@@ -175,7 +181,7 @@ def test_reassignment_targets_the_atom_that_reconstructs_best_and_leaves_batch_n
 @pytest.mark.parametrize("style", ["mean", "other"])
 def test_reassignment_decodes_with_a_samples_mean_style(style):
     torch.manual_seed(1)
-    cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_reassign=1.0,
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_reassign=1.0,
                    reassign_fragments=5, reassign_style=style)
     m = V3(cfg, (3, 16, 16))
     m.train()
@@ -195,12 +201,12 @@ def test_reassignment_decodes_with_a_samples_mean_style(style):
     assert torch.allclose(seen["zs"], want, atol=1e-5)
     assert not torch.allclose(seen["zs"], zs.reshape(6, -1)[:5], atol=1e-3)
     with pytest.raises(ConfigError, match="reassign_style"):
-        V3Config(reassign_style="sample").validate()
+        paper_config(reassign_style="sample").validate()
 
 
 def test_tilt_term_pulls_tilted_fragments_to_the_clean_atoms():
     torch.manual_seed(2)
-    cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_tilt=1.0)
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_tilt=1.0)
     m = V3(cfg, (1, 16, 8))
     m.train()
     x = torch.rand(2, 3, 1, 16, 8)
@@ -211,7 +217,7 @@ def test_tilt_term_pulls_tilted_fragments_to_the_clean_atoms():
     m.cfg.tilt_range = 1e-6  # no tilt: the term is the commitment distance of the clean fragments
     ae = m.autoencode(x, step=0)
     assert torch.allclose(tilt_term(m, {"x": x}, ae, 0), F.mse_loss(ae["zc"], ae["zq"].detach()), rtol=1e-3, atol=1e-5)
-    assert "tilt" not in V3(V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5),
+    assert "tilt" not in V3(paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5),
                             (1, 16, 8)).loss({"x": x}, step=0)
 
 
@@ -224,7 +230,7 @@ def test_log_tilt_mode_reweights_a_low_tones_first_harmonics():
     assert (log[0, 21] - log[0, 7]) > 3 * (lin[0, 21] - lin[0, 7]) > 0
     assert torch.allclose(lin[0, -1] - lin[0, 0], log[0, -1] - log[0, 0])  # same span over the band
     with pytest.raises(ConfigError, match="tilt_mode"):
-        V3Config(tilt_mode="mel").validate()
+        paper_config(tilt_mode="mel").validate()
 
 
 def test_lowpass_tilt_only_lowers_magnitudes_and_keeps_the_floor():
@@ -253,7 +259,7 @@ def test_lowpass_knee_range_keeps_the_band_below_it():
     assert torch.allclose(y[:, :, below], x[:, :, below])
     assert (y[:, :, above] < x[:, :, above]).float().mean() > 0.95  # every knee lies below these bins
     with pytest.raises(ConfigError, match="tilt_knee"):
-        V3Config(tilt_knee_min=0.6, tilt_knee_max=0.4).validate()
+        paper_config(tilt_knee_min=0.6, tilt_knee_max=0.4).validate()
 
 
 def test_matching_gives_each_fragment_of_a_sample_its_own_atom():
@@ -266,13 +272,13 @@ def test_matching_gives_each_fragment_of_a_sample_its_own_atom():
     assert matched_atoms(sq, repeat_cost=0.1).tolist() == [[0, 0, 1]]  # 0.43 < 1: it shares atom 0
     assert matched_atoms(sq, repeat_cost=1.0).tolist() == [[0, 2, 1]]  # 4.3 > 1: it moves
     assert -100 not in matched_atoms(sq.repeat(1, 2, 1)[:, :4], repeat_cost=1.0).tolist()[0]
-    cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_match=1.0)
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_match=1.0)
     m = V3(cfg, (1, 16, 8))
     out = m.loss({"x": torch.rand(2, 3, 1, 16, 8)}, step=0)
     assert torch.isfinite(out["match"]) and out["match"] > 0
     out["total"].backward()
     assert m.encoder.to_content.weight.grad.abs().sum() > 0
-    assert "match" not in V3(V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5),
+    assert "match" not in V3(paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5),
                              (1, 16, 8)).loss({"x": torch.rand(2, 3, 1, 16, 8)}, step=0)
 
 
@@ -281,7 +287,7 @@ def test_subset_matching_leaves_out_a_repeated_contents_copies():
     z = torch.tensor([[[0.0, 0.0], [0.0, 0.1], [5.0, 0.0], [0.0, 5.0]]])
     chosen = farthest_subset(z, 3)[0].tolist()
     assert sorted(chosen)[1:] == [2, 3] and len({0, 1} & set(chosen)) == 1
-    cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_match=1.0,
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_match=1.0,
                    match_subset=0.5)
     m = V3(cfg, (1, 16, 8))
     seen = {}
@@ -299,7 +305,7 @@ def test_subset_matching_leaves_out_a_repeated_contents_copies():
     assert seen["shape"] == (2, 2, 5)  # half of each sample's 4 fragments are matched
     assert torch.isfinite(out["match"]) and out["match"] > 0
     with pytest.raises(ConfigError, match="match_subset"):
-        V3Config(match_subset=0.0).validate()
+        paper_config(match_subset=0.0).validate()
 
 
 def test_every_regulariser_has_a_weight_field_a_reason_and_a_results_file():
@@ -308,7 +314,8 @@ def test_every_regulariser_has_a_weight_field_a_reason_and_a_results_file():
     results = Path(__file__).parents[1] / "benchmarks" / "results"
     fields = V3Config.__dataclass_fields__
     for name, reg in REGULARISERS.items():
-        assert reg.weight in fields and fields[reg.weight].default == 0.0, name  # off unless a config names it
+        # off unless a config names it, or part of the recipe (then the paper's 0 is its former value)
+        assert reg.weight in fields and V3Config.FORMER.get(reg.weight, fields[reg.weight].default) == 0.0, name
         assert len(reg.why) > 40 and (results / reg.results).exists(), name
 
 
@@ -327,7 +334,7 @@ def test_sample_standardisation_removes_what_a_samples_fragments_share():
 
 def test_instance_content_branch_ignores_a_fragments_colour_gain_and_offset():
     torch.manual_seed(0)
-    m = V3(V3Config(n_atoms=4, d_content=4, d_style=4, content_input="instance"), (3, 16, 16)).eval()
+    m = V3(paper_config(n_atoms=4, d_content=4, d_style=4, content_input="instance"), (3, 16, 16)).eval()
     x = torch.rand(2, 3, 3, 16, 16)
     recoloured = x * torch.tensor([1.5, 0.7, 2.0]).view(1, 1, 3, 1, 1) + torch.tensor([0.2, -0.1, 0.3]).view(1, 1, 3, 1, 1)
     with torch.no_grad():
@@ -337,7 +344,7 @@ def test_instance_content_branch_ignores_a_fragments_colour_gain_and_offset():
 
 def test_style_pool_decodes_with_the_sample_mean_style_and_reports_it():
     torch.manual_seed(0)
-    m = V3(V3Config(n_atoms=4, d_content=4, d_style=4, style_pool=True, style_stats=True), (1, 16, 8))
+    m = V3(paper_config(n_atoms=4, d_content=4, d_style=4, style_pool=True, style_stats=True), (1, 16, 8))
     x = torch.rand(3, 4, 1, 16, 8)
     ae = m.autoencode(x, step=0)
     zs = ae["zs"].view(3, 4, -1)
@@ -380,7 +387,7 @@ def test_shuffled_reference_keeps_the_sample_term_off_the_content_means():
 
 def test_detail_code_is_bounded_and_left_out_of_style_and_decoding():
     torch.manual_seed(0)
-    cfg = V3Config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, d_detail=2,
+    cfg = paper_config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, d_detail=2,
                    detail_capacity=0.0)
     m = V3(cfg, (3, 16, 16))
     m.train()
@@ -395,7 +402,7 @@ def test_detail_code_is_bounded_and_left_out_of_style_and_decoding():
     ae["detail_kl"].backward()
     assert m.encoder.to_style.weight.grad[-4:].abs().sum() > 0 and m.encoder.to_style.weight.grad[:3].abs().sum() == 0
     # within the capacity it costs nothing
-    m2 = V3(V3Config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, d_detail=2,
+    m2 = V3(paper_config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, d_detail=2,
                      detail_capacity=1e6), (3, 16, 16))
     ae2 = m2.autoencode(x, step=0)
     assert torch.isclose(m2.base_total(ae2), ae2["recon"] + 0.1 * ae2["commit"])
@@ -404,7 +411,7 @@ def test_detail_code_is_bounded_and_left_out_of_style_and_decoding():
     assert enc.style.shape == (4, 5, 3)
     assert m.decode(enc.content_q, enc.style).shape == x.shape
     with pytest.raises(ConfigError, match="d_detail"):
-        V3Config(d_detail=-1).validate()
+        paper_config(d_detail=-1).validate()
 
 
 def test_separable_decoder_cannot_make_style_pick_the_content():
@@ -428,12 +435,12 @@ def test_separable_decoder_cannot_make_style_pick_the_content():
     a = gain.content_maps(c, c.new_zeros(2, 1)).chunk(2, dim=1)[1]  # (2, 3, 16, 16)
     ratio = interaction(gain).view(3, 16, 16) / (a[0] - a[1])  # the style factor: one gain per channel
     assert torch.allclose(ratio, ratio.mean((1, 2), keepdim=True).expand_as(ratio), atol=1e-3)
-    m = V3(V3Config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, decoder="separable"),
+    m = V3(paper_config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, decoder="separable"),
            (3, 16, 16))
     out = m.loss({"x": torch.rand(4, 5, 3, 16, 16)}, step=0)
     assert torch.isfinite(out["total"])
     with pytest.raises(ConfigError, match="model.decoder"):
-        V3Config(decoder="other").validate()
+        paper_config(decoder="other").validate()
 
 
 @pytest.mark.parametrize("decoder", ["separable", "gain"])
@@ -499,7 +506,7 @@ def test_time_pose_shifts_a_spectrogram_along_time_only():
     m = pose_matrix(torch.tensor([[50.0], [-50.0]]))
     assert torch.allclose(m[:, :, :2], torch.eye(2).expand(2, 2, 2)) and m[:, 1, 2].abs().max() == 0
     assert m[:, 0, 2].abs().max() <= MAX_TIME_SHIFT + 1e-6
-    cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, pose="time")
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, pose="time")
     out = V3(cfg, (1, 16, 8)).loss({"x": torch.rand(2, 4, 1, 16, 8)}, step=0)
     assert torch.isfinite(out["total"])
 
@@ -508,7 +515,7 @@ def test_pose_is_read_per_fragment_applied_to_the_rendering_and_kept_out_of_styl
     from varinv.nn.pose import warp
 
     torch.manual_seed(0)
-    cfg = V3Config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, pose="similarity",
+    cfg = paper_config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, pose="similarity",
                    w_reassign=1.0, reassign_fragments=4)
     m = V3(cfg, (3, 16, 16))
     m.train()
@@ -534,12 +541,12 @@ def test_pose_is_read_per_fragment_applied_to_the_rendering_and_kept_out_of_styl
     out = m.loss({"x": x}, step=0)
     assert torch.isfinite(out["reassign"])
     with pytest.raises(ConfigError, match="pose"):
-        V3Config(pose="affine").validate()
+        paper_config(pose="affine").validate()
 
 
 def test_reassignment_decodes_each_distinct_style_once_with_the_same_targets():
     torch.manual_seed(2)
-    cfg = V3Config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=4)
+    cfg = paper_config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=4)
     m = V3(cfg, (3, 16, 16))
     m.quantizer.codebook.copy_(torch.randn(4, 4) * 3)
     styles = torch.randn(2, 3).repeat_interleave(5, 0)  # 10 fragments, 2 sample styles
@@ -566,7 +573,7 @@ def test_decoder_assignment_trains_each_atom_on_the_fragments_it_renders_best():
 
     torch.manual_seed(0)
     k = 3
-    cfg = V3Config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=k, pose="similarity",
+    cfg = paper_config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=k, pose="similarity",
                    style_pool=True, assign="decoder", w_reassign=1.0)
     m = V3(cfg, (3, 16, 16))
     m.train()
@@ -605,7 +612,7 @@ def test_decoder_assignment_trains_each_atom_on_the_fragments_it_renders_best():
     assert m.decode(enc.content_q, enc.style).shape == x.shape
     assert torch.isfinite(m.autoencode(x)["recon"])
     with pytest.raises(ConfigError, match="assign"):
-        V3Config(assign="decoder", d_detail=2).validate()
+        paper_config(assign="decoder", d_detail=2).validate()
     # the decoder reads the atoms standardised by the codebook's spread, so shrinking z_c changes nothing
     book = m.quantizer.codebook.clone()
     style = enc.style[:1, :1].expand(1, k, -1)
@@ -696,7 +703,7 @@ def test_style_usage_dependence_sees_an_atom_used_for_a_content_only_in_some_sty
 
 
 def test_independence_term_reaches_the_content_codes():
-    cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_independence=1.0)
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_independence=1.0)
     m = V3(cfg, (1, 16, 8))
     grads = []
     for seed in range(6):
@@ -713,7 +720,7 @@ def test_independence_term_reaches_the_content_codes():
     assert "independence" not in m.loss({"x": torch.rand(6, 4, 1, 16, 8)}, step=4)
     assert "independence" in m.loss({"x": torch.rand(6, 4, 1, 16, 8)}, step=5)
     with pytest.raises(ConfigError, match="w_independence"):
-        V3Config(w_independence=-1.0).validate()
+        paper_config(w_independence=-1.0).validate()
 
 
 def test_repeat_rate_tells_samples_that_never_repeat_from_independent_draws():
@@ -730,7 +737,7 @@ def test_repeat_rate_tells_samples_that_never_repeat_from_independent_draws():
 
 @pytest.mark.parametrize("repeats,matched", [(False, 4), (True, 2)])
 def test_adaptive_subset_matches_every_fragment_only_where_samples_do_not_repeat(repeats, matched):
-    cfg = V3Config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=4, w_match=1.0,
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=4, w_match=1.0,
                    match_subset=0.5, match_adapt=True)
     m = V3(cfg, (1, 16, 8))
     seen = {}
@@ -742,3 +749,17 @@ def test_adaptive_subset_matches_every_fragment_only_where_samples_do_not_repeat
     finally:
         regularisers.repeat_rate, regularisers.matched_atoms = real_rate, real_match
     assert seen["shape"] == (3, matched, 4)
+
+
+def test_the_recipe_is_the_default_and_saved_runs_keep_their_former_values():
+    from varinv import config as config_mod
+
+    cfg = V3Config()
+    cfg.validate()
+    fields = {f.name for f in dataclasses.fields(V3Config)}
+    assert set(V3Config.FORMER) <= fields
+    assert all(getattr(cfg, key) != old for key, old in V3Config.FORMER.items())
+    # a run saved before a field existed was trained with the field's former value, not today's default
+    old = config_mod.from_saved({"model": {"method": "v3", "n_atoms": 4, "w_match": 0.5}}).model
+    assert all(getattr(old, k) == v for k, v in V3Config.FORMER.items() if k != "w_match") and old.w_match == 0.5
+    assert config_mod.from_dict({"model": {"method": "v3"}}).model.pose == "auto"

@@ -250,6 +250,9 @@ class Checked:
 
     SECTION = "model"  # the config section its keys live in, for messages
     RULES: dict = {}
+    # Fields whose default has changed, with their former values: a run's saved config names every field
+    # that existed when it was trained, so a field it does not name was trained with its former value.
+    FORMER: dict = {}
 
     def validate(self) -> None:
         check_fields(self, self.SECTION)
@@ -432,6 +435,16 @@ def from_dict(raw: dict) -> RunConfig:
         train=build(TrainConfig, raw.get("train"), "train"),
         method=method,
     )
+
+
+def from_saved(raw: dict) -> RunConfig:
+    """The config of a trained run (its config.yaml or model.json mapping): fields it does not name take their
+    former values (``Checked.FORMER``), not today's defaults."""
+    model = raw.get("model") if isinstance(raw, dict) else None
+    if isinstance(model, dict) and model.get("method", "v3") in METHODS:
+        for key, value in config_class(model.get("method", "v3")).FORMER.items():
+            model.setdefault(key, value)
+    return from_dict(raw)
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -243,9 +243,9 @@ def load_run_with_meta(run: str | Path, checkpoint: str = "final", *, data: str 
     meta = read_model_meta(run)
     cpath = run / CONFIG_FILE
     if cpath.exists():
-        cfg = config_mod.load(cpath)
+        cfg = config_mod.from_saved(config_mod.read_yaml(cpath))
     elif meta is not None:
-        cfg = config_mod.from_dict(meta["config"])
+        cfg = config_mod.from_saved(meta["config"])
     else:
         raise TrainingError(f"{run} is not a run folder ({CONFIG_FILE} missing); train one with `varinv train`")
     if data is not None:

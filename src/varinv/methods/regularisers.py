@@ -100,6 +100,8 @@ def matched_atoms(sqdist: torch.Tensor, repeat_cost: float = 0.0) -> torch.Tenso
         cost = np.concatenate([cost + n * extra for n in range(length)], axis=2)
     out = torch.full((b, length), -100, dtype=torch.long)
     for i, c in enumerate(cost):
+        if not np.isfinite(c).all():  # no target: the loss is not finite either, and the trainer reports that
+            continue
         rows, cols = linear_sum_assignment(c)
         out[i, torch.from_numpy(rows)] = torch.from_numpy(cols % k)
     return out.to(sqdist.device)

@@ -36,8 +36,16 @@ from varinv.nn.distributed import gather_samples
 
 @dataclass
 class V3Config(VQConfig):
+    # The defaults are the recipe: one setting for data V3 was never tuned on, chosen on the validation
+    # splits of the generalisation suite (README "V3 as implemented here"; benchmarks/results/
+    # 2026-12-03-generalisation-explore6.md and -explore7.md), with the backbone from the fragment shape.
+    # FORMER holds the paper's settings of the fields the recipe changed (the *_paper configs name them).
+    d_style: int = 8
+    decoder: str = "gain"
+    style_pool: bool = True
+    pose: str = "auto"
     relativity: float = 15.0
-    w_content: float = 1.0
+    w_content: float = 0.0
     w_style: float = 1.0
     w_sample: float = 1.0
     w_fragment: float = 1.0
@@ -48,14 +56,14 @@ class V3Config(VQConfig):
     # more than the means of random groups of L fragments of the batch (V_c^samp <= V_c^shuf), which a
     # faithful code meets with or without repeats and a code carrying style does not; the sample term
     # then asks V_s^samp >= r V_c^shuf, so it pushes the styles apart without squeezing the content means.
-    content_reference: str = "samples"
+    content_reference: str = "shuffled"
     # Contrastive style prior (0 = off): each fragment's z_s, by cosine similarity, should pick out the
     # other fragments of its own sample among the batch's (the style statistics' "style varies across
     # samples more than within" as a well-conditioned classification over samples).
     w_style_nce: float = 0.0
     style_nce_temperature: float = 0.1
     w_diversity: float = 0.0
-    diversity_temperature: float = 0.1
+    diversity_temperature: float = 0.05
     # What each sample's atom-usage entropy must reach: "max" (log min(L, K): every fragment its own atom)
     # or "shuffled" (the entropy of random groups of L fragments of the batch, which a faithful code
     # meets when contents repeat within a sample; "max" splits a repeated content's copies).
@@ -63,15 +71,15 @@ class V3Config(VQConfig):
     # Spread the across-sample style variance over many directions (0 when isotropic). The hinge
     # terms, once met, leave z_s stretched along whichever direction grew first (on PhoneNums the
     # red channel), so every other colour difference ends up tiny in Euclidean distance.
-    w_isotropy: float = 0.0
+    w_isotropy: float = 0.3
     # Decoder-guided reassignment (0 = off): ``reassign_fragments`` fragments of each batch are
     # decoded with every atom (their own style, no gradient, decoder in eval mode), and a
     # cross-entropy term pulls each one's soft assignment towards the atom that reconstructs it best.
     # Look-alike contents that a poor early codebook put into two atoms in crossed proportions
     # (PhoneNums 0/8, 3/5) stay there under commitment and EMA alone, although z_c still tells them
     # apart; the decoder can tell which atom fits.
-    w_reassign: float = 0.0
-    reassign_fragments: int = 64
+    w_reassign: float = 0.3
+    reassign_fragments: int = 32
     reassign_start: int = 0  # first step of the term (an untrained decoder gives noisy targets)
     # Style the targets are decoded with: "own" (each fragment's z_s), "mean" (its sample's mean z_s)
     # or "other" (the mean z_s of the batch's previous sample). With "own", frequency that leaked into
@@ -80,16 +88,16 @@ class V3Config(VQConfig):
     # fits best: when each waveform permutes the atoms its own way, the own-style targets agree with
     # the permutation, while another waveform's rendering of the same pitch still shares its peaks.
     reassign_style: str = "own"
-    # One-to-one matching within a sample (0 = off; only for data whose samples never repeat a content,
-    # e.g. InsNotes and Waveforms): each sample's fragments are matched to distinct atoms at minimum
+    # One-to-one matching within a sample (0 = off; with ``match_subset`` 1 only for data whose samples never
+    # repeat a content, e.g. InsNotes and Waveforms): each sample's fragments are matched to distinct atoms at minimum
     # total squared distance, and a cross-entropy term pulls each soft assignment towards its match.
     # The diversity term is the soft form of this prior; it tolerated two tones sharing an atom while
     # another atom held one tone for only some waveforms, which the matching forbids.
-    w_match: float = 0.0
+    w_match: float = 0.5
     # Fraction of each sample's fragments the matching takes (1 = all). Below 1 it matches only fragments
     # chosen farthest-first in z_c, so that copies of a content repeated within the sample are mostly
     # left out instead of being forced onto other contents' atoms.
-    match_subset: float = 1.0
+    match_subset: float = 0.5
     # Let the data say how far its samples avoid repeating a content: the fraction matched goes from
     # ``match_subset`` (contents drawn independently: within a sample two fragments share an atom as often as
     # across samples, rate 1) to 1 (no sample repeats one, rate 0), linearly between rates 1 and 0.5, by
@@ -124,6 +132,10 @@ class V3Config(VQConfig):
     # Waveforms [0.28, 0.7] keeps the knees between 106 and 920 Hz, around the fundamentals and 2nd harmonics.
     tilt_knee_min: float = 0.0
     tilt_knee_max: float = 1.0
+
+    FORMER = {"d_style": 16, "decoder": "joint", "style_pool": False, "pose": "none", "w_content": 1.0,
+              "content_reference": "samples", "diversity_temperature": 0.1, "w_isotropy": 0.0, "w_reassign": 0.0,
+              "reassign_fragments": 64, "w_match": 0.0, "match_subset": 1.0}
 
     # One rule per field (varinv.config); the knee pair's order, a relation, is checked in validate.
     RULES = {

@@ -88,7 +88,9 @@ class _CompiledForward:
             return self.eager(*args, **kwargs)
         try:
             # compile the backward together with the forward, so that its failure is caught here too
-            with torch._functorch.config.patch(force_non_lazy_backward_lowering=True):
+            import torch._functorch.config as functorch_config  # a submodule torch does not always load
+
+            with functorch_config.patch(force_non_lazy_backward_lowering=True):
                 return self.compiled(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - whatever broke, eager decides whether the inputs are at fault
             out = self.eager(*args, **kwargs)  # a genuine error (bad input) raises here, as without compile

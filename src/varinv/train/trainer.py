@@ -87,7 +87,7 @@ def check_run_config(run: Path, cfg: RunConfig, resume: bool) -> None:
     if not cpath.exists():
         return
     try:
-        saved = _flat(config_mod.load(cpath).to_dict())
+        saved = _flat(config_mod.from_saved(config_mod.read_yaml(cpath)).to_dict())
     except ConfigError:
         return  # written by another varinv version; the checkpoint load still checks the model
     now = _flat(cfg.to_dict())
@@ -122,7 +122,7 @@ def truncate_log(path: Path, step: int) -> None:
 
 
 def build_for_dataset(cfg: RunConfig, ds: Dataset, seed: int):
-    return build_for_shape(cfg, ds.fragment_shape, seed, where=f"dataset {ds.root}")
+    return build_for_shape(for_data(cfg, ds.kind), ds.fragment_shape, seed, where=f"dataset {ds.root}")
 
 
 def build_for_shape(cfg: RunConfig, shape, seed: int, where: str = "the run"):
@@ -346,11 +346,12 @@ def report_health(model, run: Path, ds: Dataset, echo: bool = True, n_samples: i
     split = ds.split("val" if "val" in ds.splits else "train")
     was_training = model.training
     model.eval()
-    idx, zs, zc, agree = [], [], [], []
+    idx, zs, zc, agree, xs = [], [], [], [], []
     with torch.no_grad():
         for batch in iterate(split, 32):
             x = batch["x"].to(next(model.parameters()).device)
             enc = model.encode(x)
+            xs.append(x.float().cpu())
             a = model.rendering_agreement(x)
             if a is not None:
                 agree.append(a.cpu())
@@ -365,7 +366,8 @@ def report_health(model, run: Path, ds: Dataset, echo: bool = True, n_samples: i
     h = health.assess(health.read_log(run), torch.cat(idx).numpy() if idx else None, torch.cat(zs).numpy(),
                       int(book.shape[0]) if book is not None else 1, torch.cat(zc).numpy(),
                       book.detach().float().cpu().numpy() if book is not None else None,
-                      float(torch.cat(agree).float().mean()) if agree else None)
+                      float(torch.cat(agree).float().mean()) if agree else None,
+                      float(torch.cat(xs).flatten(0, 1).var(0, unbiased=False).mean()))
     (run / HEALTH_FILE).write_text(json.dumps(h, indent=1) + "\n")
     line = health.warning(h)
     if line is not None:
