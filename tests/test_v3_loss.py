@@ -636,21 +636,6 @@ def test_shuffled_diversity_reference_lets_a_repeated_content_keep_its_atom():
     assert float(diversity_loss(per_sample, 0.1, shuffle)) > 0.5
 
 
-def test_balanced_assignment_spreads_a_lopsided_batch_over_every_atom():
-    from varinv.methods.regularisers import balanced_atoms
-
-    torch.manual_seed(0)
-    k = 4
-    centres = torch.randn(k, 2) * 3
-    x = centres[torch.arange(64) % k] + 0.1 * torch.randn(64, 2)
-    sq = torch.cdist(x, centres) ** 2
-    assert torch.equal(balanced_atoms(sq, 0.1), torch.arange(64) % k)  # balanced clusters: the nearest atom
-    # two clusters of 16 and two atoms sitting together on each: every atom takes a share, each pair its cluster
-    twins = torch.cdist(x, torch.cat([centres[:1], centres[:1] + 0.05, centres[1:2], centres[1:2] + 0.05])) ** 2
-    counts = balanced_atoms(twins[torch.arange(64) % k < 2], 0.1).bincount(minlength=k)
-    assert counts.min() >= 5 and counts[0] + counts[1] == 16, counts
-
-
 def test_pose_auto_is_fixed_from_the_data_kind_when_training_starts(tmp_path):
     import json
 
@@ -763,3 +748,9 @@ def test_the_recipe_is_the_default_and_saved_runs_keep_their_former_values():
     old = config_mod.from_saved({"model": {"method": "v3", "n_atoms": 4, "w_match": 0.5}}).model
     assert all(getattr(old, k) == v for k, v in V3Config.FORMER.items() if k != "w_match") and old.w_match == 0.5
     assert config_mod.from_dict({"model": {"method": "v3"}}).model.pose == "auto"
+    # an option since removed: a run that had it off loads, one that had it on is refused with a reason
+    assert config_mod.from_saved({"model": {"method": "v3", "w_balance": 0.0}}).model.n_atoms == 10
+    with pytest.raises(ConfigError, match="w_balance = 1.0, an option this varinv no longer has"):
+        config_mod.from_saved({"model": {"method": "v3", "w_balance": 1.0}})
+    with pytest.raises(ConfigError, match="w_balance"):  # a new config naming it is a typo like any other
+        config_mod.from_dict({"model": {"method": "v3", "w_balance": 0.0}})

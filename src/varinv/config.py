@@ -253,6 +253,9 @@ class Checked:
     # Fields whose default has changed, with their former values: a run's saved config names every field
     # that existed when it was trained, so a field it does not name was trained with its former value.
     FORMER: dict = {}
+    # Fields since removed, with the value that meant "off": a saved run that names one at that value loads
+    # without it; one trained with the option on cannot be rebuilt by this version.
+    REMOVED: dict = {}
 
     def validate(self) -> None:
         check_fields(self, self.SECTION)
@@ -442,8 +445,14 @@ def from_saved(raw: dict) -> RunConfig:
     former values (``Checked.FORMER``), not today's defaults."""
     model = raw.get("model") if isinstance(raw, dict) else None
     if isinstance(model, dict) and model.get("method", "v3") in METHODS:
-        for key, value in config_class(model.get("method", "v3")).FORMER.items():
+        cls = config_class(model.get("method", "v3"))
+        for key, value in cls.FORMER.items():
             model.setdefault(key, value)
+        for key, off in cls.REMOVED.items():
+            if model.get(key, off) != off:
+                raise ConfigError(f"the run was trained with model.{key} = {model[key]!r}, an option this varinv no "
+                                  f"longer has; load it with the varinv version that trained it")
+            model.pop(key, None)
     return from_dict(raw)
 
 

@@ -138,18 +138,6 @@ def repeat_rate(index: torch.Tensor, k: int) -> torch.Tensor:
     return (within / across.clamp_min(TINY)).clamp(0, 1)
 
 
-def balanced_atoms(sqdist: torch.Tensor, temperature: float, iters: int = 20) -> torch.Tensor:
-    """(N,) atom of each fragment under an assignment of the batch's N fragments that uses every atom equally
-    often (Sinkhorn-Knopp on the soft assignments, sqdist (N, K), then each row's most likely atom).
-    Computed on each process's own batch: a balanced batch on every process is a balanced global one."""
-    log_p = assignment_logits(sqdist.detach().float(), temperature)
-    n, k = log_p.shape
-    for _ in range(iters):  # alternately give every atom mass n/k and every fragment mass 1, in log space
-        log_p = log_p - log_p.logsumexp(0, keepdim=True) + math.log(n / k)
-        log_p = log_p - log_p.logsumexp(1, keepdim=True)
-    return log_p.argmax(1)
-
-
 def sample_nce(z: torch.Tensor, temperature: float) -> torch.Tensor:
     """Supervised-contrastive loss with the sample as the label: z (B, L, d) fragment embeddings; each
     fragment's positives are the other fragments of its sample, its negatives every fragment of the
@@ -307,14 +295,6 @@ def match_term(model, batch, ae, step):
         return target.scatter(1, idx, matched_atoms(sub, cfg.match_repeat_cost)).flatten()
 
     return pull_to_targets(model, ae, step, subset_targets)
-
-
-@regulariser("balance", "w_balance", results="2026-12-03-generalisation-explore5.md",
-             why="A repeat-safe form of the matching's prior (every atom an equal share of the batch, not of each "
-                 "sample); on greek, whose letters repeat within samples, it did not form the vocabulary.")
-def balance_term(model, batch, ae, step):
-    return pull_to_targets(model, ae, step,
-                           lambda sq: balanced_atoms(sq.flatten(0, 1), model.cfg.diversity_temperature))
 
 
 @regulariser("reassign", "w_reassign", results="2026-11-22-v3-phonenums-reassign.md",

@@ -104,11 +104,6 @@ class V3Config(VQConfig):
     # the batch's within-sample over across-sample rate of fragment pairs sharing their nearest atom
     # (``regularisers.repeat_rate``). Early on any code is near 1, so matching starts on the subset.
     match_adapt: bool = False
-    # Batch balance (0 = off): the batch's fragments are assigned to atoms so that every atom takes an
-    # equal share (Sinkhorn), and a cross-entropy term pulls each soft assignment towards that atom. The
-    # batch-level form of the matching's prior, which holds whether or not contents repeat within a sample
-    # (it assumes roughly balanced contents overall, as clustering does).
-    w_balance: float = 0.0
     # Style-usage independence (0 = off): the kernel dependence between each sample's mean style and the
     # atoms its fragments use (soft), over the batch. V3's invariance in a repeat-safe form: contents may
     # repeat within a sample, but which atoms a sample uses must not tell its style.
@@ -137,6 +132,9 @@ class V3Config(VQConfig):
               "content_reference": "samples", "diversity_temperature": 0.1, "w_isotropy": 0.0, "w_reassign": 0.0,
               "reassign_fragments": 64, "w_match": 0.0, "match_subset": 1.0}
 
+    # Options measured and dropped (their results files say why), with the value that meant off.
+    REMOVED = {"w_balance": 0.0}  # a Sinkhorn batch balance: no gain on greek (2026-12-03-generalisation-explore5.md)
+
     # One rule per field (varinv.config); the knee pair's order, a relation, is checked in validate.
     RULES = {
         "relativity": Interval(float, 1, None, closed="neither", symbol="r"),
@@ -158,7 +156,6 @@ class V3Config(VQConfig):
         "w_match": Interval(float, 0, None),
         "match_subset": Interval(float, 0, 1, closed="right"),
         "match_adapt": bool,
-        "w_balance": Interval(float, 0, None),
         "w_independence": Interval(float, 0, None),
         "independence_start": Interval(int, 0, None),
         "w_tilt": Interval(float, 0, None),
