@@ -511,6 +511,22 @@ def test_time_pose_shifts_a_spectrogram_along_time_only():
     assert torch.isfinite(out["total"])
 
 
+def test_tempo_pose_stretches_along_time_only():
+    from varinv.nn.pose import MAX_LOG_STRETCH, pose_matrix, warp
+
+    spec = torch.zeros(1, 1, 8, 16)
+    spec[0, 0, 3, 6:10] = 1.0  # a tone at bin 3 around the middle of the window
+    assert torch.allclose(warp(spec, torch.zeros(1, 2)), spec, atol=1e-5)
+    slower = warp(spec, torch.tensor([[0.0, -50.0]]))  # the output samples the input more densely: longer
+    assert (slower[0, 0, 3] > 0.5).sum() > 4
+    assert slower[0, 0, [0, 1, 2, 4, 5, 6, 7]].abs().max() < 1e-6  # no energy moves to another bin
+    m = pose_matrix(torch.tensor([[50.0, 50.0], [-50.0, -50.0]]))
+    assert torch.allclose(m[:, 0, 0].log().abs(), torch.full((2,), MAX_LOG_STRETCH))
+    assert m[:, 1].abs().sub(torch.tensor([0.0, 1.0, 0.0])).abs().max() < 1e-6  # frequency untouched
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, pose="tempo")
+    assert torch.isfinite(V3(cfg, (1, 16, 8)).loss({"x": torch.rand(2, 4, 1, 16, 8)}, step=0)["total"])
+
+
 def test_pose_is_read_per_fragment_applied_to_the_rendering_and_kept_out_of_style():
     from varinv.nn.pose import warp
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-POSES = {"none": 0, "similarity": 4, "time": 1}  # name -> parameters per fragment
+POSES = {"none": 0, "similarity": 4, "time": 1, "tempo": 2}  # name -> parameters per fragment
 MAX_ROTATION = 0.5  # radians (about 29 degrees)
 MAX_LOG_SCALE = 0.25  # scale within [0.78, 1.28]
 MAX_SHIFT = 0.25  # of the half-side (4 px of a 32-px fragment)
@@ -21,16 +21,20 @@ MAX_SHIFT = 0.25  # of the half-side (4 px of a 32-px fragment)
 # word or note starts and never its pitch or timbre. Up to half the fragment's length either way: an
 # utterance cut out of a recording can sit anywhere in its window.
 MAX_TIME_SHIFT = 1.0  # of the half-length
+# "tempo": the time shift and a stretch along time (a word spoken faster or slower, a note held longer),
+# still never a move along frequency.
+MAX_LOG_STRETCH = 0.4  # stretch within [0.67, 1.49]
 
 
 def pose_matrix(p: torch.Tensor) -> torch.Tensor:
     """(N, 2, 3) affine matrices (``F.affine_grid``'s output-to-input convention) from raw parameters
-    p (N, 4): rotation, log-scale and two shifts, or p (N, 1): a shift along the last axis, each squashed
-    by tanh into its bound. p = 0: identity."""
+    p (N, 4): rotation, log-scale and two shifts; p (N, 1): a shift along the last axis; p (N, 2): that shift
+    and a log-stretch along the last axis; each squashed by tanh into its bound. p = 0: identity."""
     t = torch.tanh(p.float())
-    if t.shape[1] == POSES["time"]:
+    if t.shape[1] in (POSES["time"], POSES["tempo"]):
         one, zero = torch.ones_like(t[:, 0]), torch.zeros_like(t[:, 0])
-        return torch.stack([torch.stack([one, zero, MAX_TIME_SHIFT * t[:, 0]], 1),
+        stretch = torch.exp(MAX_LOG_STRETCH * t[:, 1]) if t.shape[1] == POSES["tempo"] else one
+        return torch.stack([torch.stack([stretch, zero, MAX_TIME_SHIFT * t[:, 0]], 1),
                             torch.stack([zero, one, zero], 1)], 1)
     angle, scale = MAX_ROTATION * t[:, 0], torch.exp(MAX_LOG_SCALE * t[:, 1])
     cos, sin = scale * torch.cos(angle), scale * torch.sin(angle)
