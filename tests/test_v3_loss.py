@@ -717,7 +717,7 @@ def test_independence_term_reaches_the_content_codes():
             grads.append(torch.autograd.grad(term, ae["zc"])[0].abs().sum())
     assert grads and all(g > 0 for g in grads)
     assert "independence" in m.loss({"x": torch.rand(6, 4, 1, 16, 8)}, step=0)
-    m.cfg.independence_start = 5
+    m.cfg.independence_from, m.total_steps = 0.5, 10  # the trainer sets total_steps to train.steps
     assert "independence" not in m.loss({"x": torch.rand(6, 4, 1, 16, 8)}, step=4)
     assert "independence" in m.loss({"x": torch.rand(6, 4, 1, 16, 8)}, step=5)
     with pytest.raises(ConfigError, match="w_independence"):

@@ -25,6 +25,7 @@ class Method(nn.Module):
 
     name = "base"
     uses_labels = False
+    total_steps = 0  # the run's train.steps, set by the trainer (terms that start part-way read it); 0 by hand
 
     def encode(self, x: torch.Tensor) -> Encoded:
         raise NotImplementedError

@@ -253,7 +253,7 @@ def style_nce_term(model, batch, ae, step):
              why="An atom that holds a content only in some styles (a font's A, a patch's permuted pitches) makes the atoms "
                  "a sample uses depend on its style; contents can repeat, but what a sample uses cannot predict its style.")
 def independence_term(model, batch, ae, step):
-    if not model.quantizing(step) or step < model.cfg.independence_start:
+    if not model.quantizing(step) or step < model.cfg.independence_from * model.total_steps:
         return None
     soft = assignment_logits(atom_sqdist(model, ae), model.cfg.diversity_temperature).softmax(-1)  # (B, L, K)
     shuffled = soft.detach().flatten(0, 1)[torch.randperm(soft.shape[0] * soft.shape[1], device=soft.device)]

@@ -108,7 +108,9 @@ class V3Config(VQConfig):
     # atoms its fragments use (soft), over the batch. V3's invariance in a repeat-safe form: contents may
     # repeat within a sample, but which atoms a sample uses must not tell its style.
     w_independence: float = 0.0
-    independence_start: int = 0  # first step of the term (before the vocabulary forms, usage is noise)
+    # Share of the run's steps (train.steps) before the term starts: before the vocabulary forms the usage
+    # is noise, and a vocabulary that must split a content by style to be drawn (shapes' fill) breaks.
+    independence_from: float = 0.0
     # Spectral-tilt invariance (0 = off; spectrogram data): each fragment's log-magnitude gets a random
     # smooth curve along frequency (linear + quadratic, up to ±tilt_range at the band edges), which
     # reweights harmonics but moves none, and its z_c is pulled to the clean fragment's atom. On
@@ -157,7 +159,7 @@ class V3Config(VQConfig):
         "match_subset": Interval(float, 0, 1, closed="right"),
         "match_adapt": bool,
         "w_independence": Interval(float, 0, None),
-        "independence_start": Interval(int, 0, None),
+        "independence_from": Interval(float, 0, 1),
         "w_tilt": Interval(float, 0, None),
         "tilt_range": Interval(float, 0, None, closed="neither"),
         "tilt_mode": Options(TILT_MODES),

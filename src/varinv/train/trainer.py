@@ -262,7 +262,9 @@ def _train_locked(cfg: RunConfig, run: Path, ctx: ddp.Context, ds: Dataset, trai
     ddp.run_on_main(lambda: check_run_config(run, cfg, resume), ctx)
     _seed_all(t.seed)
     device = ddp.device_for(t.device, ctx)
-    model = ddp.prepare_model(build_for_dataset(cfg, ds, t.seed).to(device), ctx, device)
+    method = build_for_dataset(cfg, ds, t.seed)
+    method.total_steps = t.steps
+    model = ddp.prepare_model(method.to(device), ctx, device)
     speed.setup(model, t)  # channels-last etc. (speed.py); before the optimizer and any checkpoint load
     n_bytes = sum(p.numel() * p.element_size() for p in model.state_dict().values())
     ddp.run_on_main(lambda: check_run_folder(run, need_bytes=8 * n_bytes + 50_000_000), ctx)
