@@ -43,8 +43,9 @@ def _cfg(root: Path, **train_kw):
     # the fragments of a sample on distinct atoms: where two share one, the MPD of the quantised
     # content is not differentiable and the gradient is a unit vector set by rounding, which differs
     # even between 1 and 2 threads of one process. _steps counts such samples.
-    # From the paper's settings (V3Config.FORMER): the recipe's decoder-guided terms draw random fragments
-    # per process, so their DDP equivalence needs its own test.
+    # From the paper's settings (V3Config.FORMER): the recipe draws random fragments per process (the shuffled
+    # content reference, reassignment), so one process and two cannot agree draw for draw; its DDP check
+    # needs those draws made from the global batch, or a statistical test.
     raw["model"].update(V3Config.FORMER)
     raw["model"].update(norm="batch", w_diversity=0.1, w_isotropy=0.1, n_atoms=64)
     raw["train"].update(train_kw)
