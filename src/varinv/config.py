@@ -456,6 +456,11 @@ def from_saved(raw: dict) -> RunConfig:
     return from_dict(raw)
 
 
+def load_saved(path: str | Path) -> RunConfig:
+    """A run folder's config.yaml, read as :func:`from_saved`."""
+    return from_saved(read_yaml(path))
+
+
 def read_yaml(path: str | Path) -> dict:
     """The raw mapping of a YAML config file (ConfigError if missing, a folder, not text, empty or not
     valid YAML)."""

@@ -243,7 +243,7 @@ def load_run_with_meta(run: str | Path, checkpoint: str = "final", *, data: str 
     meta = read_model_meta(run)
     cpath = run / CONFIG_FILE
     if cpath.exists():
-        cfg = config_mod.from_saved(config_mod.read_yaml(cpath))
+        cfg = config_mod.load_saved(cpath)
     elif meta is not None:
         cfg = config_mod.from_saved(meta["config"])
     else:

@@ -87,7 +87,7 @@ def check_run_config(run: Path, cfg: RunConfig, resume: bool) -> None:
     if not cpath.exists():
         return
     try:
-        saved = _flat(config_mod.from_saved(config_mod.read_yaml(cpath)).to_dict())
+        saved = _flat(config_mod.load_saved(cpath).to_dict())
     except ConfigError:
         return  # written by another varinv version; the checkpoint load still checks the model
     now = _flat(cfg.to_dict())
