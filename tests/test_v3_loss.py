@@ -553,6 +553,12 @@ def test_pose_is_read_per_fragment_applied_to_the_rendering_and_kept_out_of_styl
     m.eval()
     enc = m.encode(x)
     assert enc.style.shape == (2, 4, 3) and m.decode(enc.content_q, enc.style).shape == x.shape
+    # reconstructing (the evaluator's recon_mse, the monitor's images) keeps each fragment's pose
+    with torch.no_grad():
+        m.encoder.to_style.bias[-4:] = 2.0  # a pose far from the identity
+        back = m.reconstruct(x)
+        assert torch.allclose(back, m.autoencode(x)["x_hat"])
+        assert not torch.allclose(back, m.decode(m.encode(x).content_q, m.encode(x).style), atol=1e-3)
     # reassignment compares the fragments with every atom's rendering in the fragment's own pose
     out = m.loss({"x": x}, step=0)
     assert torch.isfinite(out["reassign"])
@@ -766,6 +772,7 @@ def test_the_recipe_is_the_default_and_saved_runs_keep_their_former_values():
     assert config_mod.from_dict({"model": {"method": "v3"}}).model.pose == "auto"
     # an option since removed: a run that had it off loads, one that had it on is refused with a reason
     assert config_mod.from_saved({"model": {"method": "v3", "w_balance": 0.0}}).model.n_atoms == 10
+    assert config_mod.from_saved({"model": {"method": "v3", "independence_start": 0}}).model.independence_from == 0
     with pytest.raises(ConfigError, match="w_balance = 1.0, an option this varinv no longer has"):
         config_mod.from_saved({"model": {"method": "v3", "w_balance": 1.0}})
     with pytest.raises(ConfigError, match="w_balance"):  # a new config naming it is a typo like any other

@@ -37,7 +37,7 @@ def embed_split(model: Method, split: Split, max_samples: int | None = None, bat
             if a is not None:
                 agree.append(a.numpy())
         enc = model.encode(batch["x"])
-        x_hat = model.decode(model.decoder_content(enc), enc.style)
+        x_hat = model.reconstruct(batch["x"])
         sq += float(((x_hat - batch["x"]) ** 2).sum())
         count += batch["x"].numel()
         zc.append(enc.content.flatten(0, 1).float().numpy())

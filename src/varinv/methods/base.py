@@ -46,6 +46,11 @@ class Method(nn.Module):
         """The content tensor the decoder is fed for reconstruction."""
         return enc.content_q if enc.content_q is not None else enc.content
 
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Samples x (B, L, C, H, W) through the model and back, as training reconstructs them (eval mode)."""
+        enc = self.encode(x)
+        return self.decode(self.decoder_content(enc), self.decoder_style(enc.style))
+
     # -- optional hooks: declared here so callers call them plainly instead of probing with hasattr ----
     def decoder_style(self, style: torch.Tensor) -> torch.Tensor:
         """The style (B, L, Ds) the decoder reads for encoded styles ``style``; called wherever a caller

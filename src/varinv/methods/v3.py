@@ -135,7 +135,10 @@ class V3Config(VQConfig):
               "reassign_fragments": 64, "w_match": 0.0, "match_subset": 1.0}
 
     # Options measured and dropped (their results files say why), with the value that meant off.
-    REMOVED = {"w_balance": 0.0}  # a Sinkhorn batch balance: no gain on greek (2026-12-03-generalisation-explore5.md)
+    REMOVED = {
+        "w_balance": 0.0,  # a Sinkhorn batch balance: no gain on greek (2026-12-03-generalisation-explore5.md)
+        "independence_start": 0,  # a step count; now independence_from, a share of train.steps
+    }
 
     # One rule per field (varinv.config); the knee pair's order, a relation, is checked in validate.
     RULES = {

@@ -19,6 +19,7 @@ from varinv.methods.regularisers import matched_atoms
 from varinv.nn.backbones import distinct_rows
 from varinv.nn.pose import POSES, warp
 from varinv.nn.quantizer import EMAQuantizer
+from varinv.nn.whitening import StyleWhitening
 
 
 @dataclass
@@ -67,6 +68,9 @@ class VQConfig(BackboneConfig):
     # keep one atom once they are clearly closer to it than to any other, while fragments that are close
     # to several atoms are still spread over distinct ones. Used by V3's ``w_match`` and by ``assign: decoder``.
     match_repeat_cost: float = 0.0
+    # Whiten z_s by the running covariance of the samples' mean styles (nn/whitening.py): every style
+    # direction the decoder reads then varies across samples as much as any other.
+    style_whiten: bool = False
 
     RULES = {
         "n_atoms": Interval(int, 1, None, symbol="K"),
@@ -83,6 +87,7 @@ class VQConfig(BackboneConfig):
         "pose": Options((*POSES, "auto")),
         "assign": Options(("encoder", "decoder")),
         "match_repeat_cost": Interval(float, 0, None),
+        "style_whiten": bool,
     }
 
     def validate(self) -> None:
@@ -107,6 +112,7 @@ class VQAutoencoder(ConvAutoencoder):
             kmeans_iters=cfg.kmeans_iters,
             seed=seed,
         )
+        self.whitening = StyleWhitening(cfg.d_style) if cfg.style_whiten else None
 
     def extra_dims(self, cfg) -> tuple[int, int]:
         """The style head also gives the detail code's mean and log-variance and the pose; the decoder
@@ -118,14 +124,18 @@ class VQAutoencoder(ConvAutoencoder):
         """Poses per fragment: one per atom when the decoder assigns atoms, else one."""
         return self.cfg.n_atoms if self.cfg.assign == "decoder" else 1
 
-    def _split_detail(self, zs: torch.Tensor):
-        """(style, detail mean, detail log-variance, pose) from the style head's output; absent parts: None."""
+    def _split_detail(self, zs: torch.Tensor, length: int):
+        """(style, detail mean, detail log-variance, pose) from the style head's output for samples of
+        ``length`` fragments; absent parts: None."""
         d, n_pose = self.cfg.d_detail, POSES[self.cfg.pose] * self.n_poses
         pose = zs[:, zs.shape[1] - n_pose:] if n_pose else None
         zs = zs[:, :zs.shape[1] - n_pose]
-        if not d:
-            return zs, None, None, pose
-        return zs[:, :-2 * d], zs[:, -2 * d:-d], zs[:, -d:].clamp(-10, 10), pose
+        mu = logvar = None
+        if d:
+            zs, mu, logvar = zs[:, :-2 * d], zs[:, -2 * d:-d], zs[:, -d:].clamp(-10, 10)
+        if self.whitening is not None:
+            zs = self.whitening(zs, length)
+        return zs, mu, logvar, pose
 
     def decoder_input(self, content: torch.Tensor) -> torch.Tensor:
         """The content vector the decoder reads. Under the decoder assignment it is standardised by the
@@ -155,7 +165,7 @@ class VQAutoencoder(ConvAutoencoder):
 
     def encode(self, x):
         zc, zs, b, length = self._encode_flat(x)
-        zs = self._split_detail(zs)[0]
+        zs = self._split_detail(zs, length)[0]
         zq, index, _ = self.quantizer(zc)
         return Encoded(
             content=zc.view(b, length, -1),
@@ -179,7 +189,7 @@ class VQAutoencoder(ConvAutoencoder):
             zq, index, commit = self.quantizer(zc)
         else:
             zq, index, commit = zc, torch.zeros(zc.shape[0], dtype=torch.long, device=zc.device), zc.new_zeros(())
-        zs, mu, logvar, pose = self._split_detail(zs)
+        zs, mu, logvar, pose = self._split_detail(zs, length)
         zs_dec = self.decoder_style(zs.view(b, length, -1)).flatten(0, 1)
         out = {}
         if self.cfg.assign == "decoder" and self.training and self.quantizing(step):
@@ -200,11 +210,16 @@ class VQAutoencoder(ConvAutoencoder):
                     pose = pose.view(pose.shape[0], self.n_poses, -1)[torch.arange(pose.shape[0]), index]
                 x_hat = warp(x_hat, pose)
                 out["pose"] = pose
-            recon = F.mse_loss(x_hat.view_as(x).float(), x.float())
+            out["x_hat"] = x_hat.view_as(x)
+            recon = F.mse_loss(out["x_hat"].float(), x.float())
         return {
             "zc": zc, "zq": zq, "zs": zs, "zs_dec": zs_dec, "index": index, "b": b, "length": length,
             "recon": recon, "commit": commit, **out,
         }
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """As the base, plus each fragment's pose: decoding an atom alone renders its canonical pose."""
+        return self.autoencode(x)["x_hat"]
 
     def render_errors(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
         """(N, K) mean squared error of every atom's rendering against each fragment x (N, C, H, W) in its
@@ -244,7 +259,7 @@ class VQAutoencoder(ConvAutoencoder):
             with torch.no_grad():
                 zc, zs, b, length = self._encode_flat(x)
                 _, index, _ = self.quantizer(zc)
-                zs, _, _, pose = self._split_detail(zs)
+                zs, _, _, pose = self._split_detail(zs, length)
                 zs_dec = self.decoder_style(zs.view(b, length, -1)).flatten(0, 1)
                 return self.best_atoms(x.reshape(b * length, *x.shape[2:]), zs_dec, pose) == index
         finally:

@@ -106,7 +106,7 @@ def summary_images(model, x: torch.Tensor, kind: str) -> dict[str, np.ndarray]:
     with side_pass(model) as device:
         x = x[:N_IMAGE_SAMPLES].to(device)
         enc = model.encode(x)
-        recon = model.decode(model.decoder_content(enc), model.decoder_style(enc.style)).float()
+        recon = model.reconstruct(x).float()
         n = min(x.shape[0], x.shape[1])
         pick = torch.arange(n)
         pair = torch.stack([x[pick, pick].float(), recon[pick, pick]])  # (2, n, C, H, W)
