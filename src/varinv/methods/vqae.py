@@ -68,8 +68,10 @@ class VQConfig(BackboneConfig):
     # keep one atom once they are clearly closer to it than to any other, while fragments that are close
     # to several atoms are still spread over distinct ones. Used by V3's ``w_match`` and by ``assign: decoder``.
     match_repeat_cost: float = 0.0
-    # Whiten z_s by the running covariance of the samples' mean styles (nn/whitening.py): every style
-    # direction the decoder reads then varies across samples as much as any other.
+    # Whiten the style the decoder reads (and ``encode`` reports) by the running covariance of the samples'
+    # mean styles (nn/whitening.py): every direction then varies across samples as much as any other. The
+    # V3 terms still see the style head's output: whitened, they would ask every direction, also those
+    # no style varies along, for the style ratio, which no encoder meets (PhoneNums: style term 0.97).
     style_whiten: bool = False
 
     RULES = {
@@ -124,17 +126,14 @@ class VQAutoencoder(ConvAutoencoder):
         """Poses per fragment: one per atom when the decoder assigns atoms, else one."""
         return self.cfg.n_atoms if self.cfg.assign == "decoder" else 1
 
-    def _split_detail(self, zs: torch.Tensor, length: int):
-        """(style, detail mean, detail log-variance, pose) from the style head's output for samples of
-        ``length`` fragments; absent parts: None."""
+    def _split_detail(self, zs: torch.Tensor):
+        """(style, detail mean, detail log-variance, pose) from the style head's output; absent parts: None."""
         d, n_pose = self.cfg.d_detail, POSES[self.cfg.pose] * self.n_poses
         pose = zs[:, zs.shape[1] - n_pose:] if n_pose else None
         zs = zs[:, :zs.shape[1] - n_pose]
         mu = logvar = None
         if d:
             zs, mu, logvar = zs[:, :-2 * d], zs[:, -2 * d:-d], zs[:, -d:].clamp(-10, 10)
-        if self.whitening is not None:
-            zs = self.whitening(zs, length)
         return zs, mu, logvar, pose
 
     def decoder_input(self, content: torch.Tensor) -> torch.Tensor:
@@ -165,11 +164,11 @@ class VQAutoencoder(ConvAutoencoder):
 
     def encode(self, x):
         zc, zs, b, length = self._encode_flat(x)
-        zs = self._split_detail(zs, length)[0]
+        zs = self._split_detail(zs)[0]
         zq, index, _ = self.quantizer(zc)
         return Encoded(
             content=zc.view(b, length, -1),
-            style=self.decoder_style(zs.view(b, length, -1)),  # pooled per sample, as DSAE's static f is
+            style=self.style_code(zs, length).view(b, length, -1),  # pooled per sample, as DSAE's static f is
             content_q=zq.view(b, length, -1),
             content_index=index.view(b, length),
         )
@@ -177,6 +176,13 @@ class VQAutoencoder(ConvAutoencoder):
     def decoder_style(self, zs: torch.Tensor) -> torch.Tensor:
         """The style (B, L, d_s) the decoder reads for samples whose fragments have styles zs (B, L, d_s)."""
         return zs.mean(1, keepdim=True).expand_as(zs) if self.cfg.style_pool else zs
+
+    def style_code(self, zs: torch.Tensor, length: int) -> torch.Tensor:
+        """(N, d_s) style the decoder reads (and ``encode`` reports) for the style head's outputs zs (N, d_s)
+        of samples of ``length`` fragments: pooled per sample under ``style_pool``, then whitened under
+        ``style_whiten`` (the V3 terms see zs itself). Whitening statistics move in training mode only."""
+        code = self.decoder_style(zs.view(-1, length, zs.shape[-1])).flatten(0, 1)
+        return code if self.whitening is None else self.whitening(code, length)
 
     def quantizing(self, step: int | None) -> bool:
         """False during training steps before ``vq_warmup``."""
@@ -189,8 +195,8 @@ class VQAutoencoder(ConvAutoencoder):
             zq, index, commit = self.quantizer(zc)
         else:
             zq, index, commit = zc, torch.zeros(zc.shape[0], dtype=torch.long, device=zc.device), zc.new_zeros(())
-        zs, mu, logvar, pose = self._split_detail(zs, length)
-        zs_dec = self.decoder_style(zs.view(b, length, -1)).flatten(0, 1)
+        zs, mu, logvar, pose = self._split_detail(zs)
+        zs_dec = self.style_code(zs, length)
         out = {}
         if self.cfg.assign == "decoder" and self.training and self.quantizing(step):
             err = self.render_errors(x.reshape(b * length, *x.shape[2:]), zs_dec, pose)  # (N, K)
@@ -259,8 +265,8 @@ class VQAutoencoder(ConvAutoencoder):
             with torch.no_grad():
                 zc, zs, b, length = self._encode_flat(x)
                 _, index, _ = self.quantizer(zc)
-                zs, _, _, pose = self._split_detail(zs, length)
-                zs_dec = self.decoder_style(zs.view(b, length, -1)).flatten(0, 1)
+                zs, _, _, pose = self._split_detail(zs)
+                zs_dec = self.style_code(zs, length)
                 return self.best_atoms(x.reshape(b * length, *x.shape[2:]), zs_dec, pose) == index
         finally:
             self.train(was_training)

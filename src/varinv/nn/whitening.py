@@ -5,8 +5,9 @@ between directions. On PhoneNums one seed of the recipe ended with z_s spread al
 each eight colours merged into pairs at Euclidean distance 0.56 against 200 between pairs (PR-AUC
 z_s·style 0.66): the decoder still told the pair apart along directions of 1/2000 of the variance,
 but no distance on z_s could. The isotropy term cannot undo that, its gradient along a direction is
-proportional to the variance already there. Whitening by the covariance of the sample means makes
-every direction the decoder reads carry unit variance across samples, whatever the encoder's scale.
+proportional to the variance already there. Whitening the style the decoder reads by the covariance of
+the sample means gives every direction unit variance across samples, whatever the encoder's scale, and
+scales the reconstruction's gradient up along the directions that carry little of it.
 """
 
 from __future__ import annotations
