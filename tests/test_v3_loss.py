@@ -455,6 +455,8 @@ def test_separable_decoder_draws_each_shared_style_once_with_the_same_output_and
     style = pooled.repeat_interleave(4, 0)
     first, which = distinct_rows(style)
     assert first.tolist() == [0, 4, 8] and torch.equal(style[first][which], style)
+    twice = torch.cat([style, style[:4]])  # a sample drawn twice is drawn twice (batch-norm statistics)
+    assert distinct_rows(twice)[0].tolist() == [0, 4, 8, 12]
     calls = []
     hook = dec.style_maps.register_forward_hook(lambda mod, inp, out: calls.append(out.shape[0]))
     out = dec(c, style)

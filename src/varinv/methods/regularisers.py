@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from varinv.audio.features import log_magnitude, magnitude
-from varinv.nn.distributed import gather_samples, global_mean
+from varinv.nn.distributed import gather_samples, global_mean, shared_randperm, shuffled_rows
 
 EPS = 1e-5
 # Floor of a denominator that must stay scale-free: an absolute EPS there makes a term reward shrinking
@@ -70,7 +70,7 @@ def diversity_loss(sqdist: torch.Tensor, temperature: float, shuffle: torch.Tens
     """1 - H(mean soft usage over a sample's fragments) / log(min(L, K)), averaged over samples.
 
     sqdist: (B, L, K) squared distances to the atoms; the temperature is relative to their mean over
-    the (global) batch so the term is scale-free. ``shuffle`` (a permutation of the B·L fragments): the
+    the (global) batch so the term is scale-free. ``shuffle`` (``shared_randperm(B·L)``): the
     samples' mean entropy need only reach that of random groups of L fragments of the batch (no gradient), which a
     faithful code meets when contents repeat within a sample, instead of log(min(L, K)), which asks
     every sample to use L distinct atoms and so splits a repeated content's copies.
@@ -81,7 +81,7 @@ def diversity_loss(sqdist: torch.Tensor, temperature: float, shuffle: torch.Tens
     (ent,) = gather_samples(usage_entropy(sqdist, temperature))
     if shuffle is None:
         return (1 - ent / math.log(min(length, k))).clamp(min=0).mean()
-    (ref,) = gather_samples(usage_entropy(sqdist.flatten(0, 1)[shuffle].view_as(sqdist).detach(), temperature))
+    ref = usage_entropy(shuffled_rows(sqdist, shuffle), temperature)
     # batch means: a faithful code's samples vary around the random groups' entropy, each way
     return ((ref.mean() - ent.mean()) / math.log(min(length, k))).clamp(min=0)
 
@@ -256,8 +256,8 @@ def independence_term(model, batch, ae, step):
     if not model.quantizing(step) or step < model.cfg.independence_from * model.total_steps:
         return None
     soft = assignment_logits(atom_sqdist(model, ae), model.cfg.diversity_temperature).softmax(-1)  # (B, L, K)
-    shuffled = soft.detach().flatten(0, 1)[torch.randperm(soft.shape[0] * soft.shape[1], device=soft.device)]
-    style, usage, reference = gather_samples(ae["zs3"].mean(1).detach(), soft.mean(1), shuffled.view_as(soft).mean(1))
+    reference = shuffled_rows(soft, shared_randperm(soft.shape[0] * soft.shape[1], soft.device)).mean(1)
+    style, usage = gather_samples(ae["zs3"].mean(1).detach(), soft.mean(1))
     if style.shape[0] < 4:
         return None
     return style_usage_dependence(style, usage, reference).clamp_min(0)
@@ -272,7 +272,7 @@ def diversity_term(model, batch, ae, step):
     sq = atom_sqdist(model, ae)
     shuffle = None
     if model.cfg.diversity_reference == "shuffled":
-        shuffle = torch.randperm(sq.shape[0] * sq.shape[1], device=sq.device)
+        shuffle = shared_randperm(sq.shape[0] * sq.shape[1], sq.device)
     return diversity_loss(sq, model.cfg.diversity_temperature, shuffle)
 
 
@@ -306,7 +306,7 @@ def reassign_term(model, batch, ae, step):
         return None
     if "decoder_target" in ae:  # the decoder already chose every fragment's atom (VQConfig.assign)
         return assignment_ce(atom_sqdist(model, ae).flatten(0, 1), ae["decoder_target"], cfg.diversity_temperature)
-    n = min(cfg.reassign_fragments, ae["zc"].shape[0])
+    n = min(cfg.reassign_fragments, ae["zc"].shape[0])  # per process; the term keeps the global batch's first n
     x_flat = batch["x"].reshape(-1, *batch["x"].shape[2:])[:n]
     zs = ae["zs_dec"].detach()
     if cfg.reassign_style in ("mean", "other"):
@@ -318,7 +318,9 @@ def reassign_term(model, batch, ae, step):
     pose = ae.get("pose")
     target = model.best_atoms(x_flat, zs[:n], None if pose is None else pose[:n].detach())
     # distances of these n rows on their own (the cached (B, L, K) ones differ in the last bits: BLAS blocking)
-    return assignment_ce(model.quantizer.distances(ae["zc"][:n].float()), target, cfg.diversity_temperature)
+    sqdist, target = gather_samples(model.quantizer.distances(ae["zc"][:n].float()), target)
+    n = min(cfg.reassign_fragments, sqdist.shape[0])
+    return assignment_ce(sqdist[:n], target[:n], cfg.diversity_temperature)
 
 
 @regulariser("tilt", "w_tilt", results="2026-12-02-v3-waveforms-brickwall.md",

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from varinv.config import Interval, Options, check_value
 from varinv.methods.regularisers import EPS, REGULARISERS, TILT_MODES
 from varinv.methods.vqae import VQAutoencoder, VQConfig
-from varinv.nn.distributed import gather_samples
+from varinv.nn.distributed import gather_samples, shared_randperm, shuffled_rows
 
 
 @dataclass
@@ -176,10 +176,18 @@ class V3Config(VQConfig):
                     (self.tilt_knee_min, self.tilt_knee_max), "two fractions with 0 <= min < max <= 1")
 
 
+# Pairs closer than this share of the mean distance count as coincident (distance 0, no gradient): two
+# fragments on one atom differ in the quantised content only by the straight-through estimator's rounding,
+# and the distance's gradient there is a unit vector that rounding points (it differed between 1 and 2
+# processes, tests/test_ddp.py).
+COINCIDENT = 1e-4
+
+
 def mpd(x: torch.Tensor) -> torch.Tensor:
     """Mean pairwise Euclidean distance over axis -2 of (..., n, d), ordered pairs i != j → (...)."""
     n = x.shape[-2]
     d = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")
+    d = torch.where(d > COINCIDENT * d.detach().mean(), d, d.new_zeros(()))
     return d.sum((-1, -2)) / (n * (n - 1))
 
 
@@ -191,11 +199,12 @@ def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float,
              shuffle: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The four V3 hinge terms and their statistics from (B, L, d) tensors.
 
-    ``shuffle`` (a permutation of the B·L fragments): the content term compares the sample means'
-    spread with that of random groups of L fragments (``V3Config.content_reference``), not with r, and
-    the sample term compares the styles' spread with that reference (no gradient) instead of with the
-    content sample means'.
-    Only per-sample summaries (within-sample MPDs, sample means) cross processes under DDP.
+    ``shuffle`` (a permutation of the global batch's fragments, ``shared_randperm``): the content term
+    compares the sample means' spread with that of random groups of L fragments (``V3Config.content_reference``),
+    not with r, and the sample term compares the styles' spread with that reference (no gradient) instead
+    of with the content sample means'.
+    Under DDP per-sample summaries (within-sample MPDs, sample means) cross processes, and for the groups
+    the detached contents.
     """
     fc, fq, fs, mc, mq, ms = gather_samples(mpd(zc), mpd(zq), mpd(zs), zc.mean(1), zq.mean(1), zs.mean(1))
     vc_frag = 0.5 * fc.mean() + 0.5 * fq.mean()
@@ -206,8 +215,7 @@ def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float,
         content = hinge(vc_frag / (vc_samp + EPS), r)
         sample = hinge(vs_samp / (vc_samp + EPS), r)
     else:
-        groups = (z.flatten(0, 1)[shuffle].view_as(z).mean(1).detach() for z in (zc, zq))
-        gc, gq = gather_samples(*groups)
+        gc, gq = shuffled_rows(torch.cat([zc, zq], -1), shuffle).mean(1).split([zc.shape[-1], zq.shape[-1]], -1)
         vc_shuf = 0.5 * mpd(gc) + 0.5 * mpd(gq)
         content = hinge(vc_shuf / (vc_samp + EPS), 1.0)
         # the styles' spread against the same reference, so that this term cannot also pull the content
@@ -237,7 +245,7 @@ class V3(VQAutoencoder):
         b, length = ae["b"], ae["length"]
         zc3, zq3, zs3 = (ae[k].view(b, length, -1).float() for k in ("zc", "zq", "zs"))
         ae["zs3"] = zs3
-        shuffle = torch.randperm(b * length, device=zc3.device) if cfg.content_reference == "shuffled" else None
+        shuffle = shared_randperm(b * length, zc3.device) if cfg.content_reference == "shuffled" else None
         terms = v3_terms(zc3, zq3, zs3, cfg.relativity, shuffle)
         out = {"recon": ae["recon"], "commit": ae["commit"], **terms}
         if "detail_kl" in ae:

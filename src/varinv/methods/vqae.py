@@ -210,7 +210,7 @@ class VQAutoencoder(ConvAutoencoder):
                 kl = 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).sum(-1).mean()
                 out["detail_kl"] = kl
                 dec_in = torch.cat([zq, detail], -1)
-            x_hat = self.decoder(dec_in, zs_dec)
+            x_hat = self.decoder(dec_in, zs_dec, length if self.cfg.style_pool else 0)
             if pose is not None:
                 if self.n_poses > 1:  # the pose for the atom the encoder chose
                     pose = pose.view(pose.shape[0], self.n_poses, -1)[torch.arange(pose.shape[0]), index]

@@ -170,7 +170,8 @@ class Decoder(nn.Module):
                 nn.init.zeros_(lin.weight)
                 nn.init.zeros_(lin.bias)
 
-    def forward(self, content, style):
+    def forward(self, content, style, run: int = 0):
+        """``run`` is the separable decoders' (unused here: every row is drawn)."""
         h = torch.cat([self.from_content(content), self.from_style(style)], dim=-1)
         h = self.fc(h).view(-1, self.c0, *self.hw0)
         for i, (up, size) in enumerate(zip(self.ups, self.sizes)):
@@ -181,16 +182,17 @@ class Decoder(nn.Module):
         return self.out(h)
 
 
-def distinct_rows(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(first, which) for rows z (N, d): the index of each distinct row's first occurrence, in row order
-    (U,), and for every row the position of its distinct row in ``first`` (N,), so z[first][which] == z.
-    Indexing with ``first`` keeps the gradient flowing to those rows."""
+def distinct_rows(z: torch.Tensor, run: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, which) for rows z (N, d): the first row of each run of equal consecutive rows (a sample's
+    pooled style) (U,), and for every row the position of its run in ``first`` (N,), so z[first][which] == z.
+    ``run`` > 0: the caller knows the rows come in runs of that many (a sample's fragments), and two equal
+    samples (one drawn twice) stay two runs. Indexing with ``first`` keeps the gradient flowing to those rows."""
     n = z.shape[0]
-    _, inverse = torch.unique(z.detach(), dim=0, return_inverse=True)
-    first = torch.full((int(inverse.max()) + 1,), n, device=z.device).scatter_reduce(
-        0, inverse, torch.arange(n, device=z.device), "amin")
-    first, order = first.sort()
-    return first, order.argsort()[inverse]
+    if run > 0:
+        return torch.arange(0, n, run, device=z.device), torch.arange(n, device=z.device) // run
+    new = torch.ones(n, dtype=torch.bool, device=z.device)
+    new[1:] = (z[1:] != z[:-1]).any(1)
+    return new.nonzero().squeeze(1), new.cumsum(0) - 1
 
 
 class SeparableDecoder(nn.Module):
@@ -208,12 +210,14 @@ class SeparableDecoder(nn.Module):
         self.style_maps = Decoder((c * style_maps, h, w), plain, 1, d_style)
         self.gains = nn.Linear(d_style, c * spec.rank) if self.gain and spec.rank else None
 
-    def forward(self, content, style):
+    def forward(self, content, style, run: int = 0):
+        """``run``: rows come in runs of that many sharing one style (``distinct_rows``; 0: find them)."""
         a = self.content_maps(content, content.new_zeros(content.shape[0], 1)).chunk(self.n_maps, dim=1)
-        # the style maps are drawn once per distinct style: a sample's fragments share one under style_pool, and
-        # the maps are about a third of a step. Each distinct style then stands for the same number of rows, so
-        # batch-norm statistics over the distinct ones equal those over all rows.
-        first, which = distinct_rows(style)
+        # the style maps are drawn once per run of one style: a sample's fragments share one under style_pool,
+        # and the maps are about a third of a step. Each sample then stands for the same number of rows, so
+        # batch-norm statistics over the runs equal those over all rows (and, under data parallelism, those
+        # of one process over the whole batch).
+        first, which = distinct_rows(style, run)
         if first.shape[0] == style.shape[0]:  # every style its own: no gather of full-size maps
             maps = self.style_maps(style.new_zeros(style.shape[0], 1), style)
         else:

@@ -61,6 +61,23 @@ def gather_samples(*xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(p.reshape(-1, *x.shape[1:]).to(x.dtype) for p, x in zip(full.split(sizes, 1), xs))
 
 
+def shared_randperm(n: int, device=None) -> torch.Tensor:
+    """A random permutation of the global batch's rows, ``n`` per process: the same on every process
+    (rank 0's draw, broadcast), and in a single process the draw ``torch.randperm(n)`` would make."""
+    world = dist.get_world_size() if active() else 1
+    perm = torch.randperm(n * world, device=device)
+    if world > 1:
+        dist.broadcast(perm, 0)
+    return perm
+
+
+def shuffled_rows(z: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """(B, L, ...) per process → the global batch's (world·B, L, ...) with its B·L rows (fragments) dealt
+    by ``perm`` (``shared_randperm(B·L)``), detached: random groups of L fragments, identical everywhere."""
+    (full,) = gather_samples(z.detach())
+    return full.flatten(0, 1)[perm].view_as(full)
+
+
 @torch.no_grad()
 def global_mean(x: torch.Tensor) -> torch.Tensor:
     """Average of a detached statistic over processes (equal shards: the global batch's mean)."""
