@@ -84,7 +84,7 @@ def test_methods_without_codebook_train_once_per_seed_and_evaluate_every_k(toy_d
                       "d_hidden": 32},
             "train": {"steps": 4, "batch_size": 8, "log_every": 2, "threads": 1}, "data": {"n_eval": 40}}
     (tmp_path / "beta.yaml").write_text(yaml.safe_dump(beta))
-    grid = {"name": "twins", "out": str(tmp_path / "runs"), "parallel": 3, "seeds": [0],
+    grid = {"name": "twins", "out": str(tmp_path / "runs"), "parallel": 3, "seeds": [0], "split": "train",
             "set": [f"data.path={toy_dataset.root}"], "cells": [{"config": str(tmp_path / "beta.yaml"), "k": [2, 3, 5]}]}
     gpath = tmp_path / "grid.yaml"
     gpath.write_text(yaml.safe_dump(grid))
@@ -94,6 +94,7 @@ def test_methods_without_codebook_train_once_per_seed_and_evaluate_every_k(toy_d
     assert sum("trained betavae" in text for text in logs) == 1  # one training, three evaluations
     metrics = [json.loads((r / "metrics.json").read_text()) for r in runs]
     assert [m["n_atoms"] for m in metrics] == [2, 3, 5]
+    assert {m["split"] for m in metrics} == {"train"}  # the grid's split, not the default test
     assert len({m["prauc_zc_content"] for m in metrics}) == 1  # the same model
 
 

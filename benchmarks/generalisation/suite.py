@@ -170,7 +170,7 @@ def cmd_grid(a) -> None:
                 cells.append({"config": f"configs/{method}.yaml", "k": [d.k], "set": sets,
                               "name": f"{name}-{method}" + (f"-{variant}" if variant else "")})
     grid = {"name": f"suite-{a.tag}", "out": f"runs/suite-{a.tag}", "parallel": a.parallel, "seeds": seeds,
-            "cells": cells}
+            **({"split": a.split} if a.split else {}), "cells": cells}
     path = ROOT / "runs" / f"suite-{a.tag}" / "grid.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(grid, sort_keys=False))
@@ -244,6 +244,7 @@ def main(argv=None) -> int:
             s.add_argument("--set", action="append", help="override for every cell, e.g. model.style_pool=true")
             s.add_argument("--variant", action="append",
                            help="NAME:key=value,... a variant trained beside the others (repeatable)")
+            s.add_argument("--split", help="score every cell on this split (default test; choose settings on val)")
             s.add_argument("--dry-run", action="store_true", help="write the grid file only")
     a = p.parse_args(argv)
     a.fn(a)

@@ -8,6 +8,8 @@ A grid file::
     seeds: [0, 1, 2]
     set: [data.path=data/phonenums-10k]        # overrides for every cell
     evaluate: [core, probes]       # optional: `varinv evaluate --what` parts per cell (default [core])
+    split: val                     # optional: the split every cell is scored on (default test); choose
+                                   # settings on val, report on test
     cells:
       - {config: configs/phonenums_v3_small.yaml, k: [10, 20, 40]}
       - {config: configs/phonenums_betavae_small.yaml, k: [10, 20, 40]}
@@ -81,7 +83,7 @@ class Cell:
     sets: tuple[str, ...] = ()
 
 
-_GRID_KEYS = ("name", "out", "parallel", "seeds", "set", "evaluate", "cells", "slurm")
+_GRID_KEYS = ("name", "out", "parallel", "seeds", "set", "evaluate", "split", "cells", "slurm")
 _CELL_KEYS = ("config", "k", "set", "name")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
 
@@ -203,7 +205,8 @@ def eval_parts(grid: dict) -> list[str]:
 
 
 def _evaluate_command(grid: dict) -> list[str]:
-    return [sys.executable, "-m", "varinv", "evaluate", "--no-tsne", "--what", ",".join(eval_parts(grid))]
+    split = ["--split", str(grid["split"])] if grid.get("split") else []
+    return [sys.executable, "-m", "varinv", "evaluate", "--no-tsne", "--what", ",".join(eval_parts(grid)), *split]
 
 
 def _command(cell: Cell, grid: dict, threads: int) -> list[str]:
