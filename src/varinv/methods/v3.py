@@ -138,6 +138,9 @@ class V3Config(VQConfig):
     REMOVED = {
         "w_balance": 0.0,  # a Sinkhorn batch balance: no gain on greek (2026-12-03-generalisation-explore5.md)
         "independence_start": 0,  # a step count; now independence_from, a share of train.steps
+        # the decoder's style whitened by the running covariance of sample means: PhoneNums style 0.664 → 0.878
+        # but content 0.950 → 0.805, letters content 0.778 → 0.599 (2026-12-03-generalisation-explore9.md)
+        "style_whiten": False,
     }
 
     # One rule per field (varinv.config); the knee pair's order, a relation, is checked in validate.

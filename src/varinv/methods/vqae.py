@@ -19,7 +19,6 @@ from varinv.methods.regularisers import matched_atoms
 from varinv.nn.backbones import distinct_rows
 from varinv.nn.pose import POSES, warp
 from varinv.nn.quantizer import EMAQuantizer
-from varinv.nn.whitening import StyleWhitening
 
 
 @dataclass
@@ -68,11 +67,6 @@ class VQConfig(BackboneConfig):
     # keep one atom once they are clearly closer to it than to any other, while fragments that are close
     # to several atoms are still spread over distinct ones. Used by V3's ``w_match`` and by ``assign: decoder``.
     match_repeat_cost: float = 0.0
-    # Whiten the style the decoder reads (and ``encode`` reports) by the running covariance of the samples'
-    # mean styles (nn/whitening.py): every direction then varies across samples as much as any other. The
-    # V3 terms still see the style head's output: whitened, they would ask every direction, also those
-    # no style varies along, for the style ratio, which no encoder meets (PhoneNums: style term 0.97).
-    style_whiten: bool = False
 
     RULES = {
         "n_atoms": Interval(int, 1, None, symbol="K"),
@@ -89,7 +83,6 @@ class VQConfig(BackboneConfig):
         "pose": Options((*POSES, "auto")),
         "assign": Options(("encoder", "decoder")),
         "match_repeat_cost": Interval(float, 0, None),
-        "style_whiten": bool,
     }
 
     def validate(self) -> None:
@@ -114,7 +107,6 @@ class VQAutoencoder(ConvAutoencoder):
             kmeans_iters=cfg.kmeans_iters,
             seed=seed,
         )
-        self.whitening = StyleWhitening(cfg.d_style) if cfg.style_whiten else None
 
     def extra_dims(self, cfg) -> tuple[int, int]:
         """The style head also gives the detail code's mean and log-variance and the pose; the decoder
@@ -179,10 +171,8 @@ class VQAutoencoder(ConvAutoencoder):
 
     def style_code(self, zs: torch.Tensor, length: int) -> torch.Tensor:
         """(N, d_s) style the decoder reads (and ``encode`` reports) for the style head's outputs zs (N, d_s)
-        of samples of ``length`` fragments: pooled per sample under ``style_pool``, then whitened under
-        ``style_whiten`` (the V3 terms see zs itself). Whitening statistics move in training mode only."""
-        code = self.decoder_style(zs.view(-1, length, zs.shape[-1])).flatten(0, 1)
-        return code if self.whitening is None else self.whitening(code, length)
+        of samples of ``length`` fragments: pooled per sample under ``style_pool``."""
+        return self.decoder_style(zs.view(-1, length, zs.shape[-1])).flatten(0, 1)
 
     def quantizing(self, step: int | None) -> bool:
         """False during training steps before ``vq_warmup``."""
