@@ -779,3 +779,18 @@ def test_the_recipe_is_the_default_and_saved_runs_keep_their_former_values():
         config_mod.from_saved({"model": {"method": "v3", "w_balance": 1.0}})
     with pytest.raises(ConfigError, match="w_balance"):  # a new config naming it is a typo like any other
         config_mod.from_dict({"model": {"method": "v3", "w_balance": 0.0}})
+
+
+def test_log_hinge_is_zero_when_met_one_at_ratio_one_and_pulls_harder_when_far():
+    r = 15.0
+    ratio = torch.tensor([0.5, 1.0, 15.0, 30.0], requires_grad=True)
+    lin, log = hinge(ratio, r), hinge(ratio, r, log=True)
+    assert torch.allclose(log[1:], torch.tensor([1.0, 0.0, 0.0]), atol=1e-6)
+    g_lin, = torch.autograd.grad(lin[0], ratio)
+    g_log, = torch.autograd.grad(log[0], ratio)
+    assert g_log[0] < 10 * g_lin[0] < 0  # ratio 0.5: 1/(0.5 ln 15) against 1/15 per unit of ratio
+    cfg = paper_config(hinge="log", d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3)
+    out = V3(cfg, (3, 16, 16)).loss({"x": torch.rand(4, 5, 3, 16, 16)}, step=0)
+    assert torch.isfinite(out["total"])
+    with pytest.raises(ConfigError, match="model.hinge"):
+        paper_config(hinge="square").validate()

@@ -23,6 +23,7 @@ global loss; see ``varinv.nn.distributed`` for why the gradients then come out r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +46,11 @@ class V3Config(VQConfig):
     style_pool: bool = True
     pose: str = "auto"
     relativity: float = 15.0
+    # "ratio" (the paper): each term is ReLU(r − ratio) / r, whose pull is the same 1/r per unit of ratio
+    # however far the ratio is from r. "log": ReLU(ln r − ln ratio) / ln r, which pulls in proportion to
+    # 1/ratio: a style space stuck at a ratio below 1 (PhoneNums seed 2: the style hinge at 0.96 for 1,200
+    # steps while the atoms took the colour) is pushed about ten times harder than under "ratio".
+    hinge: str = "ratio"
     w_content: float = 0.0
     w_style: float = 1.0
     w_sample: float = 1.0
@@ -146,6 +152,7 @@ class V3Config(VQConfig):
     # One rule per field (varinv.config); the knee pair's order, a relation, is checked in validate.
     RULES = {
         "relativity": Interval(float, 1, None, closed="neither", symbol="r"),
+        "hinge": Options(("ratio", "log")),
         "w_content": Interval(float, 0, None),
         "w_style": Interval(float, 0, None),
         "w_sample": Interval(float, 0, None),
@@ -194,18 +201,21 @@ def mpd(x: torch.Tensor) -> torch.Tensor:
     return d.sum((-1, -2)) / (n * (n - 1))
 
 
-def hinge(ratio: torch.Tensor, r: float) -> torch.Tensor:
+def hinge(ratio: torch.Tensor, r: float, log: bool = False) -> torch.Tensor:
+    """ReLU(r − ratio) / r (the paper), or with ``log`` ReLU(ln r − ln ratio) / max(ln r, 1)."""
+    if log:
+        return F.relu(math.log(r) - torch.log(ratio.clamp_min(EPS))) / max(math.log(r), 1.0)
     return F.relu(r - ratio) / r
 
 
 def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float,
-             shuffle: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+             shuffle: torch.Tensor | None = None, log: bool = False) -> dict[str, torch.Tensor]:
     """The four V3 hinge terms and their statistics from (B, L, d) tensors.
 
     ``shuffle`` (a permutation of the global batch's fragments, ``shared_randperm``): the content term
     compares the sample means' spread with that of random groups of L fragments (``V3Config.content_reference``),
     not with r, and the sample term compares the styles' spread with that reference (no gradient) instead
-    of with the content sample means'.
+    of with the content sample means'. ``log``: the hinges on log-ratios (``V3Config.hinge``).
     Under DDP per-sample summaries (within-sample MPDs, sample means) cross processes, and for the groups
     the detached contents.
     """
@@ -215,20 +225,20 @@ def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float,
     vs_frag = fs.mean()
     vs_samp = mpd(ms)
     if shuffle is None:
-        content = hinge(vc_frag / (vc_samp + EPS), r)
-        sample = hinge(vs_samp / (vc_samp + EPS), r)
+        content = hinge(vc_frag / (vc_samp + EPS), r, log)
+        sample = hinge(vs_samp / (vc_samp + EPS), r, log)
     else:
         gc, gq = shuffled_rows(torch.cat([zc, zq], -1), shuffle).mean(1).split([zc.shape[-1], zq.shape[-1]], -1)
         vc_shuf = 0.5 * mpd(gc) + 0.5 * mpd(gq)
-        content = hinge(vc_shuf / (vc_samp + EPS), 1.0)
+        content = hinge(vc_shuf / (vc_samp + EPS), 1.0, log)
         # the styles' spread against the same reference, so that this term cannot also pull the content
         # sample means closer than random groups' (with repeats that splits a repeated content's atoms)
-        sample = hinge(vs_samp / (vc_shuf + EPS), r)
+        sample = hinge(vs_samp / (vc_shuf + EPS), r, log)
     return {
         "content": content,
-        "style": hinge(vs_samp / (vs_frag + EPS), r),
+        "style": hinge(vs_samp / (vs_frag + EPS), r, log),
         "sample": sample,
-        "fragment": hinge(vc_frag / (vs_frag + EPS), r),
+        "fragment": hinge(vc_frag / (vs_frag + EPS), r, log),
         "stat_vc_frag": vc_frag.detach(),
         "stat_vc_samp": vc_samp.detach(),
         "stat_vs_frag": vs_frag.detach(),
@@ -249,7 +259,7 @@ class V3(VQAutoencoder):
         zc3, zq3, zs3 = (ae[k].view(b, length, -1).float() for k in ("zc", "zq", "zs"))
         ae["zs3"] = zs3
         shuffle = shared_randperm(b * length, zc3.device) if cfg.content_reference == "shuffled" else None
-        terms = v3_terms(zc3, zq3, zs3, cfg.relativity, shuffle)
+        terms = v3_terms(zc3, zq3, zs3, cfg.relativity, shuffle, cfg.hinge == "log")
         out = {"recon": ae["recon"], "commit": ae["commit"], **terms}
         if "detail_kl" in ae:
             out["detail_kl"] = ae["detail_kl"].detach()
