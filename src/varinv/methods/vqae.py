@@ -123,10 +123,9 @@ class VQAutoencoder(ConvAutoencoder):
         d, n_pose = self.cfg.d_detail, POSES[self.cfg.pose] * self.n_poses
         pose = zs[:, zs.shape[1] - n_pose:] if n_pose else None
         zs = zs[:, :zs.shape[1] - n_pose]
-        mu = logvar = None
-        if d:
-            zs, mu, logvar = zs[:, :-2 * d], zs[:, -2 * d:-d], zs[:, -d:].clamp(-10, 10)
-        return zs, mu, logvar, pose
+        if not d:
+            return zs, None, None, pose
+        return zs[:, :-2 * d], zs[:, -2 * d:-d], zs[:, -d:].clamp(-10, 10), pose
 
     def decoder_input(self, content: torch.Tensor) -> torch.Tensor:
         """The content vector the decoder reads. Under the decoder assignment it is standardised by the
@@ -160,7 +159,7 @@ class VQAutoencoder(ConvAutoencoder):
         zq, index, _ = self.quantizer(zc)
         return Encoded(
             content=zc.view(b, length, -1),
-            style=self.style_code(zs, length).view(b, length, -1),  # pooled per sample, as DSAE's static f is
+            style=self.decoder_style(zs.view(b, length, -1)),  # pooled per sample, as DSAE's static f is
             content_q=zq.view(b, length, -1),
             content_index=index.view(b, length),
         )
@@ -168,11 +167,6 @@ class VQAutoencoder(ConvAutoencoder):
     def decoder_style(self, zs: torch.Tensor) -> torch.Tensor:
         """The style (B, L, d_s) the decoder reads for samples whose fragments have styles zs (B, L, d_s)."""
         return zs.mean(1, keepdim=True).expand_as(zs) if self.cfg.style_pool else zs
-
-    def style_code(self, zs: torch.Tensor, length: int) -> torch.Tensor:
-        """(N, d_s) style the decoder reads (and ``encode`` reports) for the style head's outputs zs (N, d_s)
-        of samples of ``length`` fragments: pooled per sample under ``style_pool``."""
-        return self.decoder_style(zs.view(-1, length, zs.shape[-1])).flatten(0, 1)
 
     def quantizing(self, step: int | None) -> bool:
         """False during training steps before ``vq_warmup``."""
@@ -186,7 +180,7 @@ class VQAutoencoder(ConvAutoencoder):
         else:
             zq, index, commit = zc, torch.zeros(zc.shape[0], dtype=torch.long, device=zc.device), zc.new_zeros(())
         zs, mu, logvar, pose = self._split_detail(zs)
-        zs_dec = self.style_code(zs, length)
+        zs_dec = self.decoder_style(zs.view(b, length, -1)).flatten(0, 1)
         out = {}
         if self.cfg.assign == "decoder" and self.training and self.quantizing(step):
             err = self.render_errors(x.reshape(b * length, *x.shape[2:]), zs_dec, pose)  # (N, K)
@@ -256,7 +250,7 @@ class VQAutoencoder(ConvAutoencoder):
                 zc, zs, b, length = self._encode_flat(x)
                 _, index, _ = self.quantizer(zc)
                 zs, _, _, pose = self._split_detail(zs)
-                zs_dec = self.style_code(zs, length)
+                zs_dec = self.decoder_style(zs.view(b, length, -1)).flatten(0, 1)
                 return self.best_atoms(x.reshape(b * length, *x.shape[2:]), zs_dec, pose) == index
         finally:
             self.train(was_training)
