@@ -181,14 +181,23 @@ def style_usage_dependence(style: torch.Tensor, usage: torch.Tensor, reference: 
     return unbiased_hsic(ks, ku) / (unbiased_hsic(ks, ks).clamp_min(TINY) * spread.clamp_min(TINY)).sqrt()
 
 
-def isotropy_loss(z: torch.Tensor) -> torch.Tensor:
+def isotropy_loss(z: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
     """d·Σλ²/(Σλ)² − 1 for the eigenvalues λ of the covariance of z (B, d): 0 when isotropic,
-    d − 1 when all variance lies along one direction. A batch statistic: z is gathered under DDP."""
+    d − 1 when all variance lies along one direction. A batch statistic: z is gathered under DDP.
+
+    ``floor`` > 0 adds mean_i ReLU(ln floor − ln(λ_i/λ̄ + floor/100)) / ln 100: a direction holding
+    less than ``floor`` of the mean variance is pushed in proportion to 1/λ_i, where the first part's
+    pull is proportional to λ_i and so cannot reopen a direction that has closed (two styles merged)."""
     (z,) = gather_samples(z)
     zc = z - z.mean(0, keepdim=True)
     cov = zc.t() @ zc / max(z.shape[0] - 1, 1)
     tr, tr2 = torch.diagonal(cov).sum(), (cov * cov).sum()  # Σλ and Σλ² without an eigendecomposition
-    return z.shape[1] * tr2 / (tr * tr).clamp_min(TINY) - 1
+    loss = z.shape[1] * tr2 / (tr * tr).clamp_min(TINY) - 1
+    if floor > 0:
+        share = torch.linalg.eigvalsh(cov.double()).clamp_min(0) / (tr.double() / z.shape[1]).clamp_min(TINY)
+        low = F.relu(math.log(floor) - torch.log(share + floor / 100)).mean() / math.log(100)
+        loss = loss + low.to(loss.dtype)
+    return loss
 
 
 def tilt_basis(h: int, axis: str) -> torch.Tensor:
@@ -239,7 +248,7 @@ def pull_to_targets(model, ae, step, targets):
              why="Once met, the hinge terms leave z_s stretched along one direction (PhoneNums: red vs not red), "
                  "so other styles sit close together; spread the across-sample style variance over many directions.")
 def isotropy_term(model, batch, ae, step):
-    return isotropy_loss(ae["zs3"].mean(1))
+    return isotropy_loss(ae["zs3"].mean(1), model.cfg.isotropy_floor)
 
 
 @regulariser("style_nce", "w_style_nce", results="2026-12-02-generalisation-explore.md",

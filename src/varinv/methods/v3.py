@@ -78,6 +78,9 @@ class V3Config(VQConfig):
     # terms, once met, leave z_s stretched along whichever direction grew first (on PhoneNums the
     # red channel), so every other colour difference ends up tiny in Euclidean distance.
     w_isotropy: float = 0.3
+    # Least share of the mean variance each style direction may hold (0 = off; ``isotropy_loss``). With the
+    # log hinge PhoneNums' colours sat in 4 of 8 directions, 4 holding nothing, black/purple/brown merged.
+    isotropy_floor: float = 0.0
     # Decoder-guided reassignment (0 = off): ``reassign_fragments`` fragments of each batch are
     # decoded with every atom (their own style, no gradient, decoder in eval mode), and a
     # cross-entropy term pulls each one's soft assignment towards the atom that reconstructs it best.
@@ -164,6 +167,7 @@ class V3Config(VQConfig):
         "diversity_temperature": Interval(float, 0, None, closed="neither"),
         "diversity_reference": Options(("max", "shuffled")),
         "w_isotropy": Interval(float, 0, None),
+        "isotropy_floor": Interval(float, 0, 1),
         "w_reassign": Interval(float, 0, None),
         "reassign_fragments": Interval(int, 1, None),
         "reassign_start": Interval(int, 0, None),
