@@ -82,6 +82,29 @@ def test_scale_free_terms_do_not_reward_shrinking():
     assert isotropy_loss(z) >= 0
 
 
+def test_isotropy_floor_reopens_a_closed_direction():
+    # Two styles merged along a direction holding 1e-6 of the variance: the moment form pulls it in
+    # proportion to its variance (nothing), the floor in proportion to 1/variance.
+    from varinv.methods.regularisers import isotropy_loss
+
+    torch.manual_seed(0)
+    base = torch.randn(64, 4)
+    base[:, 3] *= 1e-3
+    grown = {}
+    for floor in (0.0, 0.1):
+        z = base.clone().requires_grad_()
+        loss = isotropy_loss(z, floor)
+        loss.backward()
+        step = (z - 0.01 * z.grad / z.grad.norm()).detach()
+        grown[floor] = float(step[:, 3].var() / base[:, 3].var())
+        assert torch.isfinite(loss)
+    assert grown[0.1] - 1 > 5 * (grown[0.0] - 1) and grown[0.1] > 1.3
+    iso = torch.randn(4096, 4)
+    assert torch.allclose(isotropy_loss(iso, 0.1), isotropy_loss(iso))  # no direction below the floor
+    for scale in (1e-2, 1e-4):
+        assert torch.allclose(isotropy_loss(base * scale, 0.1), isotropy_loss(base, 0.1), rtol=1e-3)
+
+
 def test_diversity_loss_prefers_distinct_atoms():
     # 2 fragments, 2 atoms: both near atom 0 → usage (1, 0), entropy 0 → loss 1; one each → loss 0
     same = torch.tensor([[[0.0, 100.0], [0.0, 100.0]]])
