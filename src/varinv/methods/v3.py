@@ -155,7 +155,7 @@ class V3Config(VQConfig):
     # One rule per field (varinv.config); the knee pair's order, a relation, is checked in validate.
     RULES = {
         "relativity": Interval(float, 1, None, closed="neither", symbol="r"),
-        "hinge": Options(("ratio", "log", "log_style")),
+        "hinge": Options(("ratio", "log")),
         "w_content": Interval(float, 0, None),
         "w_style": Interval(float, 0, None),
         "w_sample": Interval(float, 0, None),
@@ -213,15 +213,13 @@ def hinge(ratio: torch.Tensor, r: float, log: bool = False) -> torch.Tensor:
 
 
 def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float,
-             shuffle: torch.Tensor | None = None, log: bool = False,
-             log_style: bool | None = None) -> dict[str, torch.Tensor]:
+             shuffle: torch.Tensor | None = None, log: bool = False) -> dict[str, torch.Tensor]:
     """The four V3 hinge terms and their statistics from (B, L, d) tensors.
 
     ``shuffle`` (a permutation of the global batch's fragments, ``shared_randperm``): the content term
     compares the sample means' spread with that of random groups of L fragments (``V3Config.content_reference``),
     not with r, and the sample term compares the styles' spread with that reference (no gradient) instead
-    of with the content sample means'. ``log``: the hinges on log-ratios (``V3Config.hinge``);
-    ``log_style`` (default ``log``) for the style term.
+    of with the content sample means'. ``log``: the hinges on log-ratios (``V3Config.hinge``).
     Under DDP per-sample summaries (within-sample MPDs, sample means) cross processes, and for the groups
     the detached contents.
     """
@@ -242,7 +240,7 @@ def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float,
         sample = hinge(vs_samp / (vc_shuf + EPS), r, log)
     return {
         "content": content,
-        "style": hinge(vs_samp / (vs_frag + EPS), r, log if log_style is None else log_style),
+        "style": hinge(vs_samp / (vs_frag + EPS), r, log),
         "sample": sample,
         "fragment": hinge(vc_frag / (vs_frag + EPS), r, log),
         "stat_vc_frag": vc_frag.detach(),
@@ -265,7 +263,7 @@ class V3(VQAutoencoder):
         zc3, zq3, zs3 = (ae[k].view(b, length, -1).float() for k in ("zc", "zq", "zs"))
         ae["zs3"] = zs3
         shuffle = shared_randperm(b * length, zc3.device) if cfg.content_reference == "shuffled" else None
-        terms = v3_terms(zc3, zq3, zs3, cfg.relativity, shuffle, cfg.hinge == "log", cfg.hinge != "ratio")
+        terms = v3_terms(zc3, zq3, zs3, cfg.relativity, shuffle, cfg.hinge == "log")
         out = {"recon": ae["recon"], "commit": ae["commit"], **terms}
         if "detail_kl" in ae:
             out["detail_kl"] = ae["detail_kl"].detach()
