@@ -194,7 +194,9 @@ def isotropy_loss(z: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
     tr, tr2 = torch.diagonal(cov).sum(), (cov * cov).sum()  # Σλ and Σλ² without an eigendecomposition
     loss = z.shape[1] * tr2 / (tr * tr).clamp_min(TINY) - 1
     if floor > 0:
-        share = torch.linalg.eigvalsh(cov.double()).clamp_min(0) / (tr.double() / z.shape[1]).clamp_min(TINY)
+        # a NaN batch must reach the trainer's NaN check as a NaN loss (the first part), not fail eigvalsh
+        share = (torch.linalg.eigvalsh(torch.nan_to_num(cov.double(), 0.0, 0.0, 0.0)).clamp_min(0)
+                 / (tr.double() / z.shape[1]).clamp_min(TINY))
         low = F.relu(math.log(floor) - torch.log(share + floor / 100)).mean() / math.log(100)
         loss = loss + low.to(loss.dtype)
     return loss
