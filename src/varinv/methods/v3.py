@@ -39,7 +39,7 @@ from varinv.nn.distributed import gather_samples, shared_randperm, shuffled_rows
 class V3Config(VQConfig):
     # The defaults are the recipe: one setting for data V3 was never tuned on, chosen on the validation
     # splits of the generalisation suite (README "V3 as implemented here"; benchmarks/results/
-    # 2026-12-03-generalisation-explore6.md and -explore7.md), with the backbone from the fragment shape.
+    # 2026-12-03-generalisation-explore6.md to -explore10.md), with the backbone from the fragment shape.
     # FORMER holds the paper's settings of the fields the recipe changed (the *_paper configs name them).
     d_style: int = 8
     decoder: str = "gain"
@@ -50,7 +50,7 @@ class V3Config(VQConfig):
     # however far the ratio is from r. "log": ReLU(ln r − ln ratio) / ln r, which pulls in proportion to
     # 1/ratio: a style space stuck at a ratio below 1 (PhoneNums seed 2: the style hinge at 0.96 for 1,200
     # steps while the atoms took the colour) is pushed about ten times harder than under "ratio".
-    hinge: str = "ratio"
+    hinge: str = "log"
     w_content: float = 0.0
     w_style: float = 1.0
     w_sample: float = 1.0
@@ -80,7 +80,7 @@ class V3Config(VQConfig):
     w_isotropy: float = 0.3
     # Least share of the mean variance each style direction may hold (0 = off; ``isotropy_loss``). With the
     # log hinge PhoneNums' colours sat in 4 of 8 directions, 4 holding nothing, black/purple/brown merged.
-    isotropy_floor: float = 0.0
+    isotropy_floor: float = 0.1
     # Decoder-guided reassignment (0 = off): ``reassign_fragments`` fragments of each batch are
     # decoded with every atom (their own style, no gradient, decoder in eval mode), and a
     # cross-entropy term pulls each one's soft assignment towards the atom that reconstructs it best.
@@ -112,14 +112,14 @@ class V3Config(VQConfig):
     # across samples, rate 1) to 1 (no sample repeats one, rate 0), linearly between rates 1 and 0.5, by
     # the batch's within-sample over across-sample rate of fragment pairs sharing their nearest atom
     # (``regularisers.repeat_rate``). Early on any code is near 1, so matching starts on the subset.
-    match_adapt: bool = False
+    match_adapt: bool = True
     # Style-usage independence (0 = off): the kernel dependence between each sample's mean style and the
     # atoms its fragments use (soft), over the batch. V3's invariance in a repeat-safe form: contents may
     # repeat within a sample, but which atoms a sample uses must not tell its style.
-    w_independence: float = 0.0
+    w_independence: float = 1.0
     # Share of the run's steps (train.steps) before the term starts: before the vocabulary forms the usage
     # is noise, and a vocabulary that must split a content by style to be drawn (shapes' fill) breaks.
-    independence_from: float = 0.0
+    independence_from: float = 0.5
     # Spectral-tilt invariance (0 = off; spectrogram data): each fragment's log-magnitude gets a random
     # smooth curve along frequency (linear + quadratic, up to ±tilt_range at the band edges), which
     # reweights harmonics but moves none, and its z_c is pulled to the clean fragment's atom. On
@@ -141,7 +141,8 @@ class V3Config(VQConfig):
 
     FORMER = {"d_style": 16, "decoder": "joint", "style_pool": False, "pose": "none", "w_content": 1.0,
               "content_reference": "samples", "diversity_temperature": 0.1, "w_isotropy": 0.0, "w_reassign": 0.0,
-              "reassign_fragments": 64, "w_match": 0.0, "match_subset": 1.0}
+              "reassign_fragments": 64, "w_match": 0.0, "match_subset": 1.0, "hinge": "ratio",
+              "isotropy_floor": 0.0, "match_adapt": False, "w_independence": 0.0, "independence_from": 0.0}
 
     # Options measured and dropped (their results files say why), with the value that meant off.
     REMOVED = {
