@@ -466,6 +466,26 @@ def test_separable_decoder_cannot_make_style_pick_the_content():
         paper_config(decoder="other").validate()
 
 
+def test_positive_gain_maps_cannot_swap_one_content_for_another():
+    """A signed gain map lets a style switch an atom between two patterns (A0 = P, A1 = Q - P, gain 0 or 1:
+    InsNotes' atoms held G4 in some instruments and C4 in others); with non-negative maps every value of a
+    fragment moves the same way as a channel's gain grows, so no gain turns one pattern into another."""
+    from varinv.nn.backbones import BackboneSpec, SeparableDecoder
+
+    torch.manual_seed(0)
+    spec = BackboneSpec(n_channels=8, n_layers=2, d_hidden=32, decoder="gain", rank=1)
+    c, s = torch.randn(5, 4), torch.randn(2, 3)
+    for positive, one_way in ((False, False), (True, True)):
+        dec = SeparableDecoder((2, 16, 16), dataclasses.replace(spec, positive=positive), 4, 3).eval()
+        with torch.no_grad():
+            torch.nn.init.normal_(dec.gains.weight, std=3.0)
+            x = dec(c.repeat(2, 1), s.repeat_interleave(5, 0)).view(2, 5, 2, -1)
+            back = dec.style_maps(s.new_zeros(2, 1), s).view(2, 1, 2, -1)  # B0(s), the same for every content
+        moved = (x[1] - back[1]) - (x[0] - back[0])  # (contents, channels, positions): A1(c) * (g(s2) - g(s1))
+        same_sign = ((moved >= -1e-6).all(-1) | (moved <= 1e-6).all(-1)).all()
+        assert bool(same_sign) == one_way
+
+
 @pytest.mark.parametrize("decoder", ["separable", "gain"])
 def test_separable_decoder_draws_each_shared_style_once_with_the_same_output_and_gradients(decoder):
     from varinv.nn.backbones import BackboneSpec, SeparableDecoder, distinct_rows

@@ -39,6 +39,7 @@ class BackboneConfig(Checked):
     style_stats: bool = False  # the encoder also reads per-layer channel means and deviations (backbones.py)
     decoder: str = "joint"  # or "separable", "gain" (nn/backbones.py, BackboneSpec.decoder)
     decoder_rank: int = 1
+    positive_gain_maps: bool = False  # BackboneSpec.positive
 
     RULES = {
         "d_content": Interval(int, 1, None),
@@ -54,6 +55,7 @@ class BackboneConfig(Checked):
         "style_stats": bool,
         "decoder": Options(("joint", "separable", "gain")),
         "decoder_rank": Interval(int, 0, None),
+        "positive_gain_maps": bool,
     }
 
     def spec(self) -> BackboneSpec:
@@ -68,6 +70,7 @@ class BackboneConfig(Checked):
             stats=self.style_stats,
             decoder=self.decoder,
             rank=self.decoder_rank,
+            positive=self.positive_gain_maps,
         )
 
 

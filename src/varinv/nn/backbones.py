@@ -43,6 +43,9 @@ class BackboneSpec:
     # positions), so style cannot select where an atom's map shows either.
     decoder: str = "joint"
     rank: int = 1
+    # "gain" only: the content maps a style gain multiplies are non-negative (softplus), so every value of a
+    # fragment moves one way as a gain grows and a gain cannot swap one content's pattern for another's.
+    positive: bool = False
 
 
 def _norm(kind: str, ch: int) -> nn.Module:
@@ -204,6 +207,7 @@ class SeparableDecoder(nn.Module):
         c, h, w = shape
         self.n_maps = 1 + spec.rank
         self.gain = spec.decoder == "gain"
+        self.positive = self.gain and spec.positive
         plain = dataclasses.replace(spec, film=False)
         self.content_maps = Decoder((c * self.n_maps, h, w), plain, d_content, 1)
         style_maps = 1 if self.gain else self.n_maps
@@ -224,6 +228,8 @@ class SeparableDecoder(nn.Module):
             maps = self.style_maps(style.new_zeros(first.shape[0], 1), style[first])[which]
         b = maps.chunk(1 if self.gain else self.n_maps, dim=1)
         if self.gains is not None:
+            if self.positive:
+                a = (a[0], *(F.softplus(x) for x in a[1:]))
             g = (1 + self.gains(style)).view(style.shape[0], len(a) - 1, -1, 1, 1).unbind(1)
             b = (b[0], *g)
         return a[0] + b[0] + sum(x * y for x, y in zip(a[1:], b[1:]))
