@@ -26,6 +26,7 @@ def test_benchmark_grid_runs_skips_finished_and_tabulates(toy_dataset, tmp_path)
     md = run_grid(gpath, tmp_path / "results")
     text = md.read_text()
     assert "| toy | v3 | 4 | 2 |" in text and "| toy | betavae | 3 | 2 |" in text
+    assert "; test split." in text  # the split the cells were scored on (a grid's `split: val` names val)
     beta_metrics = json.loads((tmp_path / "runs" / "beta-K3-seed0" / "metrics.json").read_text())
     assert beta_metrics["n_atoms"] == 3  # k-means K for a method without a codebook
     mtime = (tmp_path / "runs" / "v3-K4-seed0" / "metrics.json").stat().st_mtime

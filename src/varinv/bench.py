@@ -475,10 +475,11 @@ def write_table(grid: dict, cells: list[Cell], path: Path, results_dir: Path, wa
         writer.writeheader()
         writer.writerows(rows)
     machines = sorted({str(m.get("machine", "unrecorded")) for ms in groups.values() for m in ms}) or [_machine()]
+    splits = sorted({str(m.get("split", "test")) for ms in groups.values() for m in ms}) or [str(grid.get("split", "test"))]
     lines = [f"# Benchmark {name} ({today})", "",
              f"Command: `varinv benchmark {path}`; ran on {'; '.join(machines)}; parallel {grid.get('parallel', 1)}, "
              + (f"wall {wall / 60:.1f} min. " if wall is not None else "table of recorded cells only (--table-only). ")
-             + "Mean ± std over seeds; test split.", "",
+             + f"Mean ± std over seeds; {' and '.join(splits)} split.", "",
              "| dataset | method | K | seeds | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 4)]
     for r in rows:
         cells_txt = [f"{r[k]:.3g} ± {r[k + '_std']:.2g}" for k in columns]
