@@ -474,8 +474,11 @@ def write_table(grid: dict, cells: list[Cell], path: Path, results_dir: Path, wa
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["dataset"])
         writer.writeheader()
         writer.writerows(rows)
-    machines = sorted({str(m.get("machine", "unrecorded")) for ms in groups.values() for m in ms}) or [_machine()]
-    splits = sorted({str(m.get("split", "test")) for ms in groups.values() for m in ms}) or [str(grid.get("split", "test"))]
+    def recorded(key: str, default: str) -> list[str]:
+        return sorted({str(m.get(key, default)) for ms in groups.values() for m in ms})
+
+    machines = recorded("machine", "unrecorded") or [_machine()]
+    splits = recorded("split", "test") or [str(grid.get("split", "test"))]
     lines = [f"# Benchmark {name} ({today})", "",
              f"Command: `varinv benchmark {path}`; ran on {'; '.join(machines)}; parallel {grid.get('parallel', 1)}, "
              + (f"wall {wall / 60:.1f} min. " if wall is not None else "table of recorded cells only (--table-only). ")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from varinv.config import AnyOf, Checked, Interval, Odd, Options
+from varinv.config import AnyOf, Checked, Interval, Odd, Options, check_value
 from varinv.methods.base import Method
 from varinv.nn.backbones import BackboneSpec, Encoder, build_decoder
 
@@ -57,6 +57,11 @@ class BackboneConfig(Checked):
         "decoder_rank": Interval(int, 0, None),
         "positive_gain_maps": bool,
     }
+
+    def validate(self) -> None:
+        super().validate()
+        check_value(self.decoder == "gain" or not self.positive_gain_maps, "model.positive_gain_maps",
+                    self.positive_gain_maps, 'false unless model.decoder is "gain" (the only decoder with gain maps)')
 
     def spec(self) -> BackboneSpec:
         return BackboneSpec(

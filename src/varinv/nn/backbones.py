@@ -207,7 +207,7 @@ class SeparableDecoder(nn.Module):
         c, h, w = shape
         self.n_maps = 1 + spec.rank
         self.gain = spec.decoder == "gain"
-        self.positive = self.gain and spec.positive
+        self.positive = spec.positive
         plain = dataclasses.replace(spec, film=False)
         self.content_maps = Decoder((c * self.n_maps, h, w), plain, d_content, 1)
         style_maps = 1 if self.gain else self.n_maps
