@@ -209,13 +209,13 @@ def test_reassignment_decodes_with_a_samples_mean_style(style):
     m = V3(cfg, (3, 16, 16))
     m.train()
     seen = {}
-    real = m.best_atoms
+    real = m.atom_errors
 
     def spy(x, zs, pose=None):
         seen["zs"] = zs
         return real(x, zs, pose)
 
-    m.best_atoms = spy
+    m.atom_errors = spy
     x = torch.rand(2, 3, 3, 16, 16)
     m.loss({"x": x}, step=0)
     zs = m.autoencode(x, step=0)["zs"].detach().view(2, 3, -1)
@@ -837,3 +837,55 @@ def test_log_hinge_is_zero_when_met_one_at_ratio_one_and_pulls_harder_when_far()
     assert torch.isfinite(out["total"])
     with pytest.raises(ConfigError, match="model.hinge"):
         paper_config(hinge="square").validate()
+
+
+def test_renewal_moves_a_duplicated_atom_to_split_a_merged_one():
+    # three contents A, B, C; atoms 0 and 1 both sit on A, atom 2 halfway between B and C
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = torch.cat([c + 0.1 * torch.randn(40, 2, generator=g) for c in centres])
+    q = EMAQuantizer(2, 3, kmeans_init=False, dead_threshold=0.0)
+    q.codebook.copy_(torch.tensor([[0.0, 0.0], [0.01, 0.0], [5.0, 5.0]]))
+    q.embed_sum.copy_(q.codebook * 40)
+    q.cluster_size.fill_(40)
+    q.enable_renewal(0.3)
+    q.train()
+    for _ in range(20):  # errors = squared distance to each atom: the twins' utility is near 0
+        q.track(q.distances(x).argmin(1), q.distances(x))
+    assert q.utility[:2].max() < 0.3 * q.utility.mean()
+    before = q.codebook.clone()
+    q(x)  # not pending: nothing moves beyond the EMA step
+    assert int(q.renewals) == 0 and torch.cdist(q.codebook, before).diagonal().max() < 1
+    q.renew_pending = True
+    q(x)
+    assert int(q.renewals) == 1 and not q.renew_pending
+    near = torch.cdist(centres, q.codebook).min(1).values
+    assert near.max() < 1.0, near  # every content has an atom of its own
+    index = q.distances(x).argmin(1).view(3, 40)
+    assert all(len(set(row.tolist())) == 1 for row in index) and len(set(index[:, 0].tolist())) == 3
+
+
+def test_renewal_leaves_a_useful_codebook_alone_and_needs_the_reassignment():
+    g = torch.Generator().manual_seed(1)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = torch.cat([c + 0.1 * torch.randn(40, 2, generator=g) for c in centres])
+    q = EMAQuantizer(2, 3, kmeans_init=False, dead_threshold=0.0)
+    q.codebook.copy_(centres)
+    q.embed_sum.copy_(centres * 40)
+    q.cluster_size.fill_(40)
+    q.enable_renewal(0.3)
+    q.train()
+    q.track(q.distances(x).argmin(1), q.distances(x))
+    q.renew_pending = True
+    q(x)
+    assert int(q.renewals) == 0 and torch.cdist(q.codebook, centres).diagonal().max() < 0.1
+    with pytest.raises(ConfigError, match="renew_every"):
+        paper_config(renew_every=100, w_reassign=0.0).validate()
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_reassign=1.0,
+                       reassign_fragments=5, renew_every=2)
+    m = V3(cfg, (3, 16, 16))
+    m.total_steps = 10
+    m.train()
+    out = m.loss({"x": torch.rand(2, 3, 3, 16, 16)}, step=4)
+    assert "stat_renewals" in out and float(m.quantizer.utility.abs().sum()) > 0
+    assert "quantizer.utility" in m.state_dict()  # saved, so a resumed run keeps its statistics

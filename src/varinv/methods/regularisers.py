@@ -327,7 +327,10 @@ def reassign_term(model, batch, ae, step):
             means = means.roll(1, 0)
         zs = means.repeat_interleave(length, 0)
     pose = ae.get("pose")
-    target = model.best_atoms(x_flat, zs[:n], None if pose is None else pose[:n].detach())
+    errors = model.atom_errors(x_flat, zs[:n], None if pose is None else pose[:n].detach())
+    if model.quantizer.renew_share:
+        model.quantizer.track(ae["index"][:n], errors)
+    target = errors.argmin(1)
     # distances of these n rows on their own (the cached (B, L, K) ones differ in the last bits: BLAS blocking)
     sqdist, target = gather_samples(model.quantizer.distances(ae["zc"][:n].float()), target)
     n = min(cfg.reassign_fragments, sqdist.shape[0])

@@ -97,6 +97,14 @@ class V3Config(VQConfig):
     # fits best: when each waveform permutes the atoms its own way, the own-style targets agree with
     # the permutation, while another waveform's rendering of the same pitch still shares its peaks.
     reassign_style: str = "own"
+    # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
+    # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
+    # reassignment's renderings, below ``renew_utility`` of the mean) is moved to split the atom whose
+    # fragments are reconstructed worst. A duplicated atom (two atoms drawing one glyph while another
+    # glyph has none: greek, shapes) is a fixed point of EMA, commitment and reassignment alike.
+    renew_every: int = 0
+    renew_utility: float = 0.3
+    renew_until: float = 0.6
     # One-to-one matching within a sample (0 = off; with ``match_subset`` 1 only for data whose samples never
     # repeat a content, e.g. InsNotes and Waveforms): each sample's fragments are matched to distinct atoms at minimum
     # total squared distance, and a cross-entropy term pulls each soft assignment towards its match.
@@ -173,6 +181,9 @@ class V3Config(VQConfig):
         "reassign_fragments": Interval(int, 1, None),
         "reassign_start": Interval(int, 0, None),
         "reassign_style": Options(("own", "mean", "other")),
+        "renew_every": Interval(int, 0, None, note="0 = off"),
+        "renew_utility": Interval(float, 0, 1, closed="neither"),
+        "renew_until": Interval(float, 0, 1),
         "w_match": Interval(float, 0, None),
         "match_subset": Interval(float, 0, 1, closed="right"),
         "match_adapt": bool,
@@ -187,6 +198,8 @@ class V3Config(VQConfig):
 
     def validate(self) -> None:
         super().validate()
+        check_value(self.renew_every == 0 or self.w_reassign > 0, "model.renew_every", self.renew_every,
+                    "0 when model.w_reassign is 0 (renewal reads the reassignment's renderings)")
         check_value(self.tilt_knee_min < self.tilt_knee_max, "model.tilt_knee_min/max",
                     (self.tilt_knee_min, self.tilt_knee_max), "two fractions with 0 <= min < max <= 1")
 
@@ -254,11 +267,19 @@ def v3_terms(zc: torch.Tensor, zq: torch.Tensor, zs: torch.Tensor, r: float,
 class V3(VQAutoencoder):
     name = "v3"
 
+    def __init__(self, cfg: V3Config, fragment_shape, seed: int = 0):
+        super().__init__(cfg, fragment_shape, seed)
+        if cfg.renew_every:
+            self.quantizer.enable_renewal(cfg.renew_utility)
+
     def progress_terms(self) -> tuple[str, ...]:
         return ("total", "recon", "content", "style", "sample", "fragment", "diversity")
 
     def loss(self, batch, step):
         cfg = self.cfg
+        every = cfg.renew_every
+        self.quantizer.renew_pending = bool(every and self.training and step is not None and step >= 2 * every
+                                            and step % every == 0 and step < cfg.renew_until * self.total_steps)
         ae = self.autoencode(batch["x"], step)
         b, length = ae["b"], ae["length"]
         zc3, zq3, zs3 = (ae[k].view(b, length, -1).float() for k in ("zc", "zq", "zs"))
@@ -268,6 +289,8 @@ class V3(VQAutoencoder):
         out = {"recon": ae["recon"], "commit": ae["commit"], **terms}
         if "detail_kl" in ae:
             out["detail_kl"] = ae["detail_kl"].detach()
+        if every:
+            out["stat_renewals"] = self.quantizer.renewals.float()
         total = (
             self.base_total(ae)
             + cfg.w_content * terms["content"]

@@ -227,17 +227,21 @@ class VQAutoencoder(ConvAutoencoder):
             x_hat = warp(x_hat.flatten(0, 1), pose.reshape(n * k, -1)).view_as(x_hat)
         return (x_hat.float() - x.float()[:, None]).pow(2).flatten(2).mean(2)
 
-    def best_atoms(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
-        """(N,) index of the atom whose decoding with style ``zs`` (and each fragment's ``pose``, if any)
-        reconstructs each fragment best; x (N, C, H, W), zs (N, d_s). Eval-mode decoder, so batch-norm
+    def atom_errors(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
+        """``render_errors`` without gradient and with the decoder in eval mode, so that batch-norm
         statistics are left alone."""
         was_training = self.decoder.training
         self.decoder.eval()
         try:
             with torch.no_grad():
-                return self.render_errors(x, zs, pose).argmin(1)
+                return self.render_errors(x, zs, pose)
         finally:
             self.decoder.train(was_training)
+
+    def best_atoms(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
+        """(N,) index of the atom whose decoding with style ``zs`` (and each fragment's ``pose``, if any)
+        reconstructs each fragment best; x (N, C, H, W), zs (N, d_s)."""
+        return self.atom_errors(x, zs, pose).argmin(1)
 
     def rendering_agreement(self, x: torch.Tensor) -> torch.Tensor:
         """(B·L,) bool for samples x (B, L, C, H, W): is each fragment's atom (its z_c's nearest) also the

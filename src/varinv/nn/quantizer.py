@@ -79,6 +79,59 @@ class EMAQuantizer(nn.Module):
         self.register_buffer("initted", torch.tensor(not kmeans_init))
         self.register_buffer("rng_state", torch.Generator().manual_seed(seed).get_state())
         self.frozen = False
+        self.renew_share = 0.0  # > 0: ``enable_renewal`` was called
+        self.renew_pending = False
+
+    def enable_renewal(self, share: float) -> None:
+        """Keep each atom's utility and distortion (``track``) and, at a step the owner marks with
+        ``renew_pending``, move the least useful atom into the most distorted one (``_renew``) if its
+        utility is below ``share`` of the mean. The statistics are buffers, so a resumed run continues them."""
+        self.renew_share = share
+        self.register_buffer("utility", torch.zeros(self.n_atoms))
+        self.register_buffer("distortion", torch.zeros(self.n_atoms))
+        self.register_buffer("renewals", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def track(self, index: torch.Tensor, errors: torch.Tensor) -> None:
+        """EMA of each atom's utility, by how much its fragments' error would grow without it (the next best
+        atom's error minus its own), and distortion, its fragments' error; ``errors`` (N, K) are the errors of
+        every atom's rendering of fragments whose atoms are ``index`` (N,). A duplicated atom has almost no
+        utility: its twin renders its fragments as well (the ELBG criterion of Patané and Russo, 2001)."""
+        own = errors.gather(1, index[:, None])[:, 0]
+        other = errors.scatter(1, index[:, None], float("inf")).min(1).values
+        util = _all_reduce(errors.new_zeros(self.n_atoms).index_add_(0, index, other - own))
+        dist = _all_reduce(errors.new_zeros(self.n_atoms).index_add_(0, index, own))
+        self.utility.mul_(self.decay).add_(util.to(self.utility), alpha=1 - self.decay)
+        self.distortion.mul_(self.decay).add_(dist.to(self.distortion), alpha=1 - self.decay)
+
+    @torch.no_grad()
+    def _renew(self, x: torch.Tensor, index: torch.Tensor) -> None:
+        """Split the most distorted atom d in two by 2-means over its fragments of the (global) batch,
+        one half taken by the least useful atom u, when u's utility is below ``renew_share`` of the mean."""
+        u = int(self.utility.argmin())
+        if not self.utility[u] < self.renew_share * self.utility.mean():
+            return
+        d = int(self.distortion.masked_fill(torch.arange(self.n_atoms, device=x.device) == u, -float("inf")).argmax())
+        pool, owner = _all_gather_rows(x), _all_gather_rows(index[:, None])[:, 0]
+        members = pool[owner == d]
+        if members.shape[0] < 2:
+            return
+        far = members[(members - self.codebook[d]).pow(2).sum(1).argmax()]
+        c = torch.stack([self.codebook[d], far])
+        for _ in range(max(1, self.kmeans_iters)):
+            side = torch.cdist(members, c).argmin(1)
+            counts = torch.bincount(side, minlength=2).to(c)
+            sums = torch.zeros_like(c).index_add_(0, side, members)
+            c = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], c)
+        size = self.cluster_size[d] * counts.clamp(min=1) / counts.clamp(min=1).sum()
+        for atom, centre, n in ((d, c[0], size[0]), (u, c[1], size[1])):
+            self.codebook[atom] = centre
+            self.cluster_size[atom] = n
+            self.embed_sum[atom] = centre * n
+        # both start again from the mean utility and half the distortion, so neither is picked at once again
+        self.utility[[u, d]] = self.utility.mean()
+        self.distortion[[u, d]] = self.distortion[d] / 2
+        self.renewals += 1
 
     def _generator(self) -> torch.Generator:
         g = torch.Generator()  # a CPU generator, also for a model on a GPU: the same draws on every device
@@ -137,5 +190,8 @@ class EMAQuantizer(nn.Module):
         q = self.codebook[index]
         if self.training and not self.frozen:
             self._ema_update(x32.detach(), index)
+            if self.renew_pending:
+                self._renew(x32.detach(), index)
+        self.renew_pending = False
         commit = F.mse_loss(x32, q.detach())
         return x + (q - x).detach(), index, commit
