@@ -43,6 +43,7 @@ class V3Config(VQConfig):
     # FORMER holds the paper's settings of the fields the recipe changed (the *_paper configs name them).
     d_style: int = 8
     decoder: str = "gain"
+    positive_gain_maps: bool = True
     style_pool: bool = True
     pose: str = "auto"
     relativity: float = 15.0
@@ -102,7 +103,7 @@ class V3Config(VQConfig):
     # reassignment's renderings, below ``renew_utility`` of the mean) is moved to split the atom whose
     # fragments are reconstructed worst. A duplicated atom (two atoms drawing one glyph while another
     # glyph has none: greek, shapes) is a fixed point of EMA, commitment and reassignment alike.
-    renew_every: int = 0
+    renew_every: int = 100
     renew_utility: float = 0.3
     renew_until: float = 0.6
     # One-to-one matching within a sample (0 = off; with ``match_subset`` 1 only for data whose samples never
@@ -150,7 +151,8 @@ class V3Config(VQConfig):
     FORMER = {"d_style": 16, "decoder": "joint", "style_pool": False, "pose": "none", "w_content": 1.0,
               "content_reference": "samples", "diversity_temperature": 0.1, "w_isotropy": 0.0, "w_reassign": 0.0,
               "reassign_fragments": 64, "w_match": 0.0, "match_subset": 1.0, "hinge": "ratio",
-              "isotropy_floor": 0.0, "match_adapt": False, "w_independence": 0.0, "independence_from": 0.0}
+              "isotropy_floor": 0.0, "match_adapt": False, "w_independence": 0.0, "independence_from": 0.0,
+              "positive_gain_maps": False, "renew_every": 0}
 
     # Options measured and dropped (their results files say why), with the value that meant off.
     REMOVED = {
