@@ -43,13 +43,19 @@ def kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Generator) -> t
         idx = torch.multinomial(p, 1, generator=generator)
         centres.append(x[idx])
         d2 = torch.minimum(d2, torch.cdist(x, x[idx]).squeeze(1) ** 2)
-    c = torch.cat(centres)
+    return lloyd(x, torch.cat(centres), iters)[0]
+
+
+def lloyd(x: torch.Tensor, c: torch.Tensor, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``iters`` Lloyd iterations of the (k, d) centres c over x (n, d); returns the centres and each
+    centre's count at its last assignment (a centre without points stays where it was)."""
+    counts = torch.zeros(c.shape[0], dtype=x.dtype, device=x.device)
     for _ in range(iters):
         assign = torch.cdist(x, c).argmin(1)
-        counts = torch.bincount(assign, minlength=k).to(x.dtype)
+        counts = torch.bincount(assign, minlength=c.shape[0]).to(x.dtype)
         sums = torch.zeros_like(c).index_add_(0, assign, x)
         c = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], c)
-    return c
+    return c, counts
 
 
 class EMAQuantizer(nn.Module):
@@ -117,12 +123,7 @@ class EMAQuantizer(nn.Module):
         if members.shape[0] < 2:
             return
         far = members[(members - self.codebook[d]).pow(2).sum(1).argmax()]
-        c = torch.stack([self.codebook[d], far])
-        for _ in range(max(1, self.kmeans_iters)):
-            side = torch.cdist(members, c).argmin(1)
-            counts = torch.bincount(side, minlength=2).to(c)
-            sums = torch.zeros_like(c).index_add_(0, side, members)
-            c = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], c)
+        c, counts = lloyd(members, torch.stack([self.codebook[d], far]), max(1, self.kmeans_iters))
         size = self.cluster_size[d] * counts.clamp(min=1) / counts.clamp(min=1).sum()
         for atom, centre, n in ((d, c[0], size[0]), (u, c[1], size[1])):
             self.codebook[atom] = centre
