@@ -328,12 +328,12 @@ def reassign_term(model, batch, ae, step):
         zs = means.repeat_interleave(length, 0)
     pose = ae.get("pose")
     errors = model.atom_errors(x_flat, zs[:n], None if pose is None else pose[:n].detach())
-    if model.quantizer.renew_share:
-        model.quantizer.track(ae["index"][:n], errors)
-    target = errors.argmin(1)
     # distances of these n rows on their own (the cached (B, L, K) ones differ in the last bits: BLAS blocking)
-    sqdist, target = gather_samples(model.quantizer.distances(ae["zc"][:n].float()), target)
+    sqdist = model.quantizer.distances(ae["zc"][:n].float())
+    sqdist, target, errors, index = gather_samples(sqdist, errors.argmin(1), errors, ae["index"][:n])
     n = min(cfg.reassign_fragments, sqdist.shape[0])
+    if model.quantizer.renew_share:  # the global batch's first n rows, so any number of processes agrees
+        model.quantizer.track(index[:n], errors[:n])
     return assignment_ce(sqdist[:n], target[:n], cfg.diversity_temperature)
 
 

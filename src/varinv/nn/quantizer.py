@@ -101,12 +101,13 @@ class EMAQuantizer(nn.Module):
     def track(self, index: torch.Tensor, errors: torch.Tensor) -> None:
         """EMA of each atom's utility, by how much its fragments' error would grow without it (the next best
         atom's error minus its own), and distortion, its fragments' error; ``errors`` (N, K) are the errors of
-        every atom's rendering of fragments whose atoms are ``index`` (N,). A duplicated atom has almost no
-        utility: its twin renders its fragments as well (the ELBG criterion of Patané and Russo, 2001)."""
+        every atom's rendering of fragments whose atoms are ``index`` (N,), the same rows on every process.
+        A duplicated atom has almost no utility: its twin renders its fragments as well (the ELBG criterion
+        of Patané and Russo, 2001)."""
         own = errors.gather(1, index[:, None])[:, 0]
         other = errors.scatter(1, index[:, None], float("inf")).min(1).values
-        util = _all_reduce(errors.new_zeros(self.n_atoms).index_add_(0, index, other - own))
-        dist = _all_reduce(errors.new_zeros(self.n_atoms).index_add_(0, index, own))
+        util = errors.new_zeros(self.n_atoms).index_add_(0, index, other - own)
+        dist = errors.new_zeros(self.n_atoms).index_add_(0, index, own)
         self.utility.mul_(self.decay).add_(util.to(self.utility), alpha=1 - self.decay)
         self.distortion.mul_(self.decay).add_(dist.to(self.distortion), alpha=1 - self.decay)
 
