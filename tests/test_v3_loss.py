@@ -839,17 +839,27 @@ def test_log_hinge_is_zero_when_met_one_at_ratio_one_and_pulls_harder_when_far()
         paper_config(hinge="square").validate()
 
 
-def test_renewal_moves_a_duplicated_atom_to_split_a_merged_one():
-    # three contents A, B, C; atoms 0 and 1 both sit on A, atom 2 halfway between B and C
-    g = torch.Generator().manual_seed(0)
-    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
-    x = torch.cat([c + 0.1 * torch.randn(40, 2, generator=g) for c in centres])
+CLUSTERS = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+
+
+def renewing_quantizer(seed: int, codebook: torch.Tensor):
+    """Three tight clusters of 40 points (contents A, B, C) and a 3-atom quantiser with renewal, in training
+    mode, its atoms at ``codebook`` with 40 fragments each."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.cat([c + 0.1 * torch.randn(40, 2, generator=g) for c in CLUSTERS])
     q = EMAQuantizer(2, 3, kmeans_init=False, dead_threshold=0.0)
-    q.codebook.copy_(torch.tensor([[0.0, 0.0], [0.01, 0.0], [5.0, 5.0]]))
+    q.codebook.copy_(codebook)
     q.embed_sum.copy_(q.codebook * 40)
     q.cluster_size.fill_(40)
     q.enable_renewal(0.3)
     q.train()
+    return x, q
+
+
+def test_renewal_moves_a_duplicated_atom_to_split_a_merged_one():
+    # atoms 0 and 1 both sit on A, atom 2 halfway between B and C
+    x, q = renewing_quantizer(0, torch.tensor([[0.0, 0.0], [0.01, 0.0], [5.0, 5.0]]))
+    centres = CLUSTERS
     for _ in range(20):  # errors = squared distance to each atom: the twins' utility is near 0
         q.track(q.distances(x).argmin(1), q.distances(x))
     assert q.utility[:2].max() < 0.3 * q.utility.mean()
@@ -866,15 +876,8 @@ def test_renewal_moves_a_duplicated_atom_to_split_a_merged_one():
 
 
 def test_renewal_leaves_a_useful_codebook_alone_and_needs_the_reassignment():
-    g = torch.Generator().manual_seed(1)
-    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
-    x = torch.cat([c + 0.1 * torch.randn(40, 2, generator=g) for c in centres])
-    q = EMAQuantizer(2, 3, kmeans_init=False, dead_threshold=0.0)
-    q.codebook.copy_(centres)
-    q.embed_sum.copy_(centres * 40)
-    q.cluster_size.fill_(40)
-    q.enable_renewal(0.3)
-    q.train()
+    centres = CLUSTERS
+    x, q = renewing_quantizer(1, centres)
     q.track(q.distances(x).argmin(1), q.distances(x))
     q.renew_pending = True
     q(x)

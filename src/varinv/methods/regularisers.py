@@ -330,11 +330,11 @@ def reassign_term(model, batch, ae, step):
     errors = model.atom_errors(x_flat, zs[:n], None if pose is None else pose[:n].detach())
     # distances of these n rows on their own (the cached (B, L, K) ones differ in the last bits: BLAS blocking)
     sqdist = model.quantizer.distances(ae["zc"][:n].float())
-    sqdist, target, errors, index = gather_samples(sqdist, errors.argmin(1), errors, ae["index"][:n])
+    sqdist, errors, index = gather_samples(sqdist, errors, ae["index"][:n])
     n = min(cfg.reassign_fragments, sqdist.shape[0])
     if model.quantizer.renew_share:  # the global batch's first n rows, so any number of processes agrees
         model.quantizer.track(index[:n], errors[:n])
-    return assignment_ce(sqdist[:n], target[:n], cfg.diversity_temperature)
+    return assignment_ce(sqdist[:n], errors[:n].argmin(1), cfg.diversity_temperature)
 
 
 @regulariser("tilt", "w_tilt", results="2026-12-02-v3-waveforms-brickwall.md",

@@ -277,11 +277,15 @@ class V3(VQAutoencoder):
     def progress_terms(self) -> tuple[str, ...]:
         return ("total", "recon", "content", "style", "sample", "fragment", "diversity")
 
+    def renewal_due(self, step: int | None) -> bool:
+        """Is ``step`` a training step at which the codebook may renew an atom (``V3Config.renew_every``)?"""
+        every = self.cfg.renew_every
+        return bool(every and self.training and step is not None and 2 * every <= step
+                    < self.cfg.renew_until * self.total_steps and step % every == 0)
+
     def loss(self, batch, step):
         cfg = self.cfg
-        every = cfg.renew_every
-        self.quantizer.renew_pending = bool(every and self.training and step is not None and step >= 2 * every
-                                            and step % every == 0 and step < cfg.renew_until * self.total_steps)
+        self.quantizer.renew_pending = self.renewal_due(step)
         ae = self.autoencode(batch["x"], step)
         b, length = ae["b"], ae["length"]
         zc3, zq3, zs3 = (ae[k].view(b, length, -1).float() for k in ("zc", "zq", "zs"))
@@ -291,7 +295,7 @@ class V3(VQAutoencoder):
         out = {"recon": ae["recon"], "commit": ae["commit"], **terms}
         if "detail_kl" in ae:
             out["detail_kl"] = ae["detail_kl"].detach()
-        if every:
+        if cfg.renew_every:
             out["stat_renewals"] = self.quantizer.renewals.float()
         total = (
             self.base_total(ae)
