@@ -486,6 +486,34 @@ def test_positive_gain_maps_cannot_swap_one_content_for_another():
         assert bool(same_sign) == one_way
 
 
+def test_coarse_rendering_is_the_additive_part_and_judges_the_reassignment():
+    """``w_coarse``: the additive part A0(c) + B0(s) is trained as a rendering of its own and the
+    reassignment's targets come from it, since no style gain can bend it towards another content."""
+    from varinv.nn.backbones import BackboneSpec, SeparableDecoder
+
+    torch.manual_seed(0)
+    spec = BackboneSpec(n_channels=8, n_layers=2, d_hidden=32, decoder="gain", rank=1, positive=True)
+    dec = SeparableDecoder((2, 16, 16), spec, 4, 3).eval()
+    c, s = torch.randn(5, 4), torch.randn(5, 3)
+    full, coarse = dec(c, s, coarse=True)
+    a0 = dec.content_maps(c, c.new_zeros(5, 1)).chunk(2, dim=1)[0]
+    assert torch.allclose(full, dec(c, s)) and torch.allclose(coarse, a0 + dec.style_maps(s.new_zeros(5, 1), s))
+    assert (full - coarse).abs().max() > 1e-3  # the gain part is left out
+
+    m = V3(paper_config(d_content=4, d_style=3, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, decoder="gain",
+                        w_coarse=1.0, w_reassign=1.0, reassign_fragments=6), (2, 16, 16))
+    x = torch.rand(3, 4, 2, 16, 16)
+    out = m.loss({"x": x}, step=0)
+    assert torch.isfinite(out["total"]) and out["coarse"] > 0
+    zs = torch.randn(6, 3)
+    m.eval()
+    drawn = m.decode(m.quantizer.codebook.repeat(6, 1), zs.repeat_interleave(3, 0), coarse=True).view(6, 3, -1)
+    expect = (drawn - x.flatten(0, 1)[:6].flatten(1)[:, None]).pow(2).mean(-1)
+    assert torch.allclose(m.atom_errors(x.flatten(0, 1)[:6], zs), expect, atol=1e-5)
+    with pytest.raises(ConfigError, match="model.w_coarse"):
+        paper_config(w_coarse=1.0).validate()
+
+
 @pytest.mark.parametrize("decoder", ["separable", "gain"])
 def test_separable_decoder_draws_each_shared_style_once_with_the_same_output_and_gradients(decoder):
     from varinv.nn.backbones import BackboneSpec, SeparableDecoder, distinct_rows
@@ -621,9 +649,9 @@ def test_reassignment_decodes_each_distinct_style_once_with_the_same_targets():
     calls = []
     real = m.decode
 
-    def spy(content, style):
+    def spy(content, style, coarse=False):
         calls.append(content.shape[0])
-        return real(content, style)
+        return real(content, style, coarse)
 
     m.decode = spy
     got = m.best_atoms(x, styles)

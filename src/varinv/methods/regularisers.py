@@ -337,6 +337,13 @@ def reassign_term(model, batch, ae, step):
     return assignment_ce(sqdist[:n], errors[:n].argmin(1), cfg.diversity_temperature)
 
 
+@regulariser("coarse", "w_coarse", results="2026-12-04-generalisation-explore13.md",
+             why="A gain can blend a second content's pattern into an atom in one style (fmsynth, InsNotes: one "
+                 "patch's notes a semitone off); the additive part alone cannot, so it judges the reassignment.")
+def coarse_term(model, batch, ae, step):
+    return ae.get("recon_coarse")
+
+
 @regulariser("tilt", "w_tilt", results="2026-12-02-v3-waveforms-brickwall.md",
              why="Spectrograms: low-tone atoms were permuted per waveform; a random reweighting along frequency "
                  "changes the harmonics but moves none, so z_c of a tilted fragment is pulled to the clean atom.")

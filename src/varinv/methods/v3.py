@@ -98,6 +98,11 @@ class V3Config(VQConfig):
     # fits best: when each waveform permutes the atoms its own way, the own-style targets agree with
     # the permutation, while another waveform's rendering of the same pitch still shares its peaks.
     reassign_style: str = "own"
+    # Weight of a second reconstruction by the separable decoder's additive part A0(c) + B0(s) alone (0 = off);
+    # when on, the reassignment, renewal and the health check judge atoms by that part's renderings. The full
+    # rendering lets one style's gain blend a second pattern into an atom, so it confirmed four InsNotes
+    # instruments' cyclically permuted pitches; a style that only adds its own map cannot draw them.
+    w_coarse: float = 1.0
     # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
     # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
     # reassignment's renderings, below ``renew_utility`` of the mean) is moved to split the atom whose
@@ -152,7 +157,7 @@ class V3Config(VQConfig):
               "content_reference": "samples", "diversity_temperature": 0.1, "w_isotropy": 0.0, "w_reassign": 0.0,
               "reassign_fragments": 64, "w_match": 0.0, "match_subset": 1.0, "hinge": "ratio",
               "isotropy_floor": 0.0, "match_adapt": False, "w_independence": 0.0, "independence_from": 0.0,
-              "positive_gain_maps": False, "renew_every": 0}
+              "positive_gain_maps": False, "renew_every": 0, "w_coarse": 0.0}
 
     # Options measured and dropped (their results files say why), with the value that meant off.
     REMOVED = {
@@ -183,6 +188,7 @@ class V3Config(VQConfig):
         "reassign_fragments": Interval(int, 1, None),
         "reassign_start": Interval(int, 0, None),
         "reassign_style": Options(("own", "mean", "other")),
+        "w_coarse": Interval(float, 0, None),
         "renew_every": Interval(int, 0, None, note="0 = off"),
         "renew_utility": Interval(float, 0, 1, closed="neither"),
         "renew_until": Interval(float, 0, 1),
@@ -202,6 +208,10 @@ class V3Config(VQConfig):
         super().validate()
         check_value(self.renew_every == 0 or self.w_reassign > 0, "model.renew_every", self.renew_every,
                     "0 when model.w_reassign is 0 (renewal reads the reassignment's renderings)")
+        check_value(self.w_coarse == 0 or (self.decoder in ("separable", "gain") and self.assign == "encoder"),
+                    "model.w_coarse", self.w_coarse,
+                    '0 unless model.decoder is "separable" or "gain" (the additive part is theirs) and model.assign '
+                    'is "encoder"')
         check_value(self.tilt_knee_min < self.tilt_knee_max, "model.tilt_knee_min/max",
                     (self.tilt_knee_min, self.tilt_knee_max), "two fractions with 0 <= min < max <= 1")
 
@@ -273,6 +283,7 @@ class V3(VQAutoencoder):
         super().__init__(cfg, fragment_shape, seed)
         if cfg.renew_every:
             self.quantizer.enable_renewal(cfg.renew_utility)
+        self.coarse_judge = cfg.w_coarse > 0
 
     def progress_terms(self) -> tuple[str, ...]:
         return ("total", "recon", "content", "style", "sample", "fragment", "diversity")

@@ -139,12 +139,12 @@ class VQAutoencoder(ConvAutoencoder):
         spread = (book - mean).pow(2).sum(1).mean().sqrt().clamp_min(1e-6)
         return ((content.float() - mean) / spread).to(content.dtype)
 
-    def decode(self, content, style):
+    def decode(self, content, style, coarse: bool = False):
         """Atoms (or z_c) and styles to fragments, the detail code at its prior mean and no pose (the prototype)."""
         content = self.decoder_input(content)
         if self.cfg.d_detail:
             content = torch.cat([content, content.new_zeros(*content.shape[:-1], self.cfg.d_detail)], -1)
-        return super().decode(content, style)
+        return super().decode(content, style, coarse)
 
     def codebook(self):
         return self.quantizer.codebook
@@ -194,12 +194,17 @@ class VQAutoencoder(ConvAutoencoder):
                 kl = 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).sum(-1).mean()
                 out["detail_kl"] = kl
                 dec_in = torch.cat([zq, detail], -1)
-            x_hat = self.decoder(dec_in, zs_dec, length if self.cfg.style_pool else 0)
+            run = length if self.cfg.style_pool else 0
+            x_hat, coarse = self.decoder(dec_in, zs_dec, run, coarse=True) if self.coarse_judge else (
+                self.decoder(dec_in, zs_dec, run), None)
             if pose is not None:
                 if self.n_poses > 1:  # the pose for the atom the encoder chose
                     pose = pose.view(pose.shape[0], self.n_poses, -1)[torch.arange(pose.shape[0]), index]
                 x_hat = warp(x_hat, pose)
+                coarse = None if coarse is None else warp(coarse, pose)
                 out["pose"] = pose
+            if coarse is not None:
+                out["recon_coarse"] = F.mse_loss(coarse.float(), x.flatten(0, 1).float())
             out["x_hat"] = x_hat.view_as(x)
             recon = F.mse_loss(out["x_hat"].float(), x.float())
         return {
@@ -211,16 +216,21 @@ class VQAutoencoder(ConvAutoencoder):
         """As the base, plus each fragment's pose: decoding an atom alone renders its canonical pose."""
         return self.autoencode(x)["x_hat"]
 
+    # Whether the atoms are judged (``render_errors``) by the separable decoder's additive part A0(c) + B0(s)
+    # alone, which autoencode then also trains as a rendering of its own (``recon_coarse``); V3's ``w_coarse``.
+    coarse_judge = False
+
     def render_errors(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
         """(N, K) mean squared error of every atom's rendering against each fragment x (N, C, H, W) in its
         style zs (N, d_s) and, with a pose (N, P·n) of P = 1 or K poses, warped by the fragment's pose (for
         that atom). Each distinct style is decoded once per atom: pooled or sample-mean styles are shared by
-        a sample's fragments, and the decoding is most of the cost. Differentiable in zs and the pose."""
+        a sample's fragments, and the decoding is most of the cost. Differentiable in zs and the pose. The
+        renderings are the additive part's under ``coarse_judge``."""
         n, k = x.shape[0], self.cfg.n_atoms
         first, which = distinct_rows(zs)
         styles = zs[first]
         u = styles.shape[0]
-        x_hat = self.decode(self.quantizer.codebook.to(zs.dtype).repeat(u, 1), styles.repeat_interleave(k, 0))
+        x_hat = self.decode(self.quantizer.codebook.to(zs.dtype).repeat(u, 1), styles.repeat_interleave(k, 0), self.coarse_judge)
         x_hat = x_hat.view(u, k, *x_hat.shape[1:])[which]  # (N, K, C, H, W)
         if pose is not None:
             pose = pose.reshape(n, -1, POSES[self.cfg.pose]).expand(n, k, -1)

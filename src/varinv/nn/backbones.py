@@ -214,8 +214,9 @@ class SeparableDecoder(nn.Module):
         self.style_maps = Decoder((c * style_maps, h, w), plain, 1, d_style)
         self.gains = nn.Linear(d_style, c * spec.rank) if self.gain and spec.rank else None
 
-    def forward(self, content, style, run: int = 0):
-        """``run``: rows come in runs of that many sharing one style (``distinct_rows``; 0: find them)."""
+    def forward(self, content, style, run: int = 0, coarse: bool = False):
+        """``run``: rows come in runs of that many sharing one style (``distinct_rows``; 0: find them).
+        ``coarse``: also return the additive part A0(c) + B0(s) alone, as (full, coarse)."""
         a = self.content_maps(content, content.new_zeros(content.shape[0], 1)).chunk(self.n_maps, dim=1)
         # the style maps are drawn once per run of one style: a sample's fragments share one under style_pool,
         # and the maps are about a third of a step. Each sample then stands for the same number of rows, so
@@ -232,7 +233,8 @@ class SeparableDecoder(nn.Module):
                 a = (a[0], *(F.softplus(x) for x in a[1:]))
             g = (1 + self.gains(style)).view(style.shape[0], len(a) - 1, -1, 1, 1).unbind(1)
             b = (b[0], *g)
-        return a[0] + b[0] + sum(x * y for x, y in zip(a[1:], b[1:]))
+        full = a[0] + b[0] + sum(x * y for x, y in zip(a[1:], b[1:]))
+        return (full, a[0] + b[0]) if coarse else full
 
 
 def build_decoder(shape: tuple[int, int, int], spec: BackboneSpec, d_content: int, d_style: int) -> nn.Module:
