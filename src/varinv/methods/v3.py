@@ -101,8 +101,9 @@ class V3Config(VQConfig):
     # Weight of a second reconstruction by the separable decoder's additive part A0(c) + B0(s) alone (0 = off);
     # when on, the reassignment, renewal and the health check judge atoms by that part's renderings. The full
     # rendering lets one style's gain blend a second pattern into an atom, so it confirmed four InsNotes
-    # instruments' cyclically permuted pitches; a style that only adds its own map cannot draw them.
-    w_coarse: float = 1.0
+    # instruments' cyclically permuted pitches; a style that only adds its own map cannot draw them. Not in
+    # the recipe: speech fell below the k-means floor with it (round 13).
+    w_coarse: float = 0.0
     # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
     # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
     # reassignment's renderings, below ``renew_utility`` of the mean) is moved to split the atom whose
@@ -157,7 +158,7 @@ class V3Config(VQConfig):
               "content_reference": "samples", "diversity_temperature": 0.1, "w_isotropy": 0.0, "w_reassign": 0.0,
               "reassign_fragments": 64, "w_match": 0.0, "match_subset": 1.0, "hinge": "ratio",
               "isotropy_floor": 0.0, "match_adapt": False, "w_independence": 0.0, "independence_from": 0.0,
-              "positive_gain_maps": False, "renew_every": 0, "w_coarse": 0.0}
+              "positive_gain_maps": False, "renew_every": 0}
 
     # Options measured and dropped (their results files say why), with the value that meant off.
     REMOVED = {
