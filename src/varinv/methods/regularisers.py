@@ -338,8 +338,8 @@ def reassign_term(model, batch, ae, step):
 
 
 @regulariser("coarse", "w_coarse", results="2026-12-04-generalisation-explore13.md",
-             why="A gain can blend a second content's pattern into an atom in one style (fmsynth, InsNotes: one "
-                 "patch's notes a semitone off); the additive part alone cannot, so it judges the reassignment.")
+             why="A gain can blend a second content's pattern into an atom in one style (InsNotes: four instruments' "
+                 "neighbouring pitches permuted); the additive part alone cannot, so it judges the reassignment.")
 def coarse_term(model, batch, ae, step):
     return ae.get("recon_coarse")
 

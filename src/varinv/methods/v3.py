@@ -284,7 +284,10 @@ class V3(VQAutoencoder):
         super().__init__(cfg, fragment_shape, seed)
         if cfg.renew_every:
             self.quantizer.enable_renewal(cfg.renew_utility)
-        self.coarse_judge = cfg.w_coarse > 0
+
+    @property
+    def coarse_judge(self) -> bool:
+        return self.cfg.w_coarse > 0
 
     def progress_terms(self) -> tuple[str, ...]:
         return ("total", "recon", "content", "style", "sample", "fragment", "diversity")

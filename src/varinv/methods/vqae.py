@@ -195,15 +195,16 @@ class VQAutoencoder(ConvAutoencoder):
                 out["detail_kl"] = kl
                 dec_in = torch.cat([zq, detail], -1)
             run = length if self.cfg.style_pool else 0
-            x_hat, coarse = self.decoder(dec_in, zs_dec, run, coarse=True) if self.coarse_judge else (
-                self.decoder(dec_in, zs_dec, run), None)
+            # under the coarse judge the additive part rides along as extra channels: one warp for both
+            x_hat = torch.cat(self.decoder(dec_in, zs_dec, run, coarse=True), 1) if self.coarse_judge else (
+                self.decoder(dec_in, zs_dec, run))
             if pose is not None:
                 if self.n_poses > 1:  # the pose for the atom the encoder chose
                     pose = pose.view(pose.shape[0], self.n_poses, -1)[torch.arange(pose.shape[0]), index]
                 x_hat = warp(x_hat, pose)
-                coarse = None if coarse is None else warp(coarse, pose)
                 out["pose"] = pose
-            if coarse is not None:
+            if self.coarse_judge:
+                x_hat, coarse = x_hat.chunk(2, 1)
                 out["recon_coarse"] = F.mse_loss(coarse.float(), x.flatten(0, 1).float())
             out["x_hat"] = x_hat.view_as(x)
             recon = F.mse_loss(out["x_hat"].float(), x.float())
@@ -230,7 +231,8 @@ class VQAutoencoder(ConvAutoencoder):
         first, which = distinct_rows(zs)
         styles = zs[first]
         u = styles.shape[0]
-        x_hat = self.decode(self.quantizer.codebook.to(zs.dtype).repeat(u, 1), styles.repeat_interleave(k, 0), self.coarse_judge)
+        x_hat = self.decode(self.quantizer.codebook.to(zs.dtype).repeat(u, 1), styles.repeat_interleave(k, 0),
+                            self.coarse_judge)
         x_hat = x_hat.view(u, k, *x_hat.shape[1:])[which]  # (N, K, C, H, W)
         if pose is not None:
             pose = pose.reshape(n, -1, POSES[self.cfg.pose]).expand(n, k, -1)
