@@ -104,6 +104,9 @@ class V3Config(VQConfig):
     # instruments' cyclically permuted pitches; a style that only adds its own map cannot draw them. Not in
     # the recipe: speech fell below the k-means floor with it (round 13).
     w_coarse: float = 0.0
+    # Share of the run's steps before the atoms are judged by the additive part (with ``w_coarse``); the
+    # coarse rendering is trained from the start.
+    coarse_judge_from: float = 0.0
     # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
     # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
     # reassignment's renderings, below ``renew_utility`` of the mean) is moved to split the atom whose
@@ -112,6 +115,9 @@ class V3Config(VQConfig):
     renew_every: int = 100
     renew_utility: float = 0.3
     renew_until: float = 0.6
+    # What the split separates: "zc" (2-means of the atom's content vectors) or "pull" (2-means of the
+    # directions in which each fragment's reconstruction pulls its quantised vector; ``EMAQuantizer.renew``).
+    renew_split: str = "zc"
     # One-to-one matching within a sample (0 = off; with ``match_subset`` 1 only for data whose samples never
     # repeat a content, e.g. InsNotes and Waveforms): each sample's fragments are matched to distinct atoms at minimum
     # total squared distance, and a cross-entropy term pulls each soft assignment towards its match.
@@ -190,9 +196,11 @@ class V3Config(VQConfig):
         "reassign_start": Interval(int, 0, None),
         "reassign_style": Options(("own", "mean", "other")),
         "w_coarse": Interval(float, 0, None),
+        "coarse_judge_from": Interval(float, 0, 1),
         "renew_every": Interval(int, 0, None, note="0 = off"),
         "renew_utility": Interval(float, 0, 1, closed="neither"),
         "renew_until": Interval(float, 0, 1),
+        "renew_split": Options(("zc", "pull")),
         "w_match": Interval(float, 0, None),
         "match_subset": Interval(float, 0, 1, closed="right"),
         "match_adapt": bool,
@@ -285,9 +293,15 @@ class V3(VQAutoencoder):
         if cfg.renew_every:
             self.quantizer.enable_renewal(cfg.renew_utility)
 
+    coarse_phase = True  # set per training step by loss (``coarse_judge_from``); after training, the end's
+
+    @property
+    def coarse_rendering(self) -> bool:
+        return self.cfg.w_coarse > 0
+
     @property
     def coarse_judge(self) -> bool:
-        return self.cfg.w_coarse > 0
+        return self.cfg.w_coarse > 0 and self.coarse_phase
 
     def progress_terms(self) -> tuple[str, ...]:
         return ("total", "recon", "content", "style", "sample", "fragment", "diversity")
@@ -300,8 +314,14 @@ class V3(VQAutoencoder):
 
     def loss(self, batch, step):
         cfg = self.cfg
-        self.quantizer.renew_pending = self.renewal_due(step)
+        due = self.renewal_due(step)
+        by_pull = due and cfg.renew_split == "pull" and cfg.assign == "encoder" and self.quantizing(step)
+        self.quantizer.renew_pending = due and not by_pull
+        self.coarse_phase = step is None or step >= cfg.coarse_judge_from * self.total_steps
         ae = self.autoencode(batch["x"], step)
+        if by_pull and ae["zq"].requires_grad:
+            pull, = torch.autograd.grad(ae["recon"], ae["zq"], retain_graph=True)
+            self.quantizer.renew(ae["zc"].detach().float(), ae["index"], -pull.float())
         b, length = ae["b"], ae["length"]
         zc3, zq3, zs3 = (ae[k].view(b, length, -1).float() for k in ("zc", "zq", "zs"))
         ae["zs3"] = zs3

@@ -196,14 +196,14 @@ class VQAutoencoder(ConvAutoencoder):
                 dec_in = torch.cat([zq, detail], -1)
             run = length if self.cfg.style_pool else 0
             # under the coarse judge the additive part rides along as extra channels: one warp for both
-            x_hat = torch.cat(self.decoder(dec_in, zs_dec, run, coarse=True), 1) if self.coarse_judge else (
+            x_hat = torch.cat(self.decoder(dec_in, zs_dec, run, coarse=True), 1) if self.coarse_rendering else (
                 self.decoder(dec_in, zs_dec, run))
             if pose is not None:
                 if self.n_poses > 1:  # the pose for the atom the encoder chose
                     pose = pose.view(pose.shape[0], self.n_poses, -1)[torch.arange(pose.shape[0]), index]
                 x_hat = warp(x_hat, pose)
                 out["pose"] = pose
-            if self.coarse_judge:
+            if self.coarse_rendering:
                 x_hat, coarse = x_hat.chunk(2, 1)
                 out["recon_coarse"] = F.mse_loss(coarse.float(), x.flatten(0, 1).float())
             out["x_hat"] = x_hat.view_as(x)
@@ -220,6 +220,7 @@ class VQAutoencoder(ConvAutoencoder):
     # Whether the atoms are judged (``render_errors``) by the separable decoder's additive part A0(c) + B0(s)
     # alone, which autoencode then also trains as a rendering of its own (``recon_coarse``); V3's ``w_coarse``.
     coarse_judge = False
+    coarse_rendering = False  # whether autoencode trains the additive part (``recon_coarse``)
 
     def render_errors(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
         """(N, K) mean squared error of every atom's rendering against each fragment x (N, C, H, W) in its
