@@ -903,41 +903,6 @@ def test_renewal_moves_a_duplicated_atom_to_split_a_merged_one():
     assert all(len(set(row.tolist())) == 1 for row in index) and len(set(index[:, 0].tolist())) == 3
 
 
-def test_renewal_by_pull_splits_contents_that_share_one_point_of_z_c():
-    # atoms 0 and 1 are twins on A; B and C were encoded onto one point (atom 2), but their reconstructions
-    # pull their quantised vectors apart, along +y and -y
-    g = torch.Generator().manual_seed(2)
-    merged = torch.tensor([5.0, 5.0]) + 0.1 * torch.randn(80, 2, generator=g)
-    x = torch.cat([0.1 * torch.randn(40, 2, generator=g), merged])
-    pull = torch.cat([torch.zeros(40, 2), torch.tensor([[0.3, 1.0]]).repeat(40, 1),
-                      torch.tensor([[0.3, -1.0]]).repeat(40, 1)]) + 0.05 * torch.randn(120, 2, generator=g)
-    for by_pull in (False, True):
-        q = EMAQuantizer(2, 3, kmeans_init=False, dead_threshold=0.0)
-        q.codebook.copy_(torch.tensor([[0.0, 0.0], [0.01, 0.0], [5.0, 5.0]]))
-        q.enable_renewal(0.3)
-        index = q.distances(x).argmin(1)
-        for _ in range(20):
-            q.track(index, q.distances(x))
-        q.renew(x, index, pull if by_pull else None)
-        assert int(q.renewals) == 1
-        twin = 0 if torch.equal(q.codebook[1], torch.tensor([0.01, 0.0])) else 1
-        offsets = q.codebook[[twin, 2]] - torch.tensor([5.0, 5.0])
-        if by_pull:  # one atom above and one below the merged point, each on its half's side
-            assert sorted(torch.sign(offsets[:, 1]).tolist()) == [-1.0, 1.0]
-            assert offsets.norm(dim=1).min() > 0.05
-    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_reassign=1.0,
-                       reassign_fragments=5, renew_every=1, renew_split="pull")
-    model = V3(cfg, (3, 16, 16))
-    model.total_steps = 10
-    model.train()
-    model.quantizer.utility.copy_(torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0]))
-    model.quantizer.distortion.copy_(torch.tensor([0.0, 0.0, 5.0, 0.0, 0.0]))
-    out = model.loss({"x": torch.rand(4, 5, 3, 16, 16)}, step=2)
-    assert torch.isfinite(out["total"]) and int(model.quantizer.renewals) == int(out["stat_renewals"]) == 1
-    with pytest.raises(ConfigError, match="renew_split"):
-        paper_config(renew_split="random").validate()
-
-
 def test_renewal_leaves_a_useful_codebook_alone_and_needs_the_reassignment():
     centres = CLUSTERS
     x, q = renewing_quantizer(1, centres)

@@ -115,9 +115,6 @@ class V3Config(VQConfig):
     renew_every: int = 100
     renew_utility: float = 0.3
     renew_until: float = 0.6
-    # What the split separates: "zc" (2-means of the atom's content vectors) or "pull" (2-means of the
-    # directions in which each fragment's reconstruction pulls its quantised vector; ``EMAQuantizer.renew``).
-    renew_split: str = "zc"
     # One-to-one matching within a sample (0 = off; with ``match_subset`` 1 only for data whose samples never
     # repeat a content, e.g. InsNotes and Waveforms): each sample's fragments are matched to distinct atoms at minimum
     # total squared distance, and a cross-entropy term pulls each soft assignment towards its match.
@@ -200,7 +197,6 @@ class V3Config(VQConfig):
         "renew_every": Interval(int, 0, None, note="0 = off"),
         "renew_utility": Interval(float, 0, 1, closed="neither"),
         "renew_until": Interval(float, 0, 1),
-        "renew_split": Options(("zc", "pull")),
         "w_match": Interval(float, 0, None),
         "match_subset": Interval(float, 0, 1, closed="right"),
         "match_adapt": bool,
@@ -314,14 +310,9 @@ class V3(VQAutoencoder):
 
     def loss(self, batch, step):
         cfg = self.cfg
-        due = self.renewal_due(step)
-        by_pull = due and cfg.renew_split == "pull" and cfg.assign == "encoder" and self.quantizing(step)
-        self.quantizer.renew_pending = due and not by_pull
+        self.quantizer.renew_pending = self.renewal_due(step)
         self.coarse_phase = step is None or step >= cfg.coarse_judge_from * self.total_steps
         ae = self.autoencode(batch["x"], step)
-        if by_pull and ae["zq"].requires_grad:
-            pull, = torch.autograd.grad(ae["recon"], ae["zq"], retain_graph=True)
-            self.quantizer.renew(ae["zc"].detach().float(), ae["index"], -pull.float())
         b, length = ae["b"], ae["length"]
         zc3, zq3, zs3 = (ae[k].view(b, length, -1).float() for k in ("zc", "zq", "zs"))
         ae["zs3"] = zs3

@@ -112,14 +112,9 @@ class EMAQuantizer(nn.Module):
         self.distortion.mul_(self.decay).add_(dist.to(self.distortion), alpha=1 - self.decay)
 
     @torch.no_grad()
-    def renew(self, x: torch.Tensor, index: torch.Tensor, pull: torch.Tensor | None = None) -> None:
-        """Split the most distorted atom d in two, one half taken by the least useful atom u, when u's
-        utility is below ``renew_share`` of the mean. Without ``pull``: 2-means over d's vectors x (N, d) of
-        the (global) batch. With ``pull`` (N, d), the direction each fragment's reconstruction would move
-        its quantised vector: 2-means over those directions, and each half's atom is placed off d along its
-        half's mean pull. Two contents merged into one atom can sit on one point of x, so no split of x
-        separates them, while their pulls point apart: each new atom then renders its half a little better
-        and the reassignment can take it from there."""
+    def _renew(self, x: torch.Tensor, index: torch.Tensor) -> None:
+        """Split the most distorted atom d in two by 2-means over its fragments of the (global) batch,
+        one half taken by the least useful atom u, when u's utility is below ``renew_share`` of the mean."""
         u = int(self.utility.argmin())
         if not self.utility[u] < self.renew_share * self.utility.mean():
             return
@@ -128,18 +123,8 @@ class EMAQuantizer(nn.Module):
         members = pool[owner == d]
         if members.shape[0] < 2:
             return
-        iters = max(1, self.kmeans_iters)
-        if pull is None:
-            far = members[(members - self.codebook[d]).pow(2).sum(1).argmax()]
-            c, counts = lloyd(members, torch.stack([self.codebook[d], far]), iters)
-        else:
-            p = F.normalize(_all_gather_rows(pull)[owner == d], dim=1)
-            a = p[(p - p.mean(0)).pow(2).sum(1).argmax()]
-            c, counts = lloyd(p, torch.stack([a, p[(p - a).pow(2).sum(1).argmax()]]), iters)
-            half = torch.cdist(p, c).argmin(1)
-            spread = (members - self.codebook[d]).pow(2).sum(1).mean().sqrt().clamp_min(1e-3)
-            c = torch.stack([self.codebook[d] + spread * F.normalize(p[half == j].mean(0), dim=0) if counts[j] > 0
-                             else self.codebook[d] for j in range(2)])
+        far = members[(members - self.codebook[d]).pow(2).sum(1).argmax()]
+        c, counts = lloyd(members, torch.stack([self.codebook[d], far]), max(1, self.kmeans_iters))
         size = self.cluster_size[d] * counts.clamp(min=1) / counts.clamp(min=1).sum()
         for atom, centre, n in ((d, c[0], size[0]), (u, c[1], size[1])):
             self.codebook[atom] = centre
@@ -208,7 +193,7 @@ class EMAQuantizer(nn.Module):
         if self.training and not self.frozen:
             self._ema_update(x32.detach(), index)
             if self.renew_pending:
-                self.renew(x32.detach(), index)
+                self._renew(x32.detach(), index)
         self.renew_pending = False
         commit = F.mse_loss(x32, q.detach())
         return x + (q - x).detach(), index, commit
