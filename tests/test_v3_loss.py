@@ -510,6 +510,18 @@ def test_coarse_rendering_is_the_additive_part_and_judges_the_reassignment():
     drawn = m.decode(m.quantizer.codebook.repeat(6, 1), zs.repeat_interleave(3, 0), coarse=True).view(6, 3, -1)
     expect = (drawn - x.flatten(0, 1)[:6].flatten(1)[:, None]).pow(2).mean(-1)
     assert torch.allclose(m.atom_errors(x.flatten(0, 1)[:6], zs), expect, atol=1e-5)
+    # before coarse_judge_from the full rendering judges; coarse_mix weighs the two renderings' errors
+    m.coarse_phase = False
+    full = m.atom_errors(x.flatten(0, 1)[:6], zs)
+    assert (full - expect).abs().max() > 1e-4
+    m.coarse_phase, m.cfg.coarse_mix = True, 0.25
+    assert torch.allclose(m.atom_errors(x.flatten(0, 1)[:6], zs), 0.75 * full + 0.25 * expect, atol=1e-5)
+    m.train()
+    m.cfg.coarse_judge_from, m.total_steps = 0.5, 10
+    m.loss({"x": x}, step=4)
+    assert not m.coarse_judge and m.coarse_rendering
+    m.loss({"x": x}, step=5)
+    assert m.coarse_judge
     with pytest.raises(ConfigError, match="model.w_coarse"):
         paper_config(w_coarse=1.0).validate()
 

@@ -107,6 +107,8 @@ class V3Config(VQConfig):
     # Share of the run's steps before the atoms are judged by the additive part (with ``w_coarse``); the
     # coarse rendering is trained from the start.
     coarse_judge_from: float = 0.0
+    # The additive part's share of the judge's errors (1: the additive part alone; 0.5: the mean of both renderings').
+    coarse_mix: float = 1.0
     # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
     # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
     # reassignment's renderings, below ``renew_utility`` of the mean) is moved to split the atom whose
@@ -194,6 +196,7 @@ class V3Config(VQConfig):
         "reassign_style": Options(("own", "mean", "other")),
         "w_coarse": Interval(float, 0, None),
         "coarse_judge_from": Interval(float, 0, 1),
+        "coarse_mix": Interval(float, 0, 1),
         "renew_every": Interval(int, 0, None, note="0 = off"),
         "renew_utility": Interval(float, 0, 1, closed="neither"),
         "renew_until": Interval(float, 0, 1),
@@ -298,6 +301,10 @@ class V3(VQAutoencoder):
     @property
     def coarse_judge(self) -> bool:
         return self.cfg.w_coarse > 0 and self.coarse_phase
+
+    @property
+    def coarse_mix(self) -> float:
+        return self.cfg.coarse_mix
 
     def progress_terms(self) -> tuple[str, ...]:
         return ("total", "recon", "content", "style", "sample", "fragment", "diversity")
