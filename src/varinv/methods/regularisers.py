@@ -292,12 +292,13 @@ def diversity_term(model, batch, ae, step):
                  "an atom; a one-to-one matching of each sample's fragments to atoms forbids it.")
 def match_term(model, batch, ae, step):
     cfg = model.cfg
-    if cfg.match_subset >= 1 and cfg.match_cost == "zc":
+    judging = cfg.match_judge_from < 1 and step >= cfg.match_judge_from * model.total_steps
+    if cfg.match_subset >= 1 and not judging:
         return pull_to_targets(model, ae, step, lambda sq: matched_atoms(sq, cfg.match_repeat_cost).flatten())
 
     def subset_targets(sq):
         b, length, k = sq.shape
-        if cfg.match_cost == "judge":  # every atom's rendering error instead of z_c's distance to it
+        if judging:  # every atom's rendering error, not z_c's distance
             x = batch["x"].reshape(-1, *batch["x"].shape[2:])
             pose = ae.get("pose")
             sq = model.atom_errors(x, ae["zs_dec"].detach(), None if pose is None else pose.detach()).view(b, length, k)
