@@ -305,32 +305,6 @@ def test_matching_gives_each_fragment_of_a_sample_its_own_atom():
                              (1, 16, 8)).loss({"x": torch.rand(2, 3, 1, 16, 8)}, step=0)
 
 
-def test_matching_by_the_judge_matches_rendering_errors():
-    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, w_match=1.0,
-                       match_subset=1.0, decoder="gain", match_judge_from=0.0)
-    m = V3(cfg, (1, 16, 8))
-    m.loss({"x": torch.rand(2, 3, 1, 16, 8)}, step=0)  # the codebook's first k-means
-    errors = torch.tensor([[0.0, 5.0, 9.0], [1.0, 6.0, 2.0], [8.0, 0.5, 7.0]]).repeat(2, 1)
-    seen = {}
-    real = regularisers.matched_atoms
-
-    def spy(sq, repeat_cost=0.0):
-        seen["cost"] = sq.clone()
-        return real(sq, repeat_cost)
-
-    m.atom_errors = lambda x, zs, pose=None: errors
-    regularisers.matched_atoms = spy
-    try:
-        out = m.loss({"x": torch.rand(2, 3, 1, 16, 8)}, step=1)
-    finally:
-        regularisers.matched_atoms = real
-    rows = lambda t: sorted(map(tuple, t.tolist()))  # the matching takes each sample's rows farthest-first
-    assert [rows(c) for c in seen["cost"]] == [rows(c) for c in errors.view(2, 3, 3)]
-    assert torch.isfinite(out["match"])
-    with pytest.raises(ConfigError, match="match_judge_from"):
-        paper_config(match_judge_from=2.0).validate()
-
-
 def test_subset_matching_leaves_out_a_repeated_contents_copies():
     # fragments 0 and 1 are copies of one content (nearly equal z_c), 2 and 3 are two other contents
     z = torch.tensor([[[0.0, 0.0], [0.0, 0.1], [5.0, 0.0], [0.0, 5.0]]])

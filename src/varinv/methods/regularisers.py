@@ -292,16 +292,11 @@ def diversity_term(model, batch, ae, step):
                  "an atom; a one-to-one matching of each sample's fragments to atoms forbids it.")
 def match_term(model, batch, ae, step):
     cfg = model.cfg
-    judging = cfg.match_judge_from < 1 and step >= cfg.match_judge_from * model.total_steps
-    if cfg.match_subset >= 1 and not judging:
+    if cfg.match_subset >= 1:
         return pull_to_targets(model, ae, step, lambda sq: matched_atoms(sq, cfg.match_repeat_cost).flatten())
 
     def subset_targets(sq):
         b, length, k = sq.shape
-        if judging:  # every atom's rendering error, not z_c's distance
-            x = batch["x"].reshape(-1, *batch["x"].shape[2:])
-            pose = ae.get("pose")
-            sq = model.atom_errors(x, ae["zs_dec"].detach(), None if pose is None else pose.detach()).view(b, length, k)
         share = cfg.match_subset
         if cfg.match_adapt:  # formed codes of never-repeating data measured 0.0-0.6 (merged atoms), drawn data 1.0
             share = 1 - (1 - share) * min(1.0, max(0.0, 2 * float(repeat_rate(sq.argmin(-1), k)) - 1))

@@ -133,9 +133,6 @@ class V3Config(VQConfig):
     # the batch's within-sample over across-sample rate of fragment pairs sharing their nearest atom
     # (``regularisers.repeat_rate``). Early on any code is near 1, so matching starts on the subset.
     match_adapt: bool = True
-    # Share of the run's steps from which the matching minimises every atom's rendering error in the fragment's
-    # style and pose (the reassignment's judge) instead of z_c's squared distances to the atoms (1 = never).
-    match_judge_from: float = 1.0
     # Style-usage independence (0 = off): the kernel dependence between each sample's mean style and the
     # atoms its fragments use (soft), over the batch. V3's invariance in a repeat-safe form: contents may
     # repeat within a sample, but which atoms a sample uses must not tell its style.
@@ -206,7 +203,6 @@ class V3Config(VQConfig):
         "w_match": Interval(float, 0, None),
         "match_subset": Interval(float, 0, 1, closed="right"),
         "match_adapt": bool,
-        "match_judge_from": Interval(float, 0, 1),
         "w_independence": Interval(float, 0, None),
         "independence_from": Interval(float, 0, 1),
         "w_tilt": Interval(float, 0, None),
