@@ -109,6 +109,8 @@ class V3Config(VQConfig):
     coarse_judge_from: float = 0.0
     # The additive part's share of the judge's errors (1: the additive part alone; 0.5: the mean of both renderings').
     coarse_mix: float = 1.0
+    # The additive part's reconstruction trains the decoder only (no gradient to the encoder's codes).
+    coarse_detach: bool = False
     # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
     # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
     # reassignment's renderings, below ``renew_utility`` of the mean) is moved to split the atom whose
@@ -197,6 +199,7 @@ class V3Config(VQConfig):
         "w_coarse": Interval(float, 0, None),
         "coarse_judge_from": Interval(float, 0, 1),
         "coarse_mix": Interval(float, 0, 1),
+        "coarse_detach": bool,
         "renew_every": Interval(int, 0, None, note="0 = off"),
         "renew_utility": Interval(float, 0, 1, closed="neither"),
         "renew_until": Interval(float, 0, 1),
@@ -305,6 +308,10 @@ class V3(VQAutoencoder):
     @property
     def coarse_mix(self) -> float:
         return self.cfg.coarse_mix
+
+    @property
+    def coarse_detach(self) -> bool:
+        return self.cfg.coarse_detach
 
     def progress_terms(self) -> tuple[str, ...]:
         return ("total", "recon", "content", "style", "sample", "fragment", "diversity")

@@ -196,15 +196,21 @@ class VQAutoencoder(ConvAutoencoder):
                 dec_in = torch.cat([zq, detail], -1)
             run = length if self.cfg.style_pool else 0
             # under the coarse judge the additive part rides along as extra channels: one warp for both
-            x_hat = torch.cat(self.decoder(dec_in, zs_dec, run, coarse=True), 1) if self.coarse_rendering else (
+            joint = self.coarse_rendering and not self.coarse_detach
+            x_hat = torch.cat(self.decoder(dec_in, zs_dec, run, coarse=True), 1) if joint else (
                 self.decoder(dec_in, zs_dec, run))
+            detached = None
+            if self.coarse_rendering and self.coarse_detach:  # the additive part learns; the encoder is not asked to fit it
+                detached = self.decoder(dec_in.detach(), zs_dec.detach(), run, coarse=True)[1]
             if pose is not None:
                 if self.n_poses > 1:  # the pose for the atom the encoder chose
                     pose = pose.view(pose.shape[0], self.n_poses, -1)[torch.arange(pose.shape[0]), index]
                 x_hat = warp(x_hat, pose)
                 out["pose"] = pose
+                if detached is not None:
+                    detached = warp(detached, pose.detach())
             if self.coarse_rendering:
-                x_hat, coarse = x_hat.chunk(2, 1)
+                x_hat, coarse = (x_hat, detached) if detached is not None else x_hat.chunk(2, 1)
                 out["recon_coarse"] = F.mse_loss(coarse.float(), x.flatten(0, 1).float())
             out["x_hat"] = x_hat.view_as(x)
             recon = F.mse_loss(out["x_hat"].float(), x.float())
@@ -222,6 +228,7 @@ class VQAutoencoder(ConvAutoencoder):
     coarse_judge = False
     coarse_rendering = False  # whether autoencode trains the additive part (``recon_coarse``)
     coarse_mix = 1.0  # the additive part's share of the judge's errors under ``coarse_judge``
+    coarse_detach = False  # the additive part's reconstruction sends no gradient to the encoder
 
     def render_errors(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
         """(N, K) mean squared error of every atom's rendering against each fragment x (N, C, H, W) in its
