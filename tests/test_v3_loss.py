@@ -510,18 +510,19 @@ def test_coarse_rendering_is_the_additive_part_and_judges_the_reassignment():
     drawn = m.decode(m.quantizer.codebook.repeat(6, 1), zs.repeat_interleave(3, 0), coarse=True).view(6, 3, -1)
     expect = (drawn - x.flatten(0, 1)[:6].flatten(1)[:, None]).pow(2).mean(-1)
     assert torch.allclose(m.atom_errors(x.flatten(0, 1)[:6], zs), expect, atol=1e-5)
-    # before coarse_judge_from the full rendering judges; coarse_mix weighs the two renderings' errors
-    m.coarse_phase = False
+    # coarse_judge off: the full rendering judges and the additive part is still trained
+    m.cfg.coarse_judge = False
     full = m.atom_errors(x.flatten(0, 1)[:6], zs)
-    assert (full - expect).abs().max() > 1e-4
-    m.coarse_phase, m.cfg.coarse_mix = True, 0.25
-    assert torch.allclose(m.atom_errors(x.flatten(0, 1)[:6], zs), 0.75 * full + 0.25 * expect, atol=1e-5)
+    assert m.coarse_rendering and (full - expect).abs().max() > 1e-4
+    # coarse_detach: the additive part's reconstruction reaches the decoder, not the encoder
     m.train()
-    m.cfg.coarse_judge_from, m.total_steps = 0.5, 10
-    m.loss({"x": x}, step=4)
-    assert not m.coarse_judge and m.coarse_rendering
-    m.loss({"x": x}, step=5)
-    assert m.coarse_judge
+    for detach in (False, True):
+        m.cfg.coarse_detach = detach
+        out = m.loss({"x": x}, step=1)
+        enc = torch.autograd.grad(out["coarse"], list(m.encoder.parameters()), allow_unused=True, retain_graph=True)
+        dec = torch.autograd.grad(out["coarse"], list(m.decoder.parameters()), allow_unused=True)
+        assert any(g is not None and g.any() for g in dec)
+        assert detach == all(g is None or not g.any() for g in enc)
     with pytest.raises(ConfigError, match="model.w_coarse"):
         paper_config(w_coarse=1.0).validate()
 

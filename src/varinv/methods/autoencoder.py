@@ -128,13 +128,9 @@ class ConvAutoencoder(Method):
         x = standardise_samples(x) if self.cfg.content_input == "sample" else standardise_fragments(x)
         return self.content_encoder(x.flatten(0, 1))[0]
 
-    def decode(self, content, style, coarse: bool | str = False):
-        """``coarse``: the separable decoder's additive part A0(c) + B0(s) only; "both": the full rendering and
-        the additive part, concatenated along channels."""
+    def decode(self, content, style, coarse: bool = False):
+        """``coarse``: the separable decoder's additive part A0(c) + B0(s) only."""
         lead = content.shape[:-1]
         content, style = content.reshape(-1, content.shape[-1]), style.reshape(-1, style.shape[-1])
-        if coarse == "both":
-            out = torch.cat(self.decoder(content, style, coarse=True), 1)
-        else:
-            out = self.decoder(content, style, coarse=True)[1] if coarse else self.decoder(content, style)
+        out = self.decoder(content, style, coarse=True)[1] if coarse else self.decoder(content, style)
         return out.reshape(*lead, *out.shape[1:])

@@ -139,7 +139,7 @@ class VQAutoencoder(ConvAutoencoder):
         spread = (book - mean).pow(2).sum(1).mean().sqrt().clamp_min(1e-6)
         return ((content.float() - mean) / spread).to(content.dtype)
 
-    def decode(self, content, style, coarse: bool | str = False):
+    def decode(self, content, style, coarse: bool = False):
         """Atoms (or z_c) and styles to fragments, the detail code at its prior mean and no pose (the prototype)."""
         content = self.decoder_input(content)
         if self.cfg.d_detail:
@@ -227,7 +227,6 @@ class VQAutoencoder(ConvAutoencoder):
     # alone, which autoencode then also trains as a rendering of its own (``recon_coarse``); V3's ``w_coarse``.
     coarse_judge = False
     coarse_rendering = False  # whether autoencode trains the additive part (``recon_coarse``)
-    coarse_mix = 1.0  # the additive part's share of the judge's errors under ``coarse_judge``
     coarse_detach = False  # the additive part's reconstruction sends no gradient to the encoder
 
     def render_errors(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
@@ -240,20 +239,12 @@ class VQAutoencoder(ConvAutoencoder):
         first, which = distinct_rows(zs)
         styles = zs[first]
         u = styles.shape[0]
-        mix = self.coarse_mix if self.coarse_judge else 0.0
         x_hat = self.decode(self.quantizer.codebook.to(zs.dtype).repeat(u, 1), styles.repeat_interleave(k, 0),
-                            "both" if 0 < mix < 1 else mix == 1)
-        x_hat = x_hat.view(u, k, *x_hat.shape[1:])[which]  # (N, K, C, H, W), or 2C: full and additive
+                            self.coarse_judge)
+        x_hat = x_hat.view(u, k, *x_hat.shape[1:])[which]  # (N, K, C, H, W)
         if pose is not None:
             pose = pose.reshape(n, -1, POSES[self.cfg.pose]).expand(n, k, -1)
             x_hat = warp(x_hat.flatten(0, 1), pose.reshape(n * k, -1)).view_as(x_hat)
-        if 0 < mix < 1:
-            full, coarse = x_hat.chunk(2, 2)
-            return (1 - mix) * self._errors(full, x) + mix * self._errors(coarse, x)
-        return self._errors(x_hat, x)
-
-    @staticmethod
-    def _errors(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return (x_hat.float() - x.float()[:, None]).pow(2).flatten(2).mean(2)
 
     def atom_errors(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
