@@ -194,23 +194,12 @@ class VQAutoencoder(ConvAutoencoder):
                 kl = 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).sum(-1).mean()
                 out["detail_kl"] = kl
                 dec_in = torch.cat([zq, detail], -1)
-            run = length if self.cfg.style_pool else 0
-            # under the coarse judge the additive part rides along as extra channels: one warp for both
-            joint = self.coarse_rendering and not self.coarse_detach
-            x_hat = torch.cat(self.decoder(dec_in, zs_dec, run, coarse=True), 1) if joint else (
-                self.decoder(dec_in, zs_dec, run))
-            detached = None
-            if self.coarse_rendering and self.coarse_detach:  # the additive part learns; the encoder is not asked to fit it
-                detached = self.decoder(dec_in.detach(), zs_dec.detach(), run, coarse=True)[1]
+            if pose is not None and self.n_poses > 1:  # the pose for the atom the encoder chose
+                pose = pose.view(pose.shape[0], self.n_poses, -1)[torch.arange(pose.shape[0]), index]
             if pose is not None:
-                if self.n_poses > 1:  # the pose for the atom the encoder chose
-                    pose = pose.view(pose.shape[0], self.n_poses, -1)[torch.arange(pose.shape[0]), index]
-                x_hat = warp(x_hat, pose)
                 out["pose"] = pose
-                if detached is not None:
-                    detached = warp(detached, pose.detach())
-            if self.coarse_rendering:
-                x_hat, coarse = (x_hat, detached) if detached is not None else x_hat.chunk(2, 1)
+            x_hat, coarse = self._render(dec_in, zs_dec, length if self.cfg.style_pool else 0, pose)
+            if coarse is not None:
                 out["recon_coarse"] = F.mse_loss(coarse.float(), x.flatten(0, 1).float())
             out["x_hat"] = x_hat.view_as(x)
             recon = F.mse_loss(out["x_hat"].float(), x.float())
@@ -219,15 +208,31 @@ class VQAutoencoder(ConvAutoencoder):
             "recon": recon, "commit": commit, **out,
         }
 
+    def _render(self, content, style, run: int, pose):
+        """The reconstruction, warped by ``pose`` if any, and the additive part's rendering when it is trained
+        (``coarse_rendering``; else None)."""
+        def warped(t, p):
+            return t if p is None else warp(t, p)
+
+        if not self.coarse_rendering:
+            return warped(self.decoder(content, style, run), pose), None
+        if self.coarse_detach:  # the additive part learns; the encoder is not asked to fit it
+            coarse = self.decoder(content.detach(), style.detach(), run, coarse=True)[1]
+            return (warped(self.decoder(content, style, run), pose),
+                    warped(coarse, None if pose is None else pose.detach()))
+        # both renderings from one decoder pass, warped together as extra channels
+        return warped(torch.cat(self.decoder(content, style, run, coarse=True), 1), pose).chunk(2, 1)
+
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """As the base, plus each fragment's pose: decoding an atom alone renders its canonical pose."""
         return self.autoencode(x)["x_hat"]
 
-    # Whether the atoms are judged (``render_errors``) by the separable decoder's additive part A0(c) + B0(s)
-    # alone, which autoencode then also trains as a rendering of its own (``recon_coarse``); V3's ``w_coarse``.
+    # Hooks for V3's ``w_coarse`` options: whether autoencode also trains the separable decoder's additive part
+    # A0(c) + B0(s) as a rendering of its own (``recon_coarse``), whether that rendering sends no gradient to the
+    # encoder, and whether the atoms are judged (``render_errors``) by it instead of the full rendering.
+    coarse_rendering = False
+    coarse_detach = False
     coarse_judge = False
-    coarse_rendering = False  # whether autoencode trains the additive part (``recon_coarse``)
-    coarse_detach = False  # the additive part's reconstruction sends no gradient to the encoder
 
     def render_errors(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
         """(N, K) mean squared error of every atom's rendering against each fragment x (N, C, H, W) in its
