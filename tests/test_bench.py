@@ -116,6 +116,18 @@ def test_cell_sets_and_names_let_one_config_serve_two_datasets(toy_dataset, tmp_
     assert cells[0].sets == ("train.steps=3", f"data.path={toy_dataset.root}", "train.steps=5")  # the cell's last
 
 
+def test_named_variants_of_one_method_get_a_row_each(toy_dataset, tmp_path):
+    (tmp_path / "v3.yaml").write_text(yaml.safe_dump(TOY_CFG))
+    grid = {"name": "variants", "out": str(tmp_path / "runs"), "seeds": [0],
+            "set": [f"data.path={toy_dataset.root}", "train.steps=2", "train.log_every=1"],
+            "cells": [{"config": str(tmp_path / "v3.yaml"), "k": [4], "name": "plain"},
+                      {"config": str(tmp_path / "v3.yaml"), "k": [4], "name": "wide", "set": ["model.d_style=6"]}]}
+    gpath = tmp_path / "grid.yaml"
+    gpath.write_text(yaml.safe_dump(grid))
+    text = run_grid(gpath, tmp_path / "results").read_text()
+    assert "| toy | v3 (plain) | 4 | 1 |" in text and "| toy | v3 (wide) | 4 | 1 |" in text
+
+
 def test_run_commands_pool_steps_failures_and_ready(tmp_path):
     """The scheduler behind run_grid (and the benchmark scripts): slot limit, steps in order in one slot,
     a failed step skips the job's later steps, ``ready`` holds a job back while another runs."""

@@ -71,3 +71,23 @@ def test_every_method_trains_on_cuda(name, toy_dataset, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 12 and all(v == v for r in log for v in r.values())
     assert "prauc_zc_content" in evaluate(tmp_path / "run", plots=False)
+
+
+def test_tf32_is_validated():
+    raw = json.loads(json.dumps(TOY_CFG))
+    raw["train"]["tf32"] = "on"
+    with pytest.raises(ConfigError, match="train.tf32"):
+        config_mod.from_dict(raw)
+
+
+@cuda
+def test_full_fp32_on_cuda_is_closer_to_cpu_than_tf32(toy_dataset, tmp_path):
+    # train.tf32 off is the CPU's arithmetic; its first loss lies closer to the CPU's than TF32's does
+    opts = dict(steps=1, log_every=1)
+    first = {}
+    for name, extra in {"cpu": {}, "fp32": dict(device="cuda"), "tf32": dict(device="cuda", tf32=True)}.items():
+        train(_cfg(toy_dataset, **opts, **extra), tmp_path / name, progress=False, tensorboard=False)
+        first[name] = json.loads((tmp_path / name / "train_log.jsonl").read_text().splitlines()[0])["total"]
+    gap = {k: abs(first[k] - first["cpu"]) / abs(first["cpu"]) for k in ("fp32", "tf32")}
+    print("first-step relative gap to the CPU:", gap)
+    assert gap["fp32"] <= 1e-5 and gap["fp32"] <= gap["tf32"], gap

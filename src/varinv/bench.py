@@ -42,6 +42,7 @@ records; the cluster launchers, which need submitit, are in ``varinv.launchers``
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import datetime
@@ -81,6 +82,7 @@ class Cell:
     run: Path
     k_key: str
     sets: tuple[str, ...] = ()
+    name: str = ""  # the entry's name (run folders' stem)
 
 
 _GRID_KEYS = ("name", "out", "parallel", "seeds", "set", "evaluate", "split", "cells", "slurm")
@@ -188,7 +190,7 @@ def load_grid(path: Path) -> tuple[dict, list[Cell]]:
                     raise ConfigError(f"benchmark {where} gives run folder {run} a second time; give the cell "
                                       "its own name (e.g. name: letters-v3)")
                 cells.append(Cell(cfg_path, cfg.method, dataset, int(k), int(seed), run,
-                                  "model.n_atoms" if has_book else "data.n_clusters", sets))
+                                  "model.n_atoms" if has_book else "data.n_clusters", sets, stem))
     return grid, cells
 
 
@@ -456,14 +458,17 @@ def write_table(grid: dict, cells: list[Cell], path: Path, results_dir: Path, wa
     for c in cells:
         m = cell_metrics(c, grid, results_dir)
         if m is not None:
-            groups.setdefault((c.dataset, c.method, c.k), []).append(m)
+            groups.setdefault((c.dataset, c.method, c.k, c.name), []).append(m)
+    # variants of one method (entries with their own names and settings) get a row each, named
+    variants = collections.Counter(key[:3] for key in groups)
     today = datetime.date.today().isoformat()
     name = grid.get("name", path.stem)
     results_dir.mkdir(parents=True, exist_ok=True)
     columns = METRICS + (PROBE_METRICS if "probes" in eval_parts(grid) else [])
     rows = []
-    for (dataset, method, k), ms in sorted(groups.items()):
-        row = {"dataset": dataset, "method": method, "K": k, "seeds": len(ms)}
+    for (dataset, method, k, stem), ms in sorted(groups.items()):
+        label = f"{method} ({stem})" if variants[dataset, method, k] > 1 else method
+        row = {"dataset": dataset, "method": label, "K": k, "seeds": len(ms)}
         for key in columns:
             vals = [float(v) for v in (_lookup(m, key) for m in ms) if v is not None]
             row[key] = statistics.mean(vals) if vals else float("nan")

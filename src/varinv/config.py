@@ -303,6 +303,9 @@ class TrainConfig(Checked):
     ckpt_every: int = 500
     grad_clip: float = 0.0
     precision: str = "fp32"  # fp32 | bf16
+    # On a GPU, let fp32 convolutions and matrix products round their inputs to TF32 (10-bit mantissa),
+    # as cuDNN does by default. Off: full fp32, the arithmetic of a CPU run. No effect on the CPU.
+    tf32: bool = False
     # NHWC ("channels-last") layout for the conv weights and activations: the same functions, a faster
     # oneDNN path on CPU, different rounding (benchmarks/results/2026-11-22-speed.md; varinv.train.speed).
     channels_last: bool = False
@@ -332,6 +335,7 @@ class TrainConfig(Checked):
         "ckpt_every": Interval(int, 1, None),
         "grad_clip": Interval(float, 0, None, note="0 = no clipping"),
         "precision": Options(("fp32", "bf16")),
+        "tf32": bool,
         "channels_last": bool,
         "compile": bool,
         "device": Text(r"cpu|cuda(:\d+)?", text="'cpu', 'cuda' or 'cuda:N'"),

@@ -47,7 +47,8 @@ def lr_factor(step: int, t) -> float:
 #   train.log_every  how often scalars are logged: output only
 #   train.device     where the same computation runs (e.g. continue a CPU run on a GPU)
 #   train.compile    the same computation in compiled kernels (speed.py); checkpoints are alike
-RESUME_MAY_CHANGE = ("train.steps", "train.threads", "train.log_every", "train.device", "train.compile")
+#   train.tf32       GPU rounding only, like a change of device
+RESUME_MAY_CHANGE = ("train.steps", "train.threads", "train.log_every", "train.device", "train.compile", "train.tf32")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -262,6 +263,8 @@ def _train_locked(cfg: RunConfig, run: Path, ctx: ddp.Context, ds: Dataset, trai
     ddp.run_on_main(lambda: check_run_config(run, cfg, resume), ctx)
     _seed_all(t.seed)
     device = ddp.device_for(t.device, ctx)
+    if device.type == "cuda":  # process-wide switches; a CPU run never reads them
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = t.tf32
     method = build_for_dataset(cfg, ds, t.seed)
     method.total_steps = t.steps
     model = ddp.prepare_model(method.to(device), ctx, device)
