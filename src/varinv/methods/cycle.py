@@ -47,7 +47,7 @@ class CycleConfig(VQConfig):
 def derangement(n: int, device=None) -> torch.Tensor:
     """A random permutation without fixed points (for n >= 2): each element of a random order gets
     the next one's index as its donor."""
-    order = torch.randperm(n, device=device)
+    order = torch.randperm(n).to(device)
     perm = torch.empty_like(order)
     perm[order] = order.roll(-1)
     return perm

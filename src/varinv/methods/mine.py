@@ -137,7 +137,7 @@ class MINE(VQAutoencoder):
 
     def loss(self, batch, step):
         ae = self.autoencode(batch["x"], step)
-        perm = torch.randperm(ae["zc"].shape[0], device=ae["zc"].device)
+        perm = torch.randperm(ae["zc"].shape[0]).to(ae["zc"].device)
         terms = self.mine_terms(ae["zc"], ae["zs"], perm)
         total = self.base_total(ae) + terms["mine_loss"]
         return {"recon": ae["recon"], "commit": ae["commit"], **terms, "total": total}

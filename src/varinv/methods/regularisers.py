@@ -218,7 +218,7 @@ def tilt(x: torch.Tensor, mode: str, scale: float, knee: tuple[float, float] = (
     (see ``V3Config.tilt_mode``); it moves no spectral peak. ``knee``: the lowpass knee's range as
     fractions of the log-frequency span."""
     n, h = x.shape[0], x.shape[-2]
-    u = torch.rand(2, n, 1, 1, 1, device=x.device, dtype=x.dtype)
+    u = torch.rand(2, n, 1, 1, 1, dtype=x.dtype).to(x.device)  # the CPU generator (see shared_randperm)
     if mode == "lowpass":
         f = torch.log1p(torch.arange(h, device=x.device, dtype=x.dtype))[:, None]  # (H, 1)
         lo, hi = knee

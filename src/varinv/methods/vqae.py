@@ -17,6 +17,7 @@ from varinv.methods.base import Encoded
 from varinv.methods.autoencoder import BackboneConfig, ConvAutoencoder
 from varinv.methods.regularisers import matched_atoms
 from varinv.nn.backbones import distinct_rows
+from varinv.nn.gaussian import reparameterise
 from varinv.nn.pose import POSES, warp
 from varinv.nn.quantizer import EMAQuantizer
 
@@ -190,7 +191,7 @@ class VQAutoencoder(ConvAutoencoder):
         else:
             dec_in = self.decoder_input(zq)
             if mu is not None:
-                detail = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
+                detail = reparameterise(mu, logvar) if self.training else mu
                 kl = 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1 - logvar.float()).sum(-1).mean()
                 out["detail_kl"] = kl
                 dec_in = torch.cat([zq, detail], -1)
