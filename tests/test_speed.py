@@ -48,6 +48,18 @@ def test_setup_converts_conv_weights_only_when_asked():
     assert convs(m) and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs(m))
 
 
+def test_channels_last_decoders_hand_back_nchw():
+    # the separable decoders slice their output along channels; slices of an NHWC map fall off the
+    # elementwise fast paths (and so does every gradient flowing back through them)
+    from varinv.nn.backbones import BackboneSpec, build_decoder
+
+    for kind in ("joint", "gain"):
+        dec = build_decoder((3, 16, 16), BackboneSpec(n_channels=8, n_layers=2, decoder=kind), 4, 2)
+        dec.to(memory_format=torch.channels_last)
+        y = dec(torch.randn(6, 4), torch.randn(6, 2))
+        assert y.shape == (6, 3, 16, 16) and y.is_contiguous(), kind
+
+
 def test_channels_last_same_function_and_resume(toy_dataset, tmp_path):
     """Same loss as NCHW up to float rounding at the first step, bit-exact resume, and its
     checkpoints load into a plain (NCHW) model."""

@@ -182,7 +182,7 @@ class Decoder(nn.Module):
             if self.film is not None:
                 gamma, beta = self.film[i](style)[:, :, None, None].chunk(2, dim=1)
                 h = h * (1 + gamma) + beta
-        return self.out(h)
+        return self.out(h).contiguous()  # channels-last: NCHW for the callers' channel slices (fast paths)
 
 
 def distinct_rows(z: torch.Tensor, run: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
