@@ -4,9 +4,11 @@
 #   bash benchmarks/gpu_grid.sh pack                   # here, once: fills .carry/ (ignored by git)
 #   bash benchmarks/gpu_grid.sh run SECONDS SPEC...    # there: the SPECs in order until SECONDS have passed
 #
-# A SPEC is a grid file (`varinv benchmark GRID.yaml`) or `suite:TAG:SEEDS[:SPLIT]`, the generalisation
+# A SPEC is a grid file (`varinv benchmark GRID.yaml`), `suite:TAG:SEEDS[:SPLIT]`, the generalisation
 # suite's V3 grid (`suite.py grid --tag TAG --seeds SEEDS`) on every domain but fluidr3, whose 141 MB
-# soundfont cannot travel (that domain runs on the CPU).
+# soundfont cannot travel (that domain runs on the CPU), or `report:RUNS`, the demo page built there from
+# a grid's run folders (`varinv report RUNS`), which come back only as the page: $OUT/site.tgz.NN
+# (15 MiB pieces; `cat site.tgz.* | tar xz` here).
 # The GPU machine has its own python3 with torch and most of our dependencies but reaches no package
 # registry, so `pack` brings what the data generators need besides: pure-Python wheels (the PhoneNums
 # font, pretty_midi's soundfont, the FluidSynth binding), and Debian's libfluidsynth and espeak-ng with
@@ -71,7 +73,13 @@ run() {
     for spec in "$@"; do
         local left=$((seconds - (SECONDS - start))) cmd log
         [ "$left" -gt 60 ] || break
-        if [[ "$spec" == suite:* ]]; then
+        if [[ "$spec" == report:* ]]; then  # the page built there from a grid's run folders; it comes back
+            echo "$spec: $left s left"
+            timeout "$left" python3 -m varinv report "${spec#report:}" -o site > logs/report.log 2>&1
+            echo "$spec ended with $? after $((SECONDS - start)) s"
+            tar czf site.tgz site 2>/dev/null && split -b 15m -d site.tgz "$out/site.tgz."
+            continue
+        elif [[ "$spec" == suite:* ]]; then
             IFS=: read -r _ tag seeds split <<< "$spec"
             cmd=(benchmarks/generalisation/suite.py grid --tag "$tag" --seeds "$seeds" --parallel 32
                  --set train.device=cuda --domains "${SUITE_DOMAINS// /,},phonenums,insnotes,waveforms"
