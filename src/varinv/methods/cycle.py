@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from varinv.config import Interval
 from varinv.methods.vqae import VQAutoencoder, VQConfig
+from varinv.nn import draws
 
 
 @dataclass
@@ -47,7 +48,7 @@ class CycleConfig(VQConfig):
 def derangement(n: int, device=None) -> torch.Tensor:
     """A random permutation without fixed points (for n >= 2): each element of a random order gets
     the next one's index as its donor."""
-    order = torch.randperm(n).to(device)
+    order = draws.randperm(n, device)
     perm = torch.empty_like(order)
     perm[order] = order.roll(-1)
     return perm

@@ -36,6 +36,7 @@ from torch import nn
 
 from varinv.config import Interval
 from varinv.methods.vqae import VQAutoencoder, VQConfig
+from varinv.nn import draws
 
 
 @dataclass
@@ -137,7 +138,7 @@ class MINE(VQAutoencoder):
 
     def loss(self, batch, step):
         ae = self.autoencode(batch["x"], step)
-        perm = torch.randperm(ae["zc"].shape[0]).to(ae["zc"].device)
+        perm = draws.randperm(ae["zc"].shape[0], ae["zc"].device)
         terms = self.mine_terms(ae["zc"], ae["zs"], perm)
         total = self.base_total(ae) + terms["mine_loss"]
         return {"recon": ae["recon"], "commit": ae["commit"], **terms, "total": total}

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from varinv.audio.features import log_magnitude, magnitude
+from varinv.nn import draws
 from varinv.nn.distributed import gather_samples, global_mean, shared_randperm, shuffled_rows
 
 EPS = 1e-5
@@ -218,7 +219,7 @@ def tilt(x: torch.Tensor, mode: str, scale: float, knee: tuple[float, float] = (
     (see ``V3Config.tilt_mode``); it moves no spectral peak. ``knee``: the lowpass knee's range as
     fractions of the log-frequency span."""
     n, h = x.shape[0], x.shape[-2]
-    u = torch.rand(2, n, 1, 1, 1, dtype=x.dtype).to(x.device)  # the CPU generator (see shared_randperm)
+    u = draws.rand(2, n, 1, 1, 1, like=x)
     if mode == "lowpass":
         f = torch.log1p(torch.arange(h, device=x.device, dtype=x.dtype))[:, None]  # (H, 1)
         lo, hi = knee

@@ -19,6 +19,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from varinv.nn import draws
+
 
 def active() -> bool:
     """True inside an initialised process group of more than one process."""
@@ -64,10 +66,9 @@ def gather_samples(*xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
 def shared_randperm(n: int, device=None) -> torch.Tensor:
     """A random permutation of the global batch's rows, ``n`` per process: the same on every process
     (rank 0's draw, broadcast), and in a single process the draw ``torch.randperm(n)`` would make.
-    Drawn from the CPU generator on every device, as are the methods' other random numbers, so that a
-    GPU run draws what the CPU run of its seed draws."""
+    Drawn from the CPU generator (``varinv.nn.draws``)."""
     world = dist.get_world_size() if active() else 1
-    perm = torch.randperm(n * world).to(device)
+    perm = draws.randperm(n * world, device)
     if world > 1:
         dist.broadcast(perm, 0)
     return perm

@@ -10,13 +10,15 @@ import math
 
 import torch
 
+from varinv.nn import draws
+
 LOG_2PI = math.log(2 * math.pi)
 
 
 def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """A sample mu + sigma·eps with eps ~ N(0, I) from the global torch generator (checkpointed by
-    the trainer, so a resumed run draws the same noise); the CPU's on every device (see shared_randperm)."""
-    return mu + torch.randn(mu.shape, dtype=mu.dtype).to(mu.device) * (0.5 * logvar).exp()
+    the trainer, so a resumed run draws the same noise; ``varinv.nn.draws``)."""
+    return mu + draws.randn_like(mu) * (0.5 * logvar).exp()
 
 
 def kl_normal(mu_q, logvar_q, mu_p=None, logvar_p=None) -> torch.Tensor:
