@@ -933,3 +933,50 @@ def test_renewal_leaves_a_useful_codebook_alone_and_needs_the_reassignment():
     out = m.loss({"x": torch.rand(2, 3, 3, 16, 16)}, step=4)
     assert "stat_renewals" in out and float(m.quantizer.utility.abs().sum()) > 0
     assert "quantizer.utility" in m.state_dict()  # saved, so a resumed run keeps its statistics
+
+
+def test_neighbour_pairs_share_content_and_far_pairs_cross_styles():
+    from varinv.methods.regularisers import neighbour_pairs
+
+    g = torch.Generator().manual_seed(0)
+    contents, styles = torch.randn(6, 1, 8, 8, generator=g), 3 * torch.randn(2, 1, 8, 8, generator=g)
+    order = torch.stack([torch.randperm(6, generator=g) for _ in range(8)])  # each sample holds every content once
+    style = torch.arange(8) % 2
+    x = contents[order] + styles[style][:, None] + 0.05 * torch.randn(8, 6, 1, 8, 8, generator=g)
+    c, s, sample = order.reshape(-1), style.repeat_interleave(6), torch.arange(8).repeat_interleave(6)
+    (near, kept), = neighbour_pairs(x, lambda f: f)
+    assert kept.float().mean() > 0.2  # 7 equally good matches each: mutual for a third or so
+    assert bool((sample[near] != sample).all()) and bool((c[near] == c)[kept].all())
+    assert bool((near[near[kept]] == torch.nonzero(kept).squeeze(1)).all())  # mutual
+    (_, _), (far, far_kept) = neighbour_pairs(x, lambda f: f, far=0.5, ratio=0.5)
+    assert far_kept.float().mean() > 0.2
+    assert bool((s[far] != s).all()) and bool((c[far] == c)[far_kept].all())
+    # where the other style's samples draw content 0 twice (and 1 not at all), a far match for 0 has an equal
+    # runner-up in its sample: the ratio test drops those pairs, which a ratio of 1 keeps
+    order[1::2] = order[1::2].masked_fill(order[1::2] == 1, 0)
+    x = contents[order] + styles[style][:, None] + 0.05 * torch.randn(8, 6, 1, 8, 8, generator=g)
+    c = order.reshape(-1)
+    loose = neighbour_pairs(x, lambda f: f, far=0.5, ratio=1.0)[1][1]
+    strict = neighbour_pairs(x, lambda f: f, far=0.5, ratio=0.5)[1][1]
+    assert bool(loose[c == 0].any()) and not bool(strict[c == 0].any()) and bool(strict.any())
+
+
+def test_neighbour_term_fits_its_basis_once_and_pulls_the_codes():
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_neighbour=1.0,
+                       neighbour_far=0.5, neighbour_dims=6)
+    m = V3(cfg, (1, 16, 8))
+    torch.manual_seed(0)
+    x = torch.rand(8, 4, 1, 16, 8)
+    out = m.loss({"x": x}, step=0)
+    basis = m.neighbour_proj.clone()
+    assert "neighbour" in out and torch.isfinite(out["neighbour"]) and bool(m.neighbour_ready)
+    assert basis.shape == (128, 6) and torch.allclose(basis.t() @ basis, torch.eye(6), atol=1e-4)
+    ae = m.autoencode(x, step=0)
+    term = regularisers.neighbour_term(m, {"x": x}, ae, 0)
+    assert torch.autograd.grad(term, ae["zc"])[0].abs().sum() > 0
+    m.loss({"x": torch.rand(8, 4, 1, 16, 8)}, step=1)
+    assert torch.equal(m.neighbour_proj, basis)  # fixed after the first batch
+    assert "neighbour_proj" in m.state_dict()
+    assert "neighbour_proj" not in V3(paper_config(n_atoms=5), (1, 16, 8)).state_dict()
+    with pytest.raises(ConfigError, match="neighbour_far"):
+        paper_config(neighbour_far=1.5).validate()

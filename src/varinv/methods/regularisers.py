@@ -345,6 +345,65 @@ def coarse_term(model, batch, ae, step):
     return ae.get("recon_coarse")
 
 
+def standardise_rows(a: torch.Tensor) -> torch.Tensor:
+    return (a - a.mean(1, keepdim=True)) / (a.std(1, keepdim=True) + 1e-6)
+
+
+def neighbour_pairs(x: torch.Tensor, embed: Callable, far: float = 0.0, ratio: float = 0.5) -> list:
+    """Mutual nearest neighbours among the fragments of x (B, L, ...) of different samples, by cosine similarity
+    of ``embed`` (N, D) -> (N, d) applied to the standardised fragments, each sample's mean fragment removed.
+    Returns [(partner, kept)], each (B·L,): the plain pairs, then with ``far`` > 0 pairs searched only among that
+    share of the other samples whose mean fragment (a label-free signature of the style) is farthest, kept where
+    the match's distance is below ``ratio`` times that of the runner-up in the partner's sample."""
+    b, length = x.shape[:2]
+    e = F.normalize(embed(standardise_rows((x - x.mean(1, keepdim=True)).flatten(2).flatten(0, 1))), dim=1)
+    sample = torch.arange(b, device=x.device).repeat_interleave(length)
+    idx = torch.arange(b * length, device=x.device)
+    sim = e @ e.t()
+    excluded = [sample[:, None] == sample[None, :]]
+    if far > 0:
+        sig = F.normalize(standardise_rows(x.mean(1).flatten(1)), dim=1)
+        dist = (1 - sig @ sig.t()).fill_diagonal_(-1.0)
+        keep = max(1, int(round(far * (b - 1))))
+        chosen = torch.zeros_like(dist, dtype=torch.bool).scatter_(1, dist.topk(keep, dim=1).indices, True)
+        excluded.append(~chosen[sample][:, sample])
+    pairs = []
+    for i, mask in enumerate(excluded):
+        s = sim.masked_fill(mask, -2.0)
+        best, partner = s.max(1)
+        kept = partner[partner] == idx
+        if i > 0:  # the far match must stand out from the partner sample's other fragments, on both sides
+            others = s.masked_fill(sample[None, :] != sample[partner][:, None], -2.0).scatter(1, partner[:, None], -2.0)
+            kept &= (1 - best) < ratio * (1 - others.max(1)[0])
+            kept &= kept[partner]
+        pairs.append((partner, kept))
+    return pairs
+
+
+@regulariser("neighbour", "w_neighbour", results="2026-12-04-generalisation-explore16.md",
+             why="Fragments of two samples that are mutual nearest neighbours of the input share their content far more "
+                 "often than V3's codes do (speech, greek); far pairs (samples of unlike mean) tie a content across styles.")
+def neighbour_term(model, batch, ae, step):
+    if step is not None and step < model.cfg.neighbour_from * model.total_steps:
+        return None
+    x = batch["x"].float()
+    total = None
+    for partner, kept in neighbour_pairs(x, lambda f: f @ model.neighbour_basis(f), model.cfg.neighbour_far,
+                                         model.cfg.neighbour_ratio):
+        if not bool(kept.any()):
+            continue
+
+        def targets(sq, partner=partner, kept=kept):
+            d = sq.flatten(0, 1).detach()
+            t = (d + d[partner]).argmin(1)  # the atom nearest to both, so the pair is not sent to each other's atom
+            return torch.where(kept, t, torch.full_like(t, -100))
+
+        term = pull_to_targets(model, ae, step, targets)
+        if term is not None:
+            total = term if total is None else total + term
+    return total
+
+
 @regulariser("tilt", "w_tilt", results="2026-12-02-v3-waveforms-brickwall.md",
              why="Spectrograms: low-tone atoms were permuted per waveform; a random reweighting along frequency "
                  "changes the harmonics but moves none, so z_c of a tilted fragment is pulled to the clean atom.")

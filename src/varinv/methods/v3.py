@@ -109,6 +109,16 @@ class V3Config(VQConfig):
     coarse_judge: bool = True
     # The additive part's reconstruction trains the decoder only (no gradient to the encoder's codes or pose).
     coarse_detach: bool = False
+    # Mutual nearest neighbours of the input across a batch's samples (each sample's mean fragment removed, a
+    # PCA basis of ``neighbour_dims`` fitted on the first training batch) are pulled to one atom, from
+    # ``neighbour_from`` of the run. ``neighbour_far`` > 0 adds pairs searched among that share of the samples
+    # whose mean fragment is farthest, kept where the match beats the partner sample's runner-up by
+    # ``neighbour_ratio``: within-style pairs alone left fmsynth's timbres numbering pitches their own way.
+    w_neighbour: float = 0.0
+    neighbour_dims: int = 32
+    neighbour_from: float = 0.0
+    neighbour_far: float = 0.0
+    neighbour_ratio: float = 0.5
     # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
     # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
     # reassignment's renderings, below ``renew_utility`` of the mean) is moved to split the atom whose
@@ -197,6 +207,11 @@ class V3Config(VQConfig):
         "w_coarse": Interval(float, 0, None),
         "coarse_judge": bool,
         "coarse_detach": bool,
+        "w_neighbour": Interval(float, 0, None),
+        "neighbour_dims": Interval(int, 1, None),
+        "neighbour_from": Interval(float, 0, 1, closed="left"),
+        "neighbour_far": Interval(float, 0, 1),
+        "neighbour_ratio": Interval(float, 0, 1, closed="right"),
         "renew_every": Interval(int, 0, None, note="0 = off"),
         "renew_utility": Interval(float, 0, 1, closed="neither"),
         "renew_until": Interval(float, 0, 1),
@@ -291,6 +306,20 @@ class V3(VQAutoencoder):
         super().__init__(cfg, fragment_shape, seed)
         if cfg.renew_every:
             self.quantizer.enable_renewal(cfg.renew_utility)
+        if cfg.w_neighbour > 0:
+            d = math.prod(fragment_shape)
+            self.register_buffer("neighbour_proj", torch.zeros(d, min(cfg.neighbour_dims, d)))
+            self.register_buffer("neighbour_ready", torch.zeros((), dtype=torch.bool))
+
+    def neighbour_basis(self, f: torch.Tensor) -> torch.Tensor:
+        """(D, dims) PCA basis of the standardised fragments f (N, D), fitted once, on the first batch seen: a fixed
+        embedding, so that the pairs do not drift with the model."""
+        if not bool(self.neighbour_ready):
+            v = torch.linalg.svd(f - f.mean(0), full_matrices=False)[2]
+            dims = min(self.neighbour_proj.shape[1], v.shape[0])
+            self.neighbour_proj[:, :dims].copy_(v[:dims].t())
+            self.neighbour_ready.fill_(True)
+        return self.neighbour_proj
 
     @property
     def coarse_rendering(self) -> bool:
