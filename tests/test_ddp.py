@@ -136,7 +136,7 @@ def test_two_processes_match_one_in_every_loss_term_and_gradient(toy_root, two_p
     # the premise of the tolerance (see _cfg): a sample with two fragments on one atom stays rare (of 3 × 16)
     assert ref["shared_atoms"] <= 12 and r0["shared_atoms"] <= 12
     assert {"content", "style", "sample", "fragment", "diversity", "isotropy", "recon", "commit", "reassign", "match",
-            "independence"} <= set(ref["losses"][0])
+            "independence", "neighbour"} <= set(ref["losses"][0])
     for step in range(STEPS):
         for k, v in ref["losses"][step].items():
             assert r0["losses"][step][k] == pytest.approx(v, rel=RTOL, abs=ATOL), (step, k)

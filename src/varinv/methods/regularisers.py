@@ -238,12 +238,15 @@ def atom_sqdist(model, ae: dict) -> torch.Tensor:
     return ae["sqdist"]
 
 
-def pull_to_targets(model, ae, step, targets):
+def pull_to_targets(model, ae, step, targets, gather: bool = False):
     """Cross-entropy pulling every fragment's soft assignment towards ``targets(sqdist (B, L, K))`` (B·L,);
-    None before quantisation starts."""
+    None before quantisation starts. ``gather``: over the global batch (targets that pair samples of
+    different processes), the same loss on every process."""
     if not model.quantizing(step):
         return None
     sq = atom_sqdist(model, ae)
+    if gather:
+        (sq,) = gather_samples(sq)
     return assignment_ce(sq.flatten(0, 1), targets(sq), model.cfg.diversity_temperature)
 
 
@@ -352,11 +355,15 @@ def standardise_rows(a: torch.Tensor) -> torch.Tensor:
 def neighbour_pairs(x: torch.Tensor, embed: Callable, far: float = 0.0, ratio: float = 0.5) -> list:
     """Mutual nearest neighbours among the fragments of x (B, L, ...) of different samples, by cosine similarity
     of ``embed`` (N, D) -> (N, d) applied to the standardised fragments, each sample's mean fragment removed.
-    Returns [(partner, kept)], each (B·L,): the plain pairs, then with ``far`` > 0 pairs searched only among that
-    share of the other samples whose mean fragment (a label-free signature of the style) is farthest, kept where
-    the match's distance is below ``ratio`` times that of the runner-up in the partner's sample."""
+    Returns [(partner, kept)], each (B·L,): the plain pairs, then with ``far`` > 0 pairs searched only among
+    that share of the other samples whose mean fragment (a label-free signature of the style) is farthest,
+    kept where the match's distance is below ``ratio`` times that of the runner-up in the partner's sample.
+    Non-finite input gives no pairs."""
     b, length = x.shape[:2]
-    e = F.normalize(embed(standardise_rows((x - x.mean(1, keepdim=True)).flatten(2).flatten(0, 1))), dim=1)
+    f = standardise_rows((x - x.mean(1, keepdim=True)).flatten(2).flatten(0, 1))
+    if not bool(torch.isfinite(f).all()):
+        return []  # input beyond float range: the reconstruction's loss reports it, and no basis is fitted on it
+    e = F.normalize(embed(f), dim=1)
     sample = torch.arange(b, device=x.device).repeat_interleave(length)
     idx = torch.arange(b * length, device=x.device)
     sim = e @ e.t()
@@ -386,7 +393,7 @@ def neighbour_pairs(x: torch.Tensor, embed: Callable, far: float = 0.0, ratio: f
 def neighbour_term(model, batch, ae, step):
     if step is not None and step < model.cfg.neighbour_from * model.total_steps:
         return None
-    x = batch["x"].float()
+    (x,) = gather_samples(batch["x"].float())  # the pairs span the global batch, so processes agree with one
     total = None
     for partner, kept in neighbour_pairs(x, lambda f: f @ model.neighbour_basis(f), model.cfg.neighbour_far,
                                          model.cfg.neighbour_ratio):
@@ -394,11 +401,14 @@ def neighbour_term(model, batch, ae, step):
             continue
 
         def targets(sq, partner=partner, kept=kept):
-            d = sq.flatten(0, 1).detach()
-            t = (d + d[partner]).argmin(1)  # the atom nearest to both, so the pair is not sent to each other's atom
+            both = sq.flatten(0, 1).detach()
+            both = both + both[partner]  # the atom nearest to both, so the pair is not sent to each other's atom
+            # near-ties (a pair of fragments that seeded two atoms) go to the lower index: processes whose
+            # distances differ in the last bits pick the same atom
+            t = (both <= both.min(1, keepdim=True)[0] * (1 + 1e-4) + 1e-8).int().argmax(1)
             return torch.where(kept, t, torch.full_like(t, -100))
 
-        term = pull_to_targets(model, ae, step, targets)
+        term = pull_to_targets(model, ae, step, targets, gather=True)
         if term is not None:
             total = term if total is None else total + term
     return total

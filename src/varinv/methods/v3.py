@@ -114,10 +114,10 @@ class V3Config(VQConfig):
     # ``neighbour_from`` of the run. ``neighbour_far`` > 0 adds pairs searched among that share of the samples
     # whose mean fragment is farthest, kept where the match beats the partner sample's runner-up by
     # ``neighbour_ratio``: within-style pairs alone left fmsynth's timbres numbering pitches their own way.
-    w_neighbour: float = 0.0
+    w_neighbour: float = 1.0
     neighbour_dims: int = 32
     neighbour_from: float = 0.0
-    neighbour_far: float = 0.0
+    neighbour_far: float = 0.5
     neighbour_ratio: float = 0.5
     # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
     # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
@@ -173,7 +173,8 @@ class V3Config(VQConfig):
               "content_reference": "samples", "diversity_temperature": 0.1, "w_isotropy": 0.0, "w_reassign": 0.0,
               "reassign_fragments": 64, "w_match": 0.0, "match_subset": 1.0, "hinge": "ratio",
               "isotropy_floor": 0.0, "match_adapt": False, "w_independence": 0.0, "independence_from": 0.0,
-              "positive_gain_maps": False, "renew_every": 0}
+              "positive_gain_maps": False, "renew_every": 0,
+              "w_neighbour": 0.0, "neighbour_far": 0.0}
 
     # Options measured and dropped (their results files say why), with the value that meant off.
     REMOVED = {
