@@ -89,6 +89,8 @@ def _run(toy_dataset, tmp_path, name, **model):
 def test_training_writes_health_and_flags_collapse(toy_dataset, tmp_path, capsys):
     good = _run(toy_dataset, tmp_path, "good")
     assert good["ok"], good
+    # the spread within samples is of the fragments' own styles: the pooled ones the decoder reads have none
+    assert 1.0 < good["style_ratio"] < 1e4, good
     # without the reconstruction term the decoder never learns to render the atoms: nothing formed
     bad = _run(toy_dataset, tmp_path, "bad", w_recon=0.0)
     assert not bad["ok"] and not bad["content_formed"]

@@ -15,7 +15,8 @@ AGREEMENT_SAMPLES = 64  # rendering every atom costs about K reconstructions per
 
 @torch.no_grad()
 def embed_split(model: Method, split: Split, max_samples: int | None = None, batch_size: int = 64):
-    """Flattened per-fragment arrays: zc (N, Dc), zs (N, Ds), index (N,) or None, content (N,),
+    """Flattened per-fragment arrays: zc (N, Dc), zs (N, Ds) (as the decoder reads it), zs_fragments (N, Ds)
+    (each fragment's own, unpooled), index (N,) or None, content (N,),
     style (N,), the reconstruction MSE over the split and, for models with a codebook and a decoder, the
     rendering agreement of the health check (None otherwise). N = samples × L."""
     model.eval()
@@ -28,7 +29,7 @@ def embed_split(model: Method, split: Split, max_samples: int | None = None, bat
             style_names=split.style_names,
             scale=split.scale,
         )
-    zc, zs, idx, content, style, sq, count = [], [], [], [], [], 0.0, 0
+    zc, zs, zs_frag, idx, content, style, sq, count = [], [], [], [], [], [], 0.0, 0
     agree, left = [], AGREEMENT_SAMPLES  # the health check's rendering agreement, on the first samples only
     for batch in iterate(split, batch_size):
         if left > 0:
@@ -42,6 +43,8 @@ def embed_split(model: Method, split: Split, max_samples: int | None = None, bat
         count += batch["x"].numel()
         zc.append(enc.content.flatten(0, 1).float().numpy())
         zs.append(enc.style.flatten(0, 1).float().numpy())
+        own = enc.style if enc.style_fragments is None else enc.style_fragments
+        zs_frag.append(own.flatten(0, 1).float().numpy())
         if enc.content_index is not None:
             idx.append(enc.content_index.flatten().numpy())
         content.append(batch["content"].flatten().numpy())
@@ -49,6 +52,7 @@ def embed_split(model: Method, split: Split, max_samples: int | None = None, bat
     return {
         "zc": np.concatenate(zc),
         "zs": np.concatenate(zs),
+        "zs_fragments": np.concatenate(zs_frag),
         "index": np.concatenate(idx) if idx else None,
         "content": np.concatenate(content),
         "style": np.concatenate(style),

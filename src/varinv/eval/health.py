@@ -89,8 +89,8 @@ def atom_margin(zc: np.ndarray, atoms: np.ndarray) -> float:
 def assess(log: list[dict], index: np.ndarray | None, zs: np.ndarray, n_atoms: int,
            zc: np.ndarray | None = None, atoms: np.ndarray | None = None, agreement: float | None = None,
            data_var: float | None = None) -> dict:
-    """index (R, L) atoms (None: no codebook), zs (R, L, Ds) styles of R samples; log: train_log rows;
-    zc (R, L, Dc) and the atoms (K, Dc) give the atom margin; ``agreement``: the rendering agreement;
+    """index (R, L) atoms (None: no codebook), zs (R, L, Ds) the fragments' own (unpooled) styles of R
+    samples; log: train_log rows; zc (R, L, Dc) and the atoms (K, Dc) give the atom margin; ``agreement``: the rendering agreement;
     ``data_var``: the mean squared deviation of the fragments from their mean, per element."""
     out: dict = {"n_atoms": int(n_atoms)}
     tail = log[-max(1, len(log) // 10):] if log else []

@@ -14,6 +14,9 @@ class Encoded:
     style: torch.Tensor  # (B, L, Ds)
     content_q: torch.Tensor | None = None  # (B, L, Dc) quantised content, what the decoder sees
     content_index: torch.Tensor | None = None  # (B, L) atom index
+    # (B, L, Ds) each fragment's own style where ``style`` is pooled per sample (the health check's spread
+    # within samples); None where the two are the same
+    style_fragments: torch.Tensor | None = None
 
 
 class Method(nn.Module):

@@ -161,6 +161,7 @@ class VQAutoencoder(ConvAutoencoder):
         return Encoded(
             content=zc.view(b, length, -1),
             style=self.decoder_style(zs.view(b, length, -1)),  # pooled per sample, as DSAE's static f is
+            style_fragments=zs.view(b, length, -1),
             content_q=zq.view(b, length, -1),
             content_index=index.view(b, length),
         )
