@@ -238,15 +238,12 @@ def atom_sqdist(model, ae: dict) -> torch.Tensor:
     return ae["sqdist"]
 
 
-def pull_to_targets(model, ae, step, targets, gather: bool = False):
+def pull_to_targets(model, ae, step, targets):
     """Cross-entropy pulling every fragment's soft assignment towards ``targets(sqdist (B, L, K))`` (B·L,);
-    None before quantisation starts. ``gather``: over the global batch (targets that pair samples of
-    different processes), the same loss on every process."""
+    None before quantisation starts."""
     if not model.quantizing(step):
         return None
     sq = atom_sqdist(model, ae)
-    if gather:
-        (sq,) = gather_samples(sq)
     return assignment_ce(sq.flatten(0, 1), targets(sq), model.cfg.diversity_temperature)
 
 
@@ -394,23 +391,20 @@ def neighbour_term(model, batch, ae, step):
     if step is not None and step < model.cfg.neighbour_from * model.total_steps:
         return None
     (x,) = gather_samples(batch["x"].float())  # the pairs span the global batch, so processes agree with one
+    pairs = neighbour_pairs(x, lambda f: f @ model.neighbour_basis(f), model.cfg.neighbour_far, model.cfg.neighbour_ratio)
+    sets = [(partner, kept) for partner, kept in pairs if bool(kept.any())]
+    if not sets or not model.quantizing(step):
+        return None
+    (sq,) = gather_samples(atom_sqdist(model, ae))
+    sq = sq.flatten(0, 1)
     total = None
-    for partner, kept in neighbour_pairs(x, lambda f: f @ model.neighbour_basis(f), model.cfg.neighbour_far,
-                                         model.cfg.neighbour_ratio):
-        if not bool(kept.any()):
-            continue
-
-        def targets(sq, partner=partner, kept=kept):
-            both = sq.flatten(0, 1).detach()
-            both = both + both[partner]  # the atom nearest to both, so the pair is not sent to each other's atom
-            # near-ties (a pair of fragments that seeded two atoms) go to the lower index: processes whose
-            # distances differ in the last bits pick the same atom
-            t = (both <= both.min(1, keepdim=True)[0] * (1 + 1e-4) + 1e-8).int().argmax(1)
-            return torch.where(kept, t, torch.full_like(t, -100))
-
-        term = pull_to_targets(model, ae, step, targets, gather=True)
-        if term is not None:
-            total = term if total is None else total + term
+    for partner, kept in sets:
+        both = sq.detach() + sq.detach()[partner]  # the atom nearest to both, not each other's atom
+        # near-ties (a pair of fragments that seeded two atoms) go to the lower index: processes whose
+        # distances differ in the last bits pick the same atom
+        t = (both <= both.min(1, keepdim=True)[0] * (1 + 1e-4) + 1e-8).int().argmax(1)
+        term = assignment_ce(sq, torch.where(kept, t, torch.full_like(t, -100)), model.cfg.diversity_temperature)
+        total = term if total is None else total + term
     return total
 
 
