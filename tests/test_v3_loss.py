@@ -961,6 +961,21 @@ def test_neighbour_pairs_share_content_and_far_pairs_cross_styles():
     assert bool(loose[c == 0].any()) and not bool(strict[c == 0].any()) and bool(strict.any())
 
 
+def test_neighbour_pairs_skew_matches_a_content_across_polarity():
+    from varinv.methods.regularisers import neighbour_pairs
+
+    g = torch.Generator().manual_seed(1)
+    strokes = (torch.rand(6, 1, 8, 8, generator=g) < 0.15).float()  # sparse contents, drawn once per sample
+    order = torch.stack([torch.randperm(6, generator=g) for _ in range(8)])
+    sign = (torch.arange(8) % 2 * 2 - 1).float()[:, None, None, None, None]  # half the samples light on dark
+    x = sign * strokes[order] + 0.05 * torch.randn(8, 6, 1, 8, 8, generator=g)
+    c, s = order.reshape(-1), (torch.arange(8) % 2).repeat_interleave(6)
+    for skew, crossing in ((None, False), (0.5, True)):
+        (near, kept), = neighbour_pairs(x, lambda f: f, skew=skew)
+        assert bool(kept.any()) and bool((c[near] == c)[kept].all())
+        assert bool((s[near] != s)[kept].any()) == crossing  # unflipped, a content never matches its negative
+
+
 def test_neighbour_term_fits_its_basis_once_and_pulls_the_codes():
     cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_neighbour=1.0,
                        neighbour_far=0.5, neighbour_dims=6)

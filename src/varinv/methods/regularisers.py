@@ -349,15 +349,22 @@ def standardise_rows(a: torch.Tensor) -> torch.Tensor:
     return (a - a.mean(1, keepdim=True)) / (a.std(1, keepdim=True) + 1e-6)
 
 
-def neighbour_pairs(x: torch.Tensor, embed: Callable, far: float = 0.0, ratio: float = 0.5) -> list:
+def neighbour_pairs(x: torch.Tensor, embed: Callable, far: float = 0.0, ratio: float = 0.5,
+                    skew: float | None = None) -> list:
     """Mutual nearest neighbours among the fragments of x (B, L, ...) of different samples, by cosine similarity
     of ``embed`` (N, D) -> (N, d) applied to the standardised fragments, each sample's mean fragment removed.
     Returns [(partner, kept)], each (B·L,): the plain pairs, then with ``far`` > 0 pairs searched only among
     that share of the other samples whose mean fragment (a label-free signature of the style) is farthest,
     kept where the match's distance is below ``ratio`` times that of the runner-up in the partner's sample.
-    Non-finite input gives no pairs."""
+    ``skew`` (x (B, L, C, H, W) only): a sample's channel whose residual has skewness below -skew is negated, so
+    that the sparse part of every sample (ink, strokes, harmonics) lies on the positive side: a light-on-dark
+    sample then matches the dark-on-light samples of its content. Non-finite input gives no pairs."""
     b, length = x.shape[:2]
-    f = standardise_rows((x - x.mean(1, keepdim=True)).flatten(2).flatten(0, 1))
+    r = x - x.mean(1, keepdim=True)
+    if skew is not None:
+        sd = r.pow(2).mean((1, 3, 4), keepdim=True).sqrt()
+        r = torch.where(r.pow(3).mean((1, 3, 4), keepdim=True) < -skew * sd.pow(3), -r, r)
+    f = standardise_rows(r.flatten(2).flatten(0, 1))
     if not bool(torch.isfinite(f).all()):
         return []  # input beyond float range: the reconstruction's loss reports it, and no basis is fitted on it
     e = F.normalize(embed(f), dim=1)
@@ -391,7 +398,9 @@ def neighbour_term(model, batch, ae, step):
     if step is not None and step < model.cfg.neighbour_from * model.total_steps:
         return None
     (x,) = gather_samples(batch["x"].float())  # the pairs span the global batch, so processes agree with one
-    pairs = neighbour_pairs(x, lambda f: f @ model.neighbour_basis(f), model.cfg.neighbour_far, model.cfg.neighbour_ratio)
+    cfg = model.cfg
+    pairs = neighbour_pairs(x, lambda f: f @ model.neighbour_basis(f), cfg.neighbour_far, cfg.neighbour_ratio,
+                            None if cfg.neighbour_skew < 0 else cfg.neighbour_skew)
     sets = [(partner, kept) for partner, kept in pairs if bool(kept.any())]
     if not sets or not model.quantizing(step):
         return None

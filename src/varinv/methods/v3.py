@@ -114,11 +114,14 @@ class V3Config(VQConfig):
     # ``neighbour_from`` of the run. ``neighbour_far`` > 0 adds pairs searched among that share of the samples
     # whose mean fragment is farthest, kept where the match beats the partner sample's runner-up by
     # ``neighbour_ratio``: within-style pairs alone left fmsynth's timbres numbering pitches their own way.
+    # ``neighbour_skew`` >= 0 negates a sample's channel whose residual skewness is below -neighbour_skew before the
+    # search (``neighbour_pairs``): handwriting's colour pairs invert polarity, which made its far pairs wrong.
     w_neighbour: float = 1.0
     neighbour_dims: int = 32
     neighbour_from: float = 0.0
     neighbour_far: float = 0.5
     neighbour_ratio: float = 0.5
+    neighbour_skew: float = -1.0  # < 0: off
     # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
     # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
     # reassignment's renderings, below ``renew_utility`` of the mean) is moved to split the atom whose
@@ -213,6 +216,7 @@ class V3Config(VQConfig):
         "neighbour_from": Interval(float, 0, 1, closed="left"),
         "neighbour_far": Interval(float, 0, 1),
         "neighbour_ratio": Interval(float, 0, 1, closed="right"),
+        "neighbour_skew": Interval(float, -1, None, note="< 0 = off"),
         "renew_every": Interval(int, 0, None, note="0 = off"),
         "renew_utility": Interval(float, 0, 1, closed="neither"),
         "renew_until": Interval(float, 0, 1),
