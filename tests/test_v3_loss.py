@@ -961,6 +961,22 @@ def test_neighbour_pairs_share_content_and_far_pairs_cross_styles():
     assert bool(loose[c == 0].any()) and not bool(strict[c == 0].any()) and bool(strict.any())
 
 
+def test_own_content_trunk_keeps_terms_on_z_c_out_of_the_style_trunk():
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_neighbour=1.0,
+                       neighbour_far=0.5, neighbour_dims=6, content_input="own")
+    m = V3(cfg, (1, 16, 8))
+    torch.manual_seed(0)
+    x = torch.rand(8, 4, 1, 16, 8)
+    m.loss({"x": x}, step=0)
+    ae = m.autoencode(x, step=0)
+    term = regularisers.neighbour_term(m, {"x": x}, ae, 0)
+    shared, own = list(m.encoder.conv.parameters()), list(m.content_encoder.conv.parameters())
+    grads = torch.autograd.grad(term, shared + own, allow_unused=True)
+    assert all(g is None or not g.any() for g in grads[:len(shared)])
+    assert any(g is not None and g.abs().sum() > 0 for g in grads[len(shared):])
+    assert torch.equal(ae["zc"], m.content_encoder(x.flatten(0, 1))[0])  # the raw fragments, not standardised
+
+
 def test_neighbour_pairs_skew_matches_a_content_across_polarity():
     from varinv.methods.regularisers import neighbour_pairs
 

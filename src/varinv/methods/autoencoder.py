@@ -13,7 +13,7 @@ from varinv.methods.base import Method
 from varinv.nn.backbones import BackboneSpec, Encoder, build_decoder
 
 
-CONTENT_INPUTS = ("raw", "sample", "instance")
+CONTENT_INPUTS = ("raw", "own", "sample", "instance")
 
 
 @dataclass
@@ -29,7 +29,9 @@ class BackboneConfig(Checked):
     d_hidden: int = 256
     norm: str = "batch"
     film: bool = False
-    # What the content branch reads: "raw" fragments (one trunk feeds both heads), or a trunk of its own
+    # What the content branch reads: "raw" fragments (one trunk feeds both heads), the raw fragments through a
+    # trunk of its "own" (terms on z_c alone then cannot take from the trunk the features only the style
+    # hinges ask for: textures' style under the neighbour term, round 17), or a trunk of its own
     # that reads "sample"-standardised fragments (each minus its sample's mean fragment, over the
     # sample's spread per channel: style is what a sample's fragments share, so this removes its first
     # two moments, a colour pair's offset and contrast or a timbre's mean spectrum) or normalises
@@ -125,7 +127,10 @@ class ConvAutoencoder(Method):
         """(B·L, d_c) content embeddings of samples x (B, L, C, H, W), through the content branch."""
         if self.content_encoder is None:
             return self.encoder(x.flatten(0, 1))[0]
-        x = standardise_samples(x) if self.cfg.content_input == "sample" else standardise_fragments(x)
+        if self.cfg.content_input == "sample":
+            x = standardise_samples(x)
+        elif self.cfg.content_input == "instance":
+            x = standardise_fragments(x)
         return self.content_encoder(x.flatten(0, 1))[0]
 
     def decode(self, content, style, coarse: bool = False):
