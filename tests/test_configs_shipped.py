@@ -48,6 +48,17 @@ def test_every_shipped_config_loads_and_validates():
     assert '"configs/*.yaml"' in pyproject  # package data: a wheel installs them too
 
 
+def test_configs_that_keep_the_former_settings_name_every_one():
+    # a field the recipe changes later must not slip into the paper's settings by default
+    from varinv.methods.v3 import V3Config
+
+    claiming = [p for p in config_mod.shipped().values() if "V3Config.FORMER" in p.read_text()]
+    assert len(claiming) >= 3
+    for path in claiming:
+        model = yaml.safe_load(path.read_text())["model"]
+        assert set(V3Config.FORMER) <= set(model), (path.name, set(V3Config.FORMER) - set(model))
+
+
 def test_varinv_configs_lists_them(monkeypatch, capsys):
     code, out, err = cli(monkeypatch, capsys, "configs")
     assert code == 0, err
