@@ -43,8 +43,7 @@ def embed_split(model: Method, split: Split, max_samples: int | None = None, bat
         count += batch["x"].numel()
         zc.append(enc.content.flatten(0, 1).float().numpy())
         zs.append(enc.style.flatten(0, 1).float().numpy())
-        own = enc.style if enc.style_fragments is None else enc.style_fragments
-        zs_frag.append(own.flatten(0, 1).float().numpy())
+        zs_frag.append(enc.own_style.flatten(0, 1).float().numpy())
         if enc.content_index is not None:
             idx.append(enc.content_index.flatten().numpy())
         content.append(batch["content"].flatten().numpy())

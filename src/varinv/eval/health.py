@@ -90,8 +90,8 @@ def assess(log: list[dict], index: np.ndarray | None, zs: np.ndarray, n_atoms: i
            zc: np.ndarray | None = None, atoms: np.ndarray | None = None, agreement: float | None = None,
            data_var: float | None = None) -> dict:
     """index (R, L) atoms (None: no codebook), zs (R, L, Ds) the fragments' own (unpooled) styles of R
-    samples; log: train_log rows; zc (R, L, Dc) and the atoms (K, Dc) give the atom margin; ``agreement``: the rendering agreement;
-    ``data_var``: the mean squared deviation of the fragments from their mean, per element."""
+    samples; log: train_log rows; zc (R, L, Dc) and the atoms (K, Dc) give the atom margin; ``agreement``:
+    the rendering agreement; ``data_var``: the mean squared deviation of the fragments from their mean, per element."""
     out: dict = {"n_atoms": int(n_atoms)}
     tail = log[-max(1, len(log) // 10):] if log else []
     hinges = {h: float(np.mean([row[h] for row in tail])) for h in HINGES if tail and all(h in row for row in tail)}

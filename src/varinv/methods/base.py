@@ -18,6 +18,11 @@ class Encoded:
     # within samples); None where the two are the same
     style_fragments: torch.Tensor | None = None
 
+    @property
+    def own_style(self) -> torch.Tensor:
+        """(B, L, Ds) each fragment's own style, pooled or not."""
+        return self.style if self.style_fragments is None else self.style_fragments
+
 
 class Method(nn.Module):
     """Base class. Subclasses set ``name`` and implement encode / decode / loss.

@@ -402,17 +402,18 @@ def neighbour_term(model, batch, ae, step):
     pairs = neighbour_pairs(x, lambda f: f @ model.neighbour_basis(f), cfg.neighbour_far, cfg.neighbour_ratio,
                             None if cfg.neighbour_skew < 0 else cfg.neighbour_skew)
     sets = [(partner, kept) for partner, kept in pairs if bool(kept.any())]
-    if not sets or not model.quantizing(step):
+    if not sets or not model.quantizing(step):  # the pairs come first: they fit the basis on the first batch
         return None
     (sq,) = gather_samples(atom_sqdist(model, ae))
     sq = sq.flatten(0, 1)
+    fixed = sq.detach()
     total = None
     for partner, kept in sets:
-        both = sq.detach() + sq.detach()[partner]  # the atom nearest to both, not each other's atom
+        both = fixed + fixed[partner]  # the atom nearest to both, not each other's atom
         # near-ties (a pair of fragments that seeded two atoms) go to the lower index: processes whose
         # distances differ in the last bits pick the same atom
         t = (both <= both.min(1, keepdim=True)[0] * (1 + 1e-4) + 1e-8).int().argmax(1)
-        term = assignment_ce(sq, torch.where(kept, t, torch.full_like(t, -100)), model.cfg.diversity_temperature)
+        term = assignment_ce(sq, torch.where(kept, t, torch.full_like(t, -100)), cfg.diversity_temperature)
         total = term if total is None else total + term
     return total
 

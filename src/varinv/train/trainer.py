@@ -360,7 +360,7 @@ def report_health(model, run: Path, ds: Dataset, echo: bool = True, n_samples: i
             a = model.rendering_agreement(x)
             if a is not None:
                 agree.append(a.cpu())
-            zs.append((enc.style if enc.style_fragments is None else enc.style_fragments).float().cpu())
+            zs.append(enc.own_style.float().cpu())
             zc.append(enc.content.float().cpu())
             if enc.content_index is not None:
                 idx.append(enc.content_index.cpu())

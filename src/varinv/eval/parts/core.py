@@ -67,7 +67,8 @@ def run(ctx) -> dict:
     metrics, counts, pairs = core_metrics(emb, index, ctx.k, ctx.n_content, ctx.n_eval, seed=ctx.seed)
     book = atoms if ctx.model.codebook() is not None else None  # no margin to k-means centres: they cut any cloud
     metrics["health"] = health.assess(health.read_log(ctx.run), index.reshape(-1, ctx.L),
-                                      emb["zs_fragments"].reshape(-1, ctx.L, emb["zs"].shape[-1]), ctx.k, emb["zc"], book,
+                                      emb["zs_fragments"].reshape(-1, ctx.L, emb["zs_fragments"].shape[-1]), ctx.k,
+                                      emb["zc"], book,
                                       emb["agreement"])
     metrics.update(
         {
