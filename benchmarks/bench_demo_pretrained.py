@@ -46,14 +46,14 @@ def main(argv=None) -> int:
         print("error: --rounds must be at least 1; pass e.g. --rounds 3", file=sys.stderr)
         return 2
     from machine import cpu_model
+    from make_pretrained import varinv_command
 
-    exe = Path(sys.executable).with_name("varinv")
-    exe = str(exe) if exe.exists() else "varinv"
+    exe = varinv_command()
     load = os.getloadavg()[0]
     times = [one_round(exe) for _ in range(a.rounds)]
     med = statistics.median(times)
     verdict = "meets" if med <= TARGET_S else "misses"
-    lines = [f"# `varinv demo --pretrained`: wall time after install", "",
+    lines = ["# `varinv demo --pretrained`: wall time after install", "",
              f"Date: {date.today()}. Machine: {cpu_model()}, {os.cpu_count()} cores; load average "
              f"{load:.2f} at the start. Command: `python benchmarks/bench_demo_pretrained.py --rounds {a.rounds}`.", "",
              "| round | seconds |", "|---|---|", *[f"| {i + 1} | {t:.1f} |" for i, t in enumerate(times)], "",

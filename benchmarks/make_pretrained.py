@@ -65,7 +65,8 @@ class PackError(Exception):
     pass
 
 
-def _varinv() -> str:
+def varinv_command() -> str:
+    """The installed `varinv` beside this interpreter (a venv's bin/), else whatever PATH finds."""
     here = Path(sys.executable).with_name("varinv")
     return str(here) if here.exists() else "varinv"
 
@@ -296,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             if a.dry_run:
                 return 0
             for c in cmds[:-1]:
-                exe = [_varinv(), *c[1:]] if c[0] == "varinv" else c
+                exe = [varinv_command(), *c[1:]] if c[0] == "varinv" else c
                 subprocess.run(exe, cwd=ROOT, check=True)
             package(a.name, ROOT / run if not Path(run).is_absolute() else Path(run), a.dest)
             return 0

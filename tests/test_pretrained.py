@@ -15,7 +15,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -236,8 +235,7 @@ def test_real_demo_from_the_package(tmp_path):
     packaged model untouched. Its time (issue 16: <= 60 s) is measured by benchmarks/bench_demo_pretrained.py,
     not here: a timed test fails whenever something else computes beside it."""
     before = _snapshot(REAL_MODEL)
-    exe = Path(sys.executable).with_name("varinv")
-    cmd = [str(exe) if exe.exists() else "varinv", "demo", "--pretrained", "--out", str(tmp_path / "demo")]
+    cmd = [_make_pretrained_module().varinv_command(), "demo", "--pretrained", "--out", str(tmp_path / "demo")]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     index = tmp_path / "demo" / "site" / "index.html"

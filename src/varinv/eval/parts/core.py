@@ -66,10 +66,9 @@ def run(ctx) -> dict:
     index, atoms = content_index(ctx.model, emb, ctx.k, seed=ctx.seed)
     metrics, counts, pairs = core_metrics(emb, index, ctx.k, ctx.n_content, ctx.n_eval, seed=ctx.seed)
     book = atoms if ctx.model.codebook() is not None else None  # no margin to k-means centres: they cut any cloud
+    own = emb["zs_fragments"]
     metrics["health"] = health.assess(health.read_log(ctx.run), index.reshape(-1, ctx.L),
-                                      emb["zs_fragments"].reshape(-1, ctx.L, emb["zs_fragments"].shape[-1]), ctx.k,
-                                      emb["zc"], book,
-                                      emb["agreement"])
+                                      own.reshape(-1, ctx.L, own.shape[-1]), ctx.k, emb["zc"], book, emb["agreement"])
     metrics.update(
         {
             "curves": {key: {kk: np.asarray(vv).tolist() for kk, vv in val.items()}
