@@ -254,9 +254,9 @@ def isotropy_term(model, batch, ae, step):
     return isotropy_loss(ae["zs3"].mean(1), model.cfg.isotropy_floor)
 
 
-@regulariser("style_nce", "w_style_nce", results="2026-12-02-generalisation-explore.md",
-             why="The ratio hinge on z_s did not form a style read from texture, font or voice (the style term stayed "
-                 "at 0.96); a contrastive form of the same prior (a fragment's z_s picks out its own sample) does.")
+@regulariser("style_nce", "w_style_nce", results="2026-12-05-generalisation-explore19.md",
+             why="Beside the neighbour pairs, which tie a content across styles through the shared trunk, nothing asked the "
+                 "trunk for textures' style (0.25); a contrastive form of V3's style prior (z_s picks out its own sample) does.")
 def style_nce_term(model, batch, ae, step):
     return sample_nce(ae["zs3"], model.cfg.style_nce_temperature)
 

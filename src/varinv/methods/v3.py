@@ -67,7 +67,7 @@ class V3Config(VQConfig):
     # Contrastive style prior (0 = off): each fragment's z_s, by cosine similarity, should pick out the
     # other fragments of its own sample among the batch's (the style statistics' "style varies across
     # samples more than within" as a well-conditioned classification over samples).
-    w_style_nce: float = 0.0
+    w_style_nce: float = 0.3
     style_nce_temperature: float = 0.1
     w_diversity: float = 0.0
     diversity_temperature: float = 0.05
@@ -177,7 +177,7 @@ class V3Config(VQConfig):
               "reassign_fragments": 64, "w_match": 0.0, "match_subset": 1.0, "hinge": "ratio",
               "isotropy_floor": 0.0, "match_adapt": False, "w_independence": 0.0, "independence_from": 0.0,
               "positive_gain_maps": False, "renew_every": 0,
-              "w_neighbour": 0.0, "neighbour_far": 0.0}
+              "w_neighbour": 0.0, "neighbour_far": 0.0, "w_style_nce": 0.0}
 
     # Options measured and dropped (their results files say why), with the value that meant off.
     REMOVED = {
