@@ -39,7 +39,7 @@ from varinv.nn.distributed import gather_samples, shared_randperm, shuffled_rows
 class V3Config(VQConfig):
     # The defaults are the recipe: one setting for data V3 was never tuned on, chosen on the validation
     # splits of the generalisation suite (README "V3 as implemented here"; benchmarks/results/
-    # 2026-12-03-generalisation-explore6.md to -explore10.md), with the backbone from the fragment shape.
+    # *-generalisation-explore6.md to -explore19.md), with the backbone from the fragment shape.
     # FORMER holds the paper's settings of the fields the recipe changed (the *_paper configs name them).
     d_style: int = 8
     decoder: str = "gain"
