@@ -60,6 +60,28 @@ def test_channels_last_decoders_hand_back_nchw():
         assert y.shape == (6, 3, 16, 16) and y.is_contiguous(), kind
 
 
+def test_shuffle_decoder_places_each_sub_pixel():
+    # "shuffle" draws the last layer's stride-block of pixels from the half-size map's output channels: channel
+    # c·sh·sw + i·sw + j must land at pixel (sh·y + i, sw·x + j), and an odd side is cropped, not padded
+    from varinv.nn.backbones import BackboneSpec, build_decoder
+
+    for shape, stride in (((3, 16, 16), (2, 2)), ((1, 33, 4), (2, 1)), ((2, 9, 7), (2, 2))):
+        dec = build_decoder(shape, BackboneSpec(n_channels=8, n_layers=2, upsample="shuffle"), 4, 2)
+        assert dec.shuffle == stride
+        sub = stride[0] * stride[1]
+        half = ((shape[1] + stride[0] - 1) // stride[0], (shape[2] + stride[1] - 1) // stride[1])
+        code = torch.arange(shape[0] * sub, dtype=torch.float32)[None, :, None, None].expand(5, -1, *half)
+        dec.out.register_forward_hook(lambda mod, args, out, code=code: code)  # its channels, labelled
+        y = dec(torch.randn(5, 4), torch.randn(5, 2))
+        assert y.shape == (5, *shape)
+        c, r, q = torch.meshgrid(*(torch.arange(n) for n in shape), indexing="ij")
+        want = c * sub + (r % stride[0]) * stride[1] + q % stride[1]
+        assert torch.equal(y[0], want.float()), shape
+    spec = BackboneSpec(n_channels=8, n_layers=2, decoder="gain", upsample="shuffle")
+    y = build_decoder((3, 16, 16), spec, 4, 2)(torch.randn(6, 4), torch.randn(6, 2))
+    assert y.shape == (6, 3, 16, 16)
+
+
 def test_channels_last_same_function_and_resume(toy_dataset, tmp_path):
     """Same loss as NCHW up to float rounding at the first step, bit-exact resume, and its
     checkpoints load into a plain (NCHW) model."""

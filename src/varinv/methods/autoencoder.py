@@ -42,6 +42,7 @@ class BackboneConfig(Checked):
     decoder: str = "joint"  # or "separable", "gain" (nn/backbones.py, BackboneSpec.decoder)
     decoder_rank: int = 1
     positive_gain_maps: bool = False  # BackboneSpec.positive
+    decoder_upsample: str = "nearest"  # or "shuffle" (BackboneSpec.upsample)
 
     RULES = {
         "d_content": Interval(int, 1, None),
@@ -58,6 +59,7 @@ class BackboneConfig(Checked):
         "decoder": Options(("joint", "separable", "gain")),
         "decoder_rank": Interval(int, 0, None),
         "positive_gain_maps": bool,
+        "decoder_upsample": Options(("nearest", "shuffle")),
     }
 
     def validate(self) -> None:
@@ -78,6 +80,7 @@ class BackboneConfig(Checked):
             decoder=self.decoder,
             rank=self.decoder_rank,
             positive=self.positive_gain_maps,
+            upsample=self.decoder_upsample,
         )
 
 

@@ -46,6 +46,11 @@ class BackboneSpec:
     # "gain" only: the content maps a style gain multiplies are non-negative (softplus), so every value of a
     # fragment moves one way as a gain grows and a gain cannot swap one content's pattern for another's.
     positive: bool = False
+    # How the decoder reaches the fragment's size: "nearest" (mirror of the encoder: upsample, then a block at
+    # every size including the full one) or "shuffle" (the last layer stops at the encoder's first map size and
+    # its output convolution draws each position's stride-block of pixels, a sub-pixel convolution). The full-size
+    # block is most of the decoder's arithmetic (8 channels at every pixel); "shuffle" skips it.
+    upsample: str = "nearest"
 
 
 def _norm(kind: str, ch: int) -> nn.Module:
@@ -144,7 +149,7 @@ class Decoder(nn.Module):
 
     def __init__(self, shape: tuple[int, int, int], spec: BackboneSpec, d_content: int, d_style: int):
         super().__init__()
-        chans, _, sizes = _plan(shape, spec)
+        chans, strides, sizes = _plan(shape, spec)
         self.sizes = sizes[::-1][1:]  # target size after each up layer
         self.c0, self.hw0 = chans[-1], sizes[-1]
         half = spec.d_hidden // 2
@@ -152,7 +157,12 @@ class Decoder(nn.Module):
         self.from_style = nn.Sequential(nn.Linear(d_style, spec.d_hidden - half), nn.GELU())
         self.fc = nn.Sequential(nn.Linear(spec.d_hidden, self.c0 * sizes[-1][0] * sizes[-1][1]), nn.GELU())
         ups, c_in = [], chans[-1]
-        for c in chans[::-1][1:] + [chans[0]]:
+        up_chans = chans[::-1][1:] + [chans[0]]
+        self.shuffle = strides[0] if spec.upsample == "shuffle" else None
+        self.hw = shape[1:]
+        if self.shuffle is not None:  # the last layer's block is the output convolution's sub-pixels instead
+            up_chans, self.sizes = up_chans[:-1], self.sizes[:-1]
+        for c in up_chans:
             ups.append(
                 nn.Sequential(
                     *[ResBlock(c_in, c, spec.kernel, (1, 1), spec.norm)]
@@ -161,12 +171,13 @@ class Decoder(nn.Module):
             )
             c_in = c
         self.ups = nn.ModuleList(ups)
-        self.out = nn.Conv2d(chans[0], shape[0], spec.kernel, 1, spec.kernel // 2)
+        sub = 1 if self.shuffle is None else self.shuffle[0] * self.shuffle[1]
+        self.out = nn.Conv2d(c_in, shape[0] * sub, spec.kernel, 1, spec.kernel // 2)
         # FiLM: rendering attributes such as colour are global per fragment, so letting the style set
         # each layer's per-channel gain and offset makes them cheap to render and keeps the content
         # path free of them.
         self.film = (
-            nn.ModuleList(nn.Linear(d_style, 2 * c) for c in chans[::-1][1:] + [chans[0]]) if spec.film else None
+            nn.ModuleList(nn.Linear(d_style, 2 * c) for c in up_chans) if spec.film else None
         )
         if self.film is not None:
             for lin in self.film:
@@ -182,7 +193,13 @@ class Decoder(nn.Module):
             if self.film is not None:
                 gamma, beta = self.film[i](style)[:, :, None, None].chunk(2, dim=1)
                 h = h * (1 + gamma) + beta
-        return self.out(h).contiguous()  # channels-last: NCHW for the callers' channel slices (fast paths)
+        h = self.out(h)
+        if self.shuffle is not None:
+            (sh, sw), (n, c, hh, ww) = self.shuffle, h.shape
+            c //= sh * sw
+            h = h.reshape(n, c, sh, sw, hh, ww).permute(0, 1, 4, 2, 5, 3).reshape(n, c, hh * sh, ww * sw)
+            h = h[:, :, :self.hw[0], :self.hw[1]]
+        return h.contiguous()  # channels-last: NCHW for the callers' channel slices (fast paths)
 
 
 def distinct_rows(z: torch.Tensor, run: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
