@@ -50,7 +50,8 @@ DEFAULT_VARIANTS = ["ref", "ours", "ours+cl", "ours+bf16", "ours+cl+bf16"]
 
 
 def _batches(cfg, n: int):
-    """n real training batches of the config's dataset, or random ones if it is missing."""
+    """(batches, fragment shape, source, kind): n real training batches of the config's dataset, or random
+    images if it is missing."""
     import torch
 
     try:
@@ -60,12 +61,12 @@ def _batches(cfg, n: int):
         ds = open_dataset(cfg.data.path)
         split = ds.split("train")
         out = [make_batch(split, batch_indices(len(split), cfg.train.batch_size, cfg.train.seed, s)) for s in range(n)]
-        return out, tuple(ds.fragment_shape), str(ds.root)
+        return out, tuple(ds.fragment_shape), str(ds.root), ds.kind
     except Exception as e:  # noqa: BLE001 - the benchmark still times the step on random data
         g = torch.Generator().manual_seed(0)
         shape = (3, 48, 32)
         out = [{"x": torch.rand(cfg.train.batch_size, 10, *shape, generator=g)} for _ in range(n)]
-        return out, shape, f"random ({e})"
+        return out, shape, f"random ({e})", "image"
 
 
 def worker(conn, variant: str, config: str, threads: int, n_batches: int, overrides: list[str] | None = None,
@@ -82,7 +83,7 @@ def worker(conn, variant: str, config: str, threads: int, n_batches: int, overri
     overrides.append(f"train.threads={threads}")
     cfg = config_mod.load(config, overrides)
     t = cfg.train
-    batches, shape, source = _batches(cfg, n_batches)
+    batches, shape, source, kind = _batches(cfg, n_batches)
     if variant == "ref":
         from reference_v3 import ReferenceTrainer
 
@@ -109,8 +110,7 @@ def worker(conn, variant: str, config: str, threads: int, n_batches: int, overri
         tr._seed_all(t.seed)
         from varinv.config import for_data
 
-        # what build_for_dataset does; the benchmark's data are PhoneNums digits (or random images)
-        model = build_method(cfg.method, for_data(cfg, "image").model, shape, seed=t.seed)
+        model = build_method(cfg.method, for_data(cfg, kind).model, shape, seed=t.seed)  # as build_for_dataset
         speed.setup(model, t)
         opt = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
         model.train()

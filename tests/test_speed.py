@@ -34,13 +34,14 @@ def test_channels_last_is_validated():
     raw["train"]["channels_last"] = "yes"
     with pytest.raises(ConfigError, match="channels_last"):
         config_mod.from_dict(raw)
-    assert config_mod.from_dict(json.loads(json.dumps(TOY_CFG))).train.channels_last is False
+    assert config_mod.from_dict(json.loads(json.dumps(TOY_CFG))).train.channels_last is True  # the default
 
 
 def test_setup_converts_conv_weights_only_when_asked():
     cfg = config_mod.for_data(config_mod.from_dict(json.loads(json.dumps(TOY_CFG))), "image")
     convs = lambda m: [p for p in m.parameters() if p.dim() == 4]  # noqa: E731
     m = build_method(cfg.method, cfg.model, (3, 16, 16))
+    cfg.train.channels_last = False
     speed.setup(m, cfg.train)
     assert all(p.is_contiguous() for p in convs(m))
     cfg.train.channels_last = True
@@ -195,14 +196,14 @@ def test_bench_train_speed_end_to_end(toy_dataset, tmp_path):
     raw["data"]["path"] = "data/toy"  # the benchmark's --data-root points it at the test's dataset
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw))
     out = tmp_path / "report.md"
-    r = _bench("--configs", tmp_path / "tiny.yaml", "--variants", "default", "cl", "--rounds", "1",
+    r = _bench("--configs", tmp_path / "tiny.yaml", "--variants", "former", "default", "--rounds", "1",
                "--steps-per-round", "1", "--warmup", "1", "--data-root", toy_dataset.root.parent, "--out", out)
     assert r.returncode == 0, r.stderr
     text = out.read_text()
     assert "command: `python benchmarks/bench_train_speed.py" in text and "`uptime` at start:" in text
     assert f"torch {torch.__version__}" in text and "* machine:" in text
-    rows = [ln for ln in text.splitlines() if ln.startswith("| default |") or ln.startswith("| cl |")]
-    assert len(rows) == 2 and rows[0].split("|")[4].strip() == "1.00"  # × default of default
+    rows = [ln for ln in text.splitlines() if ln.startswith("| former |") or ln.startswith("| default |")]
+    assert len(rows) == 2 and rows[0].split("|")[4].strip() == "1.00" and "| × former |" in text
 
 
 def test_bench_train_speed_names_a_missing_dataset(tmp_path):

@@ -302,13 +302,15 @@ class TrainConfig(Checked):
     log_every: int = 25
     ckpt_every: int = 500
     grad_clip: float = 0.0
+    # bf16 autocast: 1.1-1.2x faster steps here on top of the defaults, but it tipped one InsNotes seed of three into
+    # atoms permuted across instruments (benchmarks/results/2026-12-05-speed-quality.md), so it stays opt-in.
     precision: str = "fp32"  # fp32 | bf16
     # On a GPU, let fp32 convolutions and matrix products round their inputs to TF32 (10-bit mantissa),
     # as cuDNN does by default. Off: full fp32, the arithmetic of a CPU run. No effect on the CPU.
     tf32: bool = False
     # NHWC ("channels-last") layout for the conv weights and activations: the same functions, a faster
     # oneDNN path on CPU, different rounding (benchmarks/results/2026-11-22-speed.md; varinv.train.speed).
-    channels_last: bool = False
+    channels_last: bool = True
     # torch.compile of the conv trunks (varinv.train.speed): the same functions in fused kernels, a
     # one-off compilation per input shape, eager again (one warning) if compiling fails.
     compile: bool = False

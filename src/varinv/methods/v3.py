@@ -44,6 +44,9 @@ class V3Config(VQConfig):
     d_style: int = 8
     decoder: str = "gain"
     positive_gain_maps: bool = True
+    # The last decoder layer as a sub-pixel convolution (BackboneSpec.upsample): the full-size block it skips was
+    # most of a step, and 3 seeds of PhoneNums and InsNotes disentangle as before (2026-12-05-speed-quality.md).
+    decoder_upsample: str = "shuffle"
     style_pool: bool = True
     pose: str = "auto"
     relativity: float = 15.0
@@ -177,7 +180,8 @@ class V3Config(VQConfig):
               "reassign_fragments": 64, "w_match": 0.0, "match_subset": 1.0, "hinge": "ratio",
               "isotropy_floor": 0.0, "match_adapt": False, "w_independence": 0.0, "independence_from": 0.0,
               "positive_gain_maps": False, "renew_every": 0,
-              "w_neighbour": 0.0, "neighbour_far": 0.0, "w_style_nce": 0.0}
+              "w_neighbour": 0.0, "neighbour_far": 0.0, "w_style_nce": 0.0,
+              "decoder_upsample": "nearest"}
 
     # Options measured and dropped (their results files say why), with the value that meant off.
     REMOVED = {

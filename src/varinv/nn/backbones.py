@@ -8,7 +8,8 @@ Size rule (``n_layers = 0`` / ``n_channels = 0``, the defaults): halve the large
 most 6, i.e. ``n_layers = ceil(log2(max(H, W) / 6))``, and let the last layer have
 ``min(64, 8 · 2^(n_layers - 1))`` channels. It reproduces the hand-set CPU-small backbones (3 layers
 of up to 32 channels for 48×32 digits, 5 of up to 64 for 128×32 spectrograms, 6 for 256×8), so a new
-fragment shape needs no backbone settings.
+fragment shape needs no backbone settings. The decoder mirrors the encoder; with ``upsample: shuffle`` (V3's
+default) its last layer is a sub-pixel convolution at the encoder's first map size instead of a block at full size.
 """
 
 from __future__ import annotations

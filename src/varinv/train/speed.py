@@ -9,9 +9,9 @@ the optimizer and any checkpoint are loaded:
   may differ. Reshapes of conv maps (``flatten``, ``reshape``) keep the logical element order, and
   checkpoints are written contiguous, so runs with and without it load each other's checkpoints.
   On this project's CPU it made the paper-size PhoneNums step ~15 % faster and the CPU-small one
-  ~25 %. It is off by default because PyTorch's CPU batch norm gathers its batch statistics less
-  precisely in this layout (relative error ~1e-5 instead of ~1e-6 on the latents), so a run does not
-  reproduce its NCHW twin number for number.
+  ~25 %. It is on by default; PyTorch's CPU batch norm gathers its batch statistics less precisely in
+  this layout (relative error ~1e-5 instead of ~1e-6 on the latents), so a run does not reproduce its
+  NCHW twin (``channels_last: false``) number for number, though it does reproduce itself.
 * ``train.compile``: the conv trunks (every outermost backbone ``Encoder``/``Decoder`` and DSAE
   ``FeatureNet``, where nearly all of a step's time goes) run through ``torch.compile`` (inductor,
   static shapes: one compilation per input shape and train/eval/no-grad mode, paid at the first
