@@ -148,6 +148,8 @@ def _fmt(v) -> str:
 
 
 def readme(name: str, run: Path, info: dict, size: int) -> str:
+    if run.is_absolute() and run.is_relative_to(ROOT):  # --train packages ROOT/run: name it as the user typed it
+        run = run.relative_to(ROOT)
     cfg, meta, metrics, state, prov = info["cfg"], info["meta"], info["metrics"], info["state"], info["provenance"]
     method, k = meta.get("method", cfg["model"].get("method")), metrics.get("n_atoms") or cfg["model"].get("n_atoms")
     argv = prov.get("argv") or []
