@@ -178,3 +178,12 @@ def test_run_commands_pool_steps_failures_and_ready(tmp_path):
                        ready=lambda job, running: not any(p == "slow" for _, p in running))
     assert out == {"y": "done", "z": "done"}
     assert [n for n, _ in order] == ["y", "z"] and order[1][1] - order[0][1] >= 0.4
+
+
+def test_threads_per_cell_follow_the_cores_the_runner_may_use(monkeypatch):
+    """Two grids pinned to one core each (taskset) must not each train with the machine's core count."""
+    import varinv.bench as bench
+
+    monkeypatch.setattr(bench.os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+    assert bench.usable_cores() == 1

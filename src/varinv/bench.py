@@ -4,7 +4,7 @@ A grid file::
 
     name: phonenums-cpu            # results go to benchmarks/results/<date>-<name>.{md,csv}
     out: runs/bench-phonenums-cpu  # one run folder per cell: <config stem>-K<k>-seed<s>
-    parallel: 2                    # processes at once; threads per process = cores // parallel
+    parallel: 2                    # processes at once; threads per process = usable cores // parallel
     seeds: [0, 1, 2]
     set: [data.path=data/phonenums-10k]        # overrides for every cell
     evaluate: [core, probes]       # optional: `varinv evaluate --what` parts per cell (default [core])
@@ -317,6 +317,15 @@ def _finish(cell: Cell, grid: dict, results_dir: Path) -> bool:
     return True
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (``taskset``, a container's cpuset), not the machine's count: two
+    grids pinned to one core each then train with one thread each instead of oversubscribing."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _threads_env(threads: int) -> dict:
     return {**os.environ, "OMP_NUM_THREADS": str(threads)}
 
@@ -413,7 +422,7 @@ def run_cells(todo: list[Cell], cells: list[Cell], grid: dict, results_dir: Path
     if cwd is not None:  # the grid's relative paths are relative to where it was submitted from
         os.chdir(cwd)
     if threads is None:
-        threads = int(os.environ.get("SLURM_CPUS_PER_TASK", 0) or 0) or len(os.sched_getaffinity(0))
+        threads = int(os.environ.get("SLURM_CPUS_PER_TASK", 0) or 0) or usable_cores()
     lines: list[str] = []
 
     def done(cell: Cell) -> None:
@@ -433,7 +442,7 @@ def run_grid(path: Path, results_dir: Path = Path("benchmarks/results"), train: 
     every finished one."""
     grid, cells = load_grid(path)
     parallel = int(grid.get("parallel", 1))
-    threads = max(1, (os.cpu_count() or 1) // parallel)
+    threads = max(1, usable_cores() // parallel)
     env = _threads_env(threads)
     # seed by seed, so that a grid stopped part-way has covered every (method, K) before repeating any
     pending = sorted((c for c in cells if train and cell_metrics(c, grid, results_dir) is None), key=lambda c: c.seed)

@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from varinv.bench import Cell, cell_log, cell_metrics, cell_record, load_grid, run_cells, twin_key, write_table
+from varinv.bench import Cell, cell_log, cell_metrics, cell_record, load_grid, run_cells, twin_key, usable_cores, write_table
 from varinv.errors import ConfigError
 
 
@@ -127,7 +127,7 @@ def submit_grid(path: Path, results_dir: Path, launcher: str, wait: bool = True,
     groups: dict = {}
     for cell in pending:  # twins train once: the first cell of the job trains, the others copy its run
         groups.setdefault(twin_key(cell) or cell.run.name, []).append(cell)
-    threads = None if launcher == "slurm" else max(1, (os.cpu_count() or 1) // int(grid.get("parallel", 1)))
+    threads = None if launcher == "slurm" else max(1, usable_cores() // int(grid.get("parallel", 1)))
     folder.mkdir(parents=True, exist_ok=True)
     for todo in groups.values():
         executor.update_parameters(name=f"varinv-{todo[0].run.name}")
