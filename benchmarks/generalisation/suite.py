@@ -4,6 +4,7 @@
     python benchmarks/generalisation/suite.py floor                # k-means floor -> results file
     python benchmarks/generalisation/suite.py grid --tag recipe --methods v3,tsdsae,supervised --seeds 0,1,2
     python benchmarks/generalisation/suite.py table --tags recipe         # per-run rows beside the floor
+    python benchmarks/generalisation/suite.py matrix --tags abl-base,abl-nce   # domains x tags, passes marked
     python benchmarks/generalisation/suite.py grid --tag explore-a --domains letters,speech --seeds 0 \\
         --set model.film=true --variant a: --variant b:model.style_pool=true   # two variants side by side
 
@@ -198,6 +199,53 @@ def cmd_table(a) -> None:
                   + f" | {floor_zc:.3f} | {health} | {m['train_seconds']:.0f} |")
 
 
+# Issue 15's acceptance per domain: medians over seeds of these, each against its bound.
+BARS = {"codebook_purity": (">=", 0.90), "prauc_zc_content": (">=", 0.85), "prauc_zs_style": (">=", 0.80),
+        "prauc_zs_content": ("<=", 0.30), "prauc_zc_style": ("<=", 0.30)}
+
+
+def passes(m: dict) -> bool:
+    return all(m[k] >= v if op == ">=" else m[k] <= v for k, (op, v) in BARS.items())
+
+
+def tag_medians(tag: str) -> dict[str, dict]:
+    """{domain: medians of the BARS metrics over the recorded seeds of grid ``tag``, plus "seeds"} (V3 cells)."""
+    by_domain: dict[str, list[dict]] = {}
+    for rec in sorted((ROOT / "benchmarks/results/cells" / f"suite-{tag}").glob("*-v3-*.json")):
+        by_domain.setdefault(rec.stem.split("-")[0], []).append(json.loads(rec.read_text()))
+    return {d: {**{k: float(np.median([m[k] for m in ms])) for k in BARS}, "seeds": len(ms)}
+            for d, ms in by_domain.items()}
+
+
+def cmd_matrix(a) -> None:
+    """Domains × grid tags (e.g. an ablation, one tag per component off): purity / PR-AUC(z_c) / PR-AUC(z_s)
+    medians, bold where every bar of BARS holds, and per tag how many suite domains and benchmarks pass."""
+    tags = [t.strip() for t in a.tags.split(",") if t.strip()]
+    cols = {t: tag_medians(t) for t in tags}
+    names = [n for n in DOMAINS if any(n in c for c in cols.values())]
+    print("| domain | " + " | ".join(tags) + " |")
+    print("|---|" + "---|" * len(tags))
+    for n in names:
+        cells = []
+        for t in tags:
+            m = cols[t].get(n)
+            if m is None:
+                cells.append("–")
+                continue
+            text = " / ".join(f"{m[k]:.3f}" for k in ("codebook_purity", "prauc_zc_content", "prauc_zs_style"))
+            seeds = f" ({m['seeds']})" if m["seeds"] > 1 else ""
+            cells.append((f"**{text}**" if passes(m) else text) + seeds)
+        print(f"| {n} | " + " | ".join(cells) + " |")
+    counts = []
+    for t in tags:
+        c = cols[t]
+        suite = [n for n in SUITE if n in c]
+        bench = [n for n in DOMAINS if n not in SUITE and n in c]
+        counts.append(f"{sum(passes(c[n]) for n in suite)}/{len(suite)} suite, "
+                      f"{sum(passes(c[n]) for n in bench)}/{len(bench)} benchmarks")
+    print("| passing | " + " | ".join(counts) + " |")
+
+
 def cmd_diagnose(a) -> None:
     """Where a codebook fails, on the validation split: overall purity against purity within each style.
     High purity within styles with low overall purity means each style permutes the atoms its own way
@@ -225,13 +273,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     for name, fn in (("data", cmd_data), ("floor", cmd_floor), ("grid", cmd_grid), ("table", cmd_table),
-                     ("diagnose", cmd_diagnose)):
+                     ("matrix", cmd_matrix), ("diagnose", cmd_diagnose)):
         s = sub.add_parser(name)
         s.set_defaults(fn=fn)
         if name == "diagnose":
             s.add_argument("runs", nargs="+", help="run folders")
             continue
-        if name == "table":
+        if name in ("table", "matrix"):
             s.add_argument("--tags", required=True, help="comma-separated grid tags, e.g. x1,x2")
             continue
         s.add_argument("--domains", help=f"comma-separated (default: the suite: {','.join(SUITE)})")
