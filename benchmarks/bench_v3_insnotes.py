@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from varinv.bench import Job, run_commands, train_then_evaluate
+from varinv.bench import Job, meets, run_commands, train_then_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ["codebook_purity", "one_to_one_accuracy", "prauc_zc_content", "prauc_zs_style",
@@ -118,8 +118,7 @@ def run_dir(args, tag: str, k, seed: int) -> Path:
 def _met(value, target) -> str:
     if target is None or value is None:
         return ""
-    op, thr = target
-    return "yes" if (value >= thr if op == ">=" else value <= thr) else "**no**"
+    return "yes" if meets(value, target) else "**no**"
 
 
 def _dataset_line(path: str) -> str:

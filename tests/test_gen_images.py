@@ -1,4 +1,4 @@
-"""Image-domain generators of the generalisation suite (benchmarks/generalisation/*.py): format, labels,
+"""Image-domain generators of the generalisation suite (benchmarks/generalisation/*.py) and its matrix: format, labels,
 determinism, repeats, non-blank fragments, disjoint handwriting scans, texture balance."""
 
 from __future__ import annotations

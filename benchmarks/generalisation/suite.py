@@ -205,7 +205,9 @@ BARS = {"codebook_purity": (">=", 0.90), "prauc_zc_content": (">=", 0.85), "prau
 
 
 def passes(m: dict) -> bool:
-    return all(m[k] >= v if op == ">=" else m[k] <= v for k, (op, v) in BARS.items())
+    from varinv.bench import meets
+
+    return all(meets(m[k], target) for k, target in BARS.items())
 
 
 def tag_medians(tag: str) -> dict[str, dict]:

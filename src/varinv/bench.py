@@ -317,6 +317,12 @@ def _finish(cell: Cell, grid: dict, results_dir: Path) -> bool:
     return True
 
 
+def meets(value: float, target: tuple[str, float]) -> bool:
+    """Does ``value`` meet ``target`` = (">=" or "<=", bound)? The benchmark scripts' acceptance bars."""
+    op, bound = target
+    return value >= bound if op == ">=" else value <= bound
+
+
 def usable_cores() -> int:
     """The cores this process may run on (``taskset``, a container's cpuset), not the machine's count: two
     grids pinned to one core each then train with one thread each instead of oversubscribing."""

@@ -9,7 +9,8 @@ import os
 import time
 from pathlib import Path
 
-from varinv.bench import Cell, cell_log, cell_metrics, cell_record, load_grid, run_cells, twin_key, usable_cores, write_table
+from varinv.bench import (Cell, cell_log, cell_metrics, cell_record, load_grid, run_cells, twin_key, usable_cores,
+                          write_table)
 from varinv.errors import ConfigError
 
 

@@ -346,7 +346,7 @@ def coarse_term(model, batch, ae, step):
 
 
 def standardise_rows(a: torch.Tensor) -> torch.Tensor:
-    c = a - a.mean(1, keepdim=True)  # the deviation from c, not torch.std: a single-thread std is 3x slower
+    c = a - a.mean(1, keepdim=True)  # the deviation from c's squares: torch.std is about 3x slower on one thread
     return c / ((c.pow(2).sum(1, keepdim=True) / max(a.shape[1] - 1, 1)).sqrt() + 1e-6)
 
 
