@@ -20,7 +20,9 @@ recompilation into the warm-up.
 
 Variants (config overrides); the speed-up column is against ``former`` when it runs, else ``default``
   former           the defaults before issue 19: NCHW, the decoder's full-size last block (nearest)
-  default          the configs as shipped (fp32, channels-last; V3's decoder ends in a sub-pixel layer)
+  default          the configs as shipped (fp32; channels_last auto: NHWC on one thread, NCHW on more; V3's
+                   decoder ends in a sub-pixel layer)
+  cl               default but channels_last=true (NHWC whatever the thread count)
   bf16             default plus precision=bf16 (autocast; different arithmetic)
   nchw             default but channels_last=false
   nearest          default but model.decoder_upsample=nearest
@@ -56,6 +58,7 @@ VARIANTS = {
     "default": [],
     "bf16": ["train.precision=bf16"],
     "nchw": [NCHW],
+    "cl": ["train.channels_last=true"],
     "nearest": [NEAREST],
     "compile": ["train.compile=true"],
 }

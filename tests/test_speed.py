@@ -34,7 +34,23 @@ def test_channels_last_is_validated():
     raw["train"]["channels_last"] = "yes"
     with pytest.raises(ConfigError, match="channels_last"):
         config_mod.from_dict(raw)
-    assert config_mod.from_dict(json.loads(json.dumps(TOY_CFG))).train.channels_last is True  # the default
+    assert config_mod.from_dict(json.loads(json.dumps(TOY_CFG))).train.channels_last == "auto"  # the default
+    raw["train"]["channels_last"] = "auto"
+    assert config_mod.from_dict(raw).train.channels_last == "auto"
+
+
+def test_channels_last_auto_follows_the_thread_count():
+    """auto: NHWC on one CPU thread, NCHW on several (where NHWC left the second core idle)."""
+    m = torch.nn.Conv2d(1, 2, 3)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert speed.use_channels_last("auto", m) is True
+        torch.set_num_threads(2)
+        assert speed.use_channels_last("auto", m) is False
+        assert speed.use_channels_last(True, m) is True and speed.use_channels_last(False, m) is False
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_setup_converts_conv_weights_only_when_asked():
@@ -86,7 +102,7 @@ def test_shuffle_decoder_places_each_sub_pixel():
 def test_channels_last_same_function_and_resume(toy_dataset, tmp_path):
     """Same loss as NCHW up to float rounding at the first step, bit-exact resume, and its
     checkpoints load into a plain (NCHW) model."""
-    base = _cfg(toy_dataset, steps=20, ckpt_every=10, log_every=1)
+    base = _cfg(toy_dataset, steps=20, ckpt_every=10, log_every=1, channels_last=False)
     cl = _cfg(toy_dataset, steps=20, ckpt_every=10, log_every=1, channels_last=True)
     train(base, tmp_path / "nchw", progress=False, tensorboard=False)
     train(cl, tmp_path / "a", progress=False, tensorboard=False)

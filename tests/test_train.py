@@ -12,7 +12,7 @@ from varinv import config as config_mod
 from varinv.errors import CheckpointError, ConfigError, DataError
 from varinv.train import checkpoint as ckpt
 from varinv.runs import load_run
-from varinv.train.trainer import train
+from varinv.train.trainer import lr_factor, train
 
 
 def _cfg(ds, **train):
@@ -47,6 +47,15 @@ def test_same_seed_same_numbers_and_resume_matches(toy_dataset, tmp_path):
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
     assert _losses(tmp_path / "a")[-1]["total"] == _losses(tmp_path / "b")[-1]["total"]
+
+
+def test_lr_anneal_is_a_late_cosine_to_lr_final():
+    t = config_mod.TrainConfig(steps=1001, lr_decay=1.0, lr_final=0.1, lr_anneal_from=0.5)
+    assert [lr_factor(s, t) for s in (0, 250, 500)] == [1.0, 1.0, 1.0]  # untouched before the start
+    assert lr_factor(750, t) == pytest.approx(0.55, abs=1e-3)  # half-way down the cosine
+    assert lr_factor(1000, t) == pytest.approx(0.1)  # lr_final at the last step
+    off = config_mod.TrainConfig(steps=1001, lr_decay=1.0)
+    assert all(lr_factor(s, off) == 1.0 for s in (0, 750, 1000))  # the default: no annealing
 
 
 def test_existing_run_needs_resume(toy_dataset, tmp_path):

@@ -296,6 +296,10 @@ class TrainConfig(Checked):
     lr_decay_every: int = 20  # "epochs" (of steps_per_epoch steps) per decay factor
     steps_per_epoch: int = 100
     lr_floor: float = 0.02
+    # Over a run of a few thousand steps the paper's schedule stays near lr throughout; a cosine from lr to
+    # lr_final·lr over the steps after lr_anneal_from of the run lets the codebook settle (1.0: off).
+    lr_final: float = 1.0
+    lr_anneal_from: float = 0.5
     warmup_steps: int = 0
     seed: int = 0
     threads: int = 0  # 0 = all cores
@@ -308,9 +312,11 @@ class TrainConfig(Checked):
     # On a GPU, let fp32 convolutions and matrix products round their inputs to TF32 (10-bit mantissa),
     # as cuDNN does by default. Off: full fp32, the arithmetic of a CPU run. No effect on the CPU.
     tf32: bool = False
-    # NHWC ("channels-last") layout for the conv weights and activations: the same functions, a faster
-    # oneDNN path on CPU, different rounding (benchmarks/results/2026-11-22-speed.md; varinv.train.speed).
-    channels_last: bool = True
+    # NHWC ("channels-last") layout for the conv weights and activations: the same functions, different
+    # rounding (varinv.train.speed). "auto": NHWC where a process computes on one CPU thread or on a GPU,
+    # NCHW on several CPU threads, where oneDNN's NHWC kernels left the second core idle
+    # (benchmarks/results/2026-12-05-train-speed-r21.md).
+    channels_last: bool | str = "auto"
     # torch.compile of the conv trunks (varinv.train.speed): the same functions in fused kernels, a
     # one-off compilation per input shape, eager again (one warning) if compiling fails.
     compile: bool = False
@@ -329,6 +335,8 @@ class TrainConfig(Checked):
         "lr_decay_every": Interval(int, 1, None),
         "steps_per_epoch": Interval(int, 1, None),
         "lr_floor": Interval(float, 0, 1),
+        "lr_final": Interval(float, 0, 1, closed="right", note="1 = no annealing"),
+        "lr_anneal_from": Interval(float, 0, 1, closed="left"),
         "warmup_steps": Interval(int, 0, None),
         # torch seeds are int64; no one types a seed near the bound, so the message leaves it out
         "seed": Interval(int, 0, 2**63, closed="left", text="an integer >= 0"),
@@ -338,7 +346,7 @@ class TrainConfig(Checked):
         "grad_clip": Interval(float, 0, None, note="0 = no clipping"),
         "precision": Options(("fp32", "bf16")),
         "tf32": bool,
-        "channels_last": bool,
+        "channels_last": AnyOf(bool, Options(("auto",))),
         "compile": bool,
         "device": Text(r"cpu|cuda(:\d+)?", text="'cpu', 'cuda' or 'cuda:N'"),
     }

@@ -8,10 +8,12 @@ the optimizer and any checkpoint are loaded:
   functions computed are the same; only the order of floating-point accumulation inside the convs
   may differ. Reshapes of conv maps (``flatten``, ``reshape``) keep the logical element order, and
   checkpoints are written contiguous, so runs with and without it load each other's checkpoints.
-  On this project's CPU it made the paper-size PhoneNums step ~15 % faster and the CPU-small one
-  ~25 %. It is on by default; PyTorch's CPU batch norm gathers its batch statistics less precisely in
-  this layout (relative error ~1e-5 instead of ~1e-6 on the latents), so a run does not reproduce its
-  NCHW twin (``channels_last: false``) number for number, though it does reproduce itself.
+  On this project's CPU it makes a one-thread step faster (CPU-small PhoneNums ~1.2x) but a
+  two-thread one slower (oneDNN's NHWC kernels leave the second core mostly idle), so the default
+  ``auto`` uses it on one thread and on GPUs only. PyTorch's CPU batch norm gathers its batch
+  statistics less precisely in this layout (relative error ~1e-5 instead of ~1e-6 on the latents),
+  so a run does not reproduce its NCHW twin number for number, though it does reproduce itself;
+  under ``auto`` a run resumed with another thread count may change layout, and so its rounding.
 * ``train.compile``: the conv trunks (every outermost backbone ``Encoder``/``Decoder`` and DSAE
   ``FeatureNet``, where nearly all of a step's time goes) run through ``torch.compile`` (inductor,
   static shapes: one compilation per input shape and train/eval/no-grad mode, paid at the first
@@ -40,11 +42,20 @@ _STATE_ATTR = "_varinv_compile"
 
 def setup(model: torch.nn.Module, t) -> torch.nn.Module:
     """Apply the speed options of TrainConfig ``t`` to ``model`` in place; returns the model."""
-    if t.channels_last:
+    if use_channels_last(t.channels_last, model):
         model.to(memory_format=torch.channels_last)
     if getattr(t, "compile", False):
         compile_trunks(model)
     return model
+
+
+def use_channels_last(option, model: torch.nn.Module) -> bool:
+    """``train.channels_last`` resolved: "auto" is NHWC on a GPU or on one CPU thread (the process's
+    count at the time, set by ``train.threads``), NCHW on several CPU threads."""
+    if option != "auto":
+        return bool(option)
+    on_gpu = any(p.device.type != "cpu" for p in model.parameters())
+    return on_gpu or torch.get_num_threads() == 1
 
 
 class _CompileState:

@@ -11,6 +11,7 @@ process 0 writes the run folder, and the numbers match a 1-process run of the sa
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -33,11 +34,16 @@ from varinv.train import monitor, speed
 
 
 def lr_factor(step: int, t) -> float:
-    """The paper's exponential schedule max(floor, decay^(epoch/every)), with optional linear warm-up."""
+    """The paper's exponential schedule max(floor, decay^(epoch/every)), with optional linear warm-up and
+    a cosine from 1 to ``lr_final`` over the part of the run after ``lr_anneal_from``."""
     epoch = step / t.steps_per_epoch
     f = max(t.lr_floor, t.lr_decay ** (epoch / t.lr_decay_every))
     if t.warmup_steps > 0 and step < t.warmup_steps:
         f *= (step + 1) / t.warmup_steps
+    start = t.lr_anneal_from * t.steps
+    if t.lr_final < 1.0 and step > start:
+        x = min(1.0, (step - start) / max(1.0, t.steps - 1 - start))
+        f *= t.lr_final + (1.0 - t.lr_final) * 0.5 * (1.0 + math.cos(math.pi * x))
     return f
 
 
@@ -48,7 +54,8 @@ def lr_factor(step: int, t) -> float:
 #   train.device     where the same computation runs (e.g. continue a CPU run on a GPU)
 #   train.compile    the same computation in compiled kernels (speed.py); checkpoints are alike
 #   train.tf32       GPU rounding only, like a change of device
-RESUME_MAY_CHANGE = ("train.steps", "train.threads", "train.log_every", "train.device", "train.compile", "train.tf32")
+RESUME_MAY_CHANGE = ("train.steps", "train.threads", "train.log_every", "train.device", "train.compile", "train.tf32",
+                     "train.channels_last")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
