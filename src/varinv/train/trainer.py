@@ -48,12 +48,14 @@ def lr_factor(step: int, t) -> float:
 
 
 # Settings a --resume may change: they alter neither the model, the optimisation nor the batches drawn.
-#   train.steps      train further (never below the steps already done, checked separately)
+#   train.steps      train further (never below the steps already done, checked separately; with
+#                    train.lr_final < 1 the annealing is stretched over the new length)
 #   train.threads    CPU threads: speed only
 #   train.log_every  how often scalars are logged: output only
 #   train.device     where the same computation runs (e.g. continue a CPU run on a GPU)
 #   train.compile    the same computation in compiled kernels (speed.py); checkpoints are alike
 #   train.tf32       GPU rounding only, like a change of device
+#   train.channels_last  memory layout: rounding only (speed.py; under "auto" it follows train.threads)
 RESUME_MAY_CHANGE = ("train.steps", "train.threads", "train.log_every", "train.device", "train.compile", "train.tf32",
                      "train.channels_last")
 
