@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from varinv.bench import Job, meets, run_commands, train_then_evaluate
+from varinv.bench import Job, run_commands, train_then_evaluate, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ["codebook_purity", "one_to_one_accuracy", "prauc_zc_content", "prauc_zs_style",
@@ -115,12 +115,6 @@ def run_dir(args, tag: str, k, seed: int) -> Path:
     return Path(args.out) / (f"K{k}-seed{seed}" if tag == "insnotes" else f"waveforms-seed{seed}")
 
 
-def _met(value, target) -> str:
-    if target is None or value is None:
-        return ""
-    return "yes" if meets(value, target) else "**no**"
-
-
 def _dataset_line(path: str) -> str:
     try:
         m = json.loads((Path(path) / "manifest.json").read_text())
@@ -159,7 +153,7 @@ def write_report(args, rows: dict, wall: float, t_data: float, audio) -> None:
             med = statistics.median(vals) if vals else None
             op, thr = TARGETS.get(key, (None, None))
             lines.append(f"| {LABELS.get(key, key)} | {_fmt(med)} | {'' if op is None else f'{op} {thr}'} | "
-                         f"{_met(med, TARGETS.get(key))} |")
+                         f"{verdict(med, TARGETS.get(key))} |")
     if not ins:
         lines.append("(not run)")
     if audio["insnotes"] is not None:
@@ -174,7 +168,7 @@ def write_report(args, rows: dict, wall: float, t_data: float, audio) -> None:
         lines += ["", "| metric | median | target | met |", "|---|---|---|---|"]
         for key, target in WF_TARGETS.items():
             med = statistics.median(m[key] for _, _, m in wf)
-            lines.append(f"| {LABELS[key]} | {_fmt(med)} | {target[0]} {target[1]} | {_met(med, target)} |")
+            lines.append(f"| {LABELS[key]} | {_fmt(med)} | {target[0]} {target[1]} | {verdict(med, target)} |")
         if audio["waveforms"] is not None:
             lines += ["", f"Recombination audio of the first run (Griffin-Lim, `varinv recombine`): {audio['waveforms']}"]
     else:

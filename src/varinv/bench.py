@@ -323,6 +323,13 @@ def meets(value: float, target: tuple[str, float]) -> bool:
     return value >= bound if op == ">=" else value <= bound
 
 
+def verdict(value, target) -> str:
+    """A results table's "met" cell: "yes", "**no**", or "" where there is no target or no value."""
+    if target is None or value is None:
+        return ""
+    return "yes" if meets(value, target) else "**no**"
+
+
 def usable_cores() -> int:
     """The cores this process may run on (``taskset``, a container's cpuset), not the machine's count: two
     grids pinned to one core each then train with one thread each instead of oversubscribing."""

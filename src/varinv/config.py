@@ -296,8 +296,9 @@ class TrainConfig(Checked):
     lr_decay_every: int = 20  # "epochs" (of steps_per_epoch steps) per decay factor
     steps_per_epoch: int = 100
     lr_floor: float = 0.02
-    # Over a run of a few thousand steps the paper's schedule stays near lr throughout; a cosine from lr to
-    # lr_final·lr over the steps after lr_anneal_from of the run lets the codebook settle (1.0: off).
+    # Over a run of a few thousand steps the paper's schedule stays near lr throughout. lr_final < 1 adds a
+    # cosine from lr to lr_final·lr over the steps after lr_anneal_from of the run (1.0: off; at 0.1 it moved
+    # no fragile suite domain beyond one seed's noise, 2026-12-06-generalisation-explore22.md).
     lr_final: float = 1.0
     lr_anneal_from: float = 0.5
     warmup_steps: int = 0
@@ -315,7 +316,7 @@ class TrainConfig(Checked):
     # NHWC ("channels-last") layout for the conv weights and activations: the same functions, different
     # rounding (varinv.train.speed). "auto": NHWC where a process computes on one CPU thread or on a GPU,
     # NCHW on several CPU threads, where oneDNN's NHWC kernels left the second core idle
-    # (benchmarks/results/2026-12-05-train-speed-r21.md).
+    # (benchmarks/results/2026-12-06-train-speed-auto.md).
     channels_last: bool | str = "auto"
     # torch.compile of the conv trunks (varinv.train.speed): the same functions in fused kernels, a
     # one-off compilation per input shape, eager again (one warning) if compiling fails.
