@@ -156,6 +156,10 @@ class V3Config(VQConfig):
     # Share of the run's steps (train.steps) before the term starts: before the vocabulary forms the usage
     # is noise, and a vocabulary that must split a content by style to be drawn (shapes' fill) breaks.
     independence_from: float = 0.5
+    # Code-style independence (0 = off): the kernel dependence between each fragment's z_c (before the
+    # codebook) and its sample's mean style, over the batch. Contents are drawn independently of styles, so
+    # a z_c that tells the style spends its distances on it and the atoms split or merge contents by style.
+    w_code_independence: float = 0.0
     # Spectral-tilt invariance (0 = off; spectrogram data): each fragment's log-magnitude gets a random
     # smooth curve along frequency (linear + quadratic, up to ±tilt_range at the band edges), which
     # reweights harmonics but moves none, and its z_c is pulled to the clean fragment's atom. On
@@ -228,6 +232,7 @@ class V3Config(VQConfig):
         "match_subset": Interval(float, 0, 1, closed="right"),
         "match_adapt": bool,
         "w_independence": Interval(float, 0, None),
+        "w_code_independence": Interval(float, 0, None),
         "independence_from": Interval(float, 0, 1),
         "w_tilt": Interval(float, 0, None),
         "tilt_range": Interval(float, 0, None, closed="neither"),
