@@ -168,15 +168,20 @@ def unbiased_hsic(k: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return (torch.trace(km) + k.sum() * m.sum() / ((n - 1) * (n - 2)) - 2 * km.sum() / (n - 2)) / (n * (n - 3))
 
 
+def gaussian_gram(z: torch.Tensor) -> torch.Tensor:
+    """exp(-|a - b|² / median pairwise squared distance) of the rows of z (n, d); the bandwidth has no gradient."""
+    d = torch.cdist(z, z).pow(2)
+    pos = d.detach()[d.detach() > 0]
+    return torch.exp(-d / (pos.median() if pos.numel() else d.new_ones(())).clamp_min(TINY))
+
+
 def style_usage_dependence(style: torch.Tensor, usage: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Normalised kernel dependence between each sample's style (B, d_s) and its soft atom usage (B, K),
     B >= 4: unbiased HSIC with a Gaussian kernel on the styles (bandwidth: the median pairwise squared
     distance) and a linear one on the usages, over the geometric mean of the styles' self-dependence and the
     usages' (at least that of ``reference`` (B, K), the usages of random groups of fragments: a code whose
     samples all use the same atoms has no usage spread to normalise by). Near 0 or below when independent."""
-    ds = torch.cdist(style, style).pow(2)
-    pos = ds.detach()[ds.detach() > 0]
-    ks = torch.exp(-ds / (pos.median() if pos.numel() else ds.new_ones(())).clamp_min(TINY))
+    ks = gaussian_gram(style)
     ku, kr = usage @ usage.t(), reference @ reference.t()
     spread = torch.maximum(unbiased_hsic(ku, ku).detach(), unbiased_hsic(kr, kr))
     return unbiased_hsic(ks, ku) / (unbiased_hsic(ks, ks).clamp_min(TINY) * spread.clamp_min(TINY)).sqrt()
@@ -273,13 +278,6 @@ def independence_term(model, batch, ae, step):
     if style.shape[0] < 4:
         return None
     return style_usage_dependence(style, usage, reference).clamp_min(0)
-
-
-def gaussian_gram(z: torch.Tensor) -> torch.Tensor:
-    """exp(-|a - b|² / median pairwise squared distance) of the rows of z (n, d); the bandwidth has no gradient."""
-    d = torch.cdist(z, z).pow(2)
-    pos = d.detach()[d.detach() > 0]
-    return torch.exp(-d / (pos.median() if pos.numel() else d.new_ones(())).clamp_min(TINY))
 
 
 def code_style_dependence(zc: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
