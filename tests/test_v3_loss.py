@@ -1029,11 +1029,16 @@ def test_code_style_dependence_sees_a_style_offset_in_the_content_codes():
 def test_code_independence_term_reaches_the_content_codes_only():
     cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_code_independence=1.0)
     m = V3(cfg, (1, 16, 8))
-    torch.manual_seed(0)
-    ae = m.autoencode(torch.rand(8, 4, 1, 16, 8), step=0)
-    ae["zs3"] = ae["zs"].view(8, 4, -1).float()
-    term = regularisers.code_independence_term(m, None, ae, 0)
-    assert torch.isfinite(term) and term >= 0
-    gc, gs = torch.autograd.grad(term, [ae["zc"], ae["zs"]], allow_unused=True)
-    assert gc is not None and gc.abs().sum() > 0 or float(term) == 0
-    assert gs is None or gs.abs().sum() == 0  # the style is the reference, not pushed
+    pushed = 0
+    for seed in range(6):
+        torch.manual_seed(seed)
+        ae = m.autoencode(torch.rand(8, 4, 1, 16, 8), step=0)
+        ae["zs3"] = ae["zs"].view(8, 4, -1).float()
+        term = regularisers.code_independence_term(m, None, ae, 0)
+        assert torch.isfinite(term) and term >= 0
+        if term > 0:
+            gc, gs = torch.autograd.grad(term, [ae["zc"], ae["zs"]], allow_unused=True)
+            assert gc.abs().sum() > 0
+            assert gs is None or gs.abs().sum() == 0  # the style is the reference, not pushed
+            pushed += 1
+    assert pushed
