@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from varinv.bench import Job, run_commands, train_then_evaluate, verdict
+from varinv.bench import Job, run_commands, target_text, train_then_evaluate, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ["codebook_purity", "one_to_one_accuracy", "prauc_zc_content", "prauc_zs_style",
@@ -151,9 +151,8 @@ def write_report(args, rows: dict, wall: float, t_data: float, audio) -> None:
         for key in KEYS:
             vals = [m[key] for m in k12 if m.get(key) is not None]
             med = statistics.median(vals) if vals else None
-            op, thr = TARGETS.get(key, (None, None))
-            lines.append(f"| {LABELS.get(key, key)} | {_fmt(med)} | {'' if op is None else f'{op} {thr}'} | "
-                         f"{verdict(med, TARGETS.get(key))} |")
+            target = TARGETS.get(key)
+            lines.append(f"| {LABELS.get(key, key)} | {_fmt(med)} | {target_text(target)} | {verdict(med, target)} |")
     if not ins:
         lines.append("(not run)")
     if audio["insnotes"] is not None:
@@ -168,7 +167,7 @@ def write_report(args, rows: dict, wall: float, t_data: float, audio) -> None:
         lines += ["", "| metric | median | target | met |", "|---|---|---|---|"]
         for key, target in WF_TARGETS.items():
             med = statistics.median(m[key] for _, _, m in wf)
-            lines.append(f"| {LABELS[key]} | {_fmt(med)} | {target[0]} {target[1]} | {verdict(med, target)} |")
+            lines.append(f"| {LABELS[key]} | {_fmt(med)} | {target_text(target)} | {verdict(med, target)} |")
         if audio["waveforms"] is not None:
             lines += ["", f"Recombination audio of the first run (Griffin-Lim, `varinv recombine`): {audio['waveforms']}"]
     else:

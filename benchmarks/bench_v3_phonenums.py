@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from varinv.bench import Job, run_commands, train_then_evaluate, verdict
+from varinv.bench import Job, run_commands, target_text, train_then_evaluate, verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ["codebook_purity", "one_to_one_accuracy", "prauc_zc_content", "prauc_zs_style",
@@ -84,9 +84,8 @@ def write_report(args, rows, wall) -> None:
         lines += ["", f"**K = 10, median over {len(k10)} seeds**", "", "| metric | median | target | met |", "|---|---|---|---|"]
         for key in KEYS:
             med = statistics.median(m[key] for m in k10)
-            op, thr = TARGETS.get(key, (None, None))
-            lines.append(f"| {key} | {_fmt(med)} | {'' if op is None else f'{op} {thr}'} | "
-                         f"{verdict(med, TARGETS.get(key))} |")
+            target = TARGETS.get(key)
+            lines.append(f"| {key} | {_fmt(med)} | {target_text(target)} | {verdict(med, target)} |")
     out = ROOT / "benchmarks" / "results" / f"{today}-v3-phonenums.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -795,18 +795,23 @@ def test_style_usage_dependence_sees_an_atom_used_for_a_content_only_in_some_sty
     assert abs(float(faithful)) < 0.08 and float(dependent) > 0.15
 
 
-def test_independence_term_reaches_the_content_codes():
-    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_independence=1.0)
-    m = V3(cfg, (1, 16, 8))
-    grads = []
-    for seed in range(6):
+def _term_on_random_batches(m, term_fn, n: int = 6):
+    """Yields (ae, term) of ``term_fn`` on n random batches (seeds 0..n-1) of 8 samples x 4 fragments, each term
+    finite and >= 0. A generator: the next batch's codebook update would invalidate the last one's graph."""
+    for seed in range(n):
         torch.manual_seed(seed)
         ae = m.autoencode(torch.rand(8, 4, 1, 16, 8), step=0)
         ae["zs3"] = ae["zs"].view(8, 4, -1).float()
-        term = regularisers.independence_term(m, None, ae, 0)
+        term = term_fn(m, None, ae, 0)
         assert torch.isfinite(term) and term >= 0
-        if term > 0:
-            grads.append(torch.autograd.grad(term, ae["zc"])[0].abs().sum())
+        yield ae, term
+
+
+def test_independence_term_reaches_the_content_codes():
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_independence=1.0)
+    m = V3(cfg, (1, 16, 8))
+    grads = [torch.autograd.grad(term, ae["zc"])[0].abs().sum()
+             for ae, term in _term_on_random_batches(m, regularisers.independence_term) if term > 0]
     assert grads and all(g > 0 for g in grads)
     assert "independence" in m.loss({"x": torch.rand(6, 4, 1, 16, 8)}, step=0)
     m.cfg.independence_from, m.total_steps = 0.5, 10  # the trainer sets total_steps to train.steps
@@ -1030,12 +1035,7 @@ def test_code_independence_term_reaches_the_content_codes_only():
     cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_code_independence=1.0)
     m = V3(cfg, (1, 16, 8))
     pushed = 0
-    for seed in range(6):
-        torch.manual_seed(seed)
-        ae = m.autoencode(torch.rand(8, 4, 1, 16, 8), step=0)
-        ae["zs3"] = ae["zs"].view(8, 4, -1).float()
-        term = regularisers.code_independence_term(m, None, ae, 0)
-        assert torch.isfinite(term) and term >= 0
+    for ae, term in _term_on_random_batches(m, regularisers.code_independence_term):
         if term > 0:
             gc, gs = torch.autograd.grad(term, [ae["zc"], ae["zs"]], allow_unused=True)
             assert gc.abs().sum() > 0

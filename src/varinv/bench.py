@@ -323,6 +323,11 @@ def meets(value: float, target: tuple[str, float]) -> bool:
     return value >= bound if op == ">=" else value <= bound
 
 
+def target_text(target) -> str:
+    """A results table's "target" cell: "op bound", or "" where there is none."""
+    return "" if target is None else f"{target[0]} {target[1]}"
+
+
 def verdict(value, target) -> str:
     """A results table's "met" cell: "yes", "**no**", or "" where there is no target or no value."""
     if target is None or value is None:
