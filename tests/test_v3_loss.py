@@ -160,18 +160,20 @@ def test_dead_atoms_are_reseeded():
 def test_vq_warmup_decodes_z_c_then_seeds_the_codebook_from_it():
     torch.manual_seed(0)
     cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=3, vq_warmup=2,
-                   w_diversity=1.0)
+                   w_diversity=1.0, w_code_independence=1.0, w_isotropy=0.3)
     m = V3(cfg, (3, 16, 16))
     m.train()
     x = torch.rand(4, 3, 3, 16, 16)
     before = m.quantizer.codebook.clone()
     out = m.loss({"x": x}, step=1)
-    assert float(out["commit"]) == 0.0 and "diversity" not in out
+    # terms that read the codebook wait for it; the style's isotropy does not
+    assert float(out["commit"]) == 0.0 and "diversity" not in out and "code_independence" not in out
+    assert "isotropy" in out
     assert not bool(m.quantizer.initted) and torch.equal(m.quantizer.codebook, before)
     ae = m.autoencode(x, step=1)
     assert torch.equal(ae["zq"], ae["zc"])  # the decoder reads z_c itself
     out = m.loss({"x": x}, step=2)
-    assert bool(m.quantizer.initted) and "diversity" in out and float(out["commit"]) > 0
+    assert bool(m.quantizer.initted) and "diversity" in out and "code_independence" in out and float(out["commit"]) > 0
     assert not torch.equal(m.quantizer.codebook, before)
     m.eval()
     ae = m.autoencode(x, step=0)  # evaluation always quantises

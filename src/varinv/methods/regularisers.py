@@ -1,9 +1,10 @@
 """V3's extra loss terms beyond the paper: a registry of named regularisers.
 
-Each is one function ``term(model, batch, ae, step) -> Tensor | None`` (None: inactive at this step, e.g.
-before quantisation starts), registered with the ``V3Config`` field holding its weight, two lines on why it
-exists and the results file that measured it. ``V3.loss`` sums ``weight * term`` over the registry in one
-loop, skipping zero weights; a config names weights and never adds a branch to the loss.
+Each is one function ``term(model, batch, ae, step) -> Tensor | None`` (None: inactive at this step),
+registered with the ``V3Config`` field holding its weight, two lines on why it exists, the results file that
+measured it and whether it reads the codebook (then ``V3.loss`` skips it before quantisation starts).
+``V3.loss`` sums ``weight * term`` over the registry in one loop, skipping zero weights; a config names
+weights and never adds a branch to the loss.
 
 ``ae`` is ``VQAutoencoder.autoencode``'s output: flat (B·L, d) latents ``zc``, ``zq``, ``zs``, the
 decoder's style ``zs_dec``, and ``b``, ``length``; ``V3.loss`` adds ``zs3``, the (B, L, d_s) float styles. Terms that read the distances to the atoms share one
@@ -37,14 +38,15 @@ class Regulariser:
     weight: str  # the V3Config field with its weight
     why: str
     results: str  # benchmarks/results/ file that measured it
+    quantized: bool  # reads the codebook: inactive (skipped by ``V3.loss``) before quantisation starts
 
 
 REGULARISERS: dict[str, Regulariser] = {}
 
 
-def regulariser(name: str, weight: str, why: str, results: str):
+def regulariser(name: str, weight: str, why: str, results: str, quantized: bool = True):
     def register(fn):
-        REGULARISERS[name] = Regulariser(fn, weight, why, results)
+        REGULARISERS[name] = Regulariser(fn, weight, why, results, quantized)
         return fn
 
     return register
@@ -243,23 +245,20 @@ def atom_sqdist(model, ae: dict) -> torch.Tensor:
     return ae["sqdist"]
 
 
-def pull_to_targets(model, ae, step, targets):
-    """Cross-entropy pulling every fragment's soft assignment towards ``targets(sqdist (B, L, K))`` (B·L,);
-    None before quantisation starts."""
-    if not model.quantizing(step):
-        return None
+def pull_to_targets(model, ae, targets):
+    """Cross-entropy pulling every fragment's soft assignment towards ``targets(sqdist (B, L, K))`` (B·L,)."""
     sq = atom_sqdist(model, ae)
     return assignment_ce(sq.flatten(0, 1), targets(sq), model.cfg.diversity_temperature)
 
 
-@regulariser("isotropy", "w_isotropy", results="2026-11-22-v3-phonenums-explore.md",
+@regulariser("isotropy", "w_isotropy", results="2026-11-22-v3-phonenums-explore.md", quantized=False,
              why="Once met, the hinge terms leave z_s stretched along one direction (PhoneNums: red vs not red), "
                  "so other styles sit close together; spread the across-sample style variance over many directions.")
 def isotropy_term(model, batch, ae, step):
     return isotropy_loss(ae["zs3"].mean(1), model.cfg.isotropy_floor)
 
 
-@regulariser("style_nce", "w_style_nce", results="2026-12-05-generalisation-explore19.md",
+@regulariser("style_nce", "w_style_nce", results="2026-12-05-generalisation-explore19.md", quantized=False,
              why="Beside the neighbour pairs, which tie a content across styles through the shared trunk, nothing asked the "
                  "trunk for textures' style (0.25); a contrastive form of V3's style prior (z_s picks out its own sample) does.")
 def style_nce_term(model, batch, ae, step):
@@ -270,7 +269,7 @@ def style_nce_term(model, batch, ae, step):
              why="An atom that holds a content only in some styles (a font's A, a patch's permuted pitches) makes the atoms "
                  "a sample uses depend on its style; contents can repeat, but what a sample uses cannot predict its style.")
 def independence_term(model, batch, ae, step):
-    if not model.quantizing(step) or step < model.cfg.independence_from * model.total_steps:
+    if step < model.cfg.independence_from * model.total_steps:
         return None
     soft = assignment_logits(atom_sqdist(model, ae), model.cfg.diversity_temperature).softmax(-1)  # (B, L, K)
     reference = shuffled_rows(soft, shared_randperm(soft.shape[0] * soft.shape[1], soft.device)).mean(1)
@@ -292,8 +291,6 @@ def code_style_dependence(zc: torch.Tensor, style: torch.Tensor) -> torch.Tensor
              why="Contents are drawn independently of styles, yet speech's z_c tells the voice (linear probe 0.96) and "
                  "handwriting's the colours; the atom-usage term cannot see a leak that stays within one atom.")
 def code_independence_term(model, batch, ae, step):
-    if not model.quantizing(step):
-        return None
     b, length = ae["b"], ae["length"]
     zc, style = gather_samples(ae["zc"].float().view(b, length, -1), ae["zs3"].mean(1, keepdim=True).detach())
     if zc.shape[0] < 2:
@@ -305,8 +302,6 @@ def code_independence_term(model, batch, ae, step):
              why="The hinge terms saturate early, after which co-occurring contents can share an atom; the "
                  "fragments of one sample should pick different atoms (V3's own prior, on the codebook).")
 def diversity_term(model, batch, ae, step):
-    if not model.quantizing(step):
-        return None
     sq = atom_sqdist(model, ae)
     shuffle = None
     if model.cfg.diversity_reference == "shuffled":
@@ -320,7 +315,7 @@ def diversity_term(model, batch, ae, step):
 def match_term(model, batch, ae, step):
     cfg = model.cfg
     if cfg.match_subset >= 1:
-        return pull_to_targets(model, ae, step, lambda sq: matched_atoms(sq, cfg.match_repeat_cost).flatten())
+        return pull_to_targets(model, ae, lambda sq: matched_atoms(sq, cfg.match_repeat_cost).flatten())
 
     def subset_targets(sq):
         b, length, k = sq.shape
@@ -332,7 +327,7 @@ def match_term(model, batch, ae, step):
         sub = sq.gather(1, idx[..., None].expand(-1, -1, sq.shape[-1]))
         return target.scatter(1, idx, matched_atoms(sub, cfg.match_repeat_cost)).flatten()
 
-    return pull_to_targets(model, ae, step, subset_targets)
+    return pull_to_targets(model, ae, subset_targets)
 
 
 @regulariser("reassign", "w_reassign", results="2026-11-22-v3-phonenums-reassign.md",
@@ -340,7 +335,7 @@ def match_term(model, batch, ae, step):
                  "the decoder can tell which atom reconstructs a fragment best, so pull the assignment there.")
 def reassign_term(model, batch, ae, step):
     cfg = model.cfg
-    if not model.quantizing(step) or step < cfg.reassign_start:
+    if step < cfg.reassign_start:
         return None
     if "decoder_target" in ae:  # the decoder already chose every fragment's atom (VQConfig.assign)
         return assignment_ce(atom_sqdist(model, ae).flatten(0, 1), ae["decoder_target"], cfg.diversity_temperature)
@@ -364,7 +359,7 @@ def reassign_term(model, batch, ae, step):
     return assignment_ce(sqdist[:n], errors[:n].argmin(1), cfg.diversity_temperature)
 
 
-@regulariser("coarse", "w_coarse", results="2026-12-04-generalisation-explore13.md",
+@regulariser("coarse", "w_coarse", results="2026-12-04-generalisation-explore13.md", quantized=False,
              why="A gain can blend a second content's pattern into an atom in one style (InsNotes: four instruments' "
                  "neighbouring pitches permuted); the additive part alone cannot, so it judges the reassignment.")
 def coarse_term(model, batch, ae, step):
@@ -418,7 +413,7 @@ def neighbour_pairs(x: torch.Tensor, embed: Callable, far: float = 0.0, ratio: f
     return pairs
 
 
-@regulariser("neighbour", "w_neighbour", results="2026-12-04-generalisation-explore16.md",
+@regulariser("neighbour", "w_neighbour", results="2026-12-04-generalisation-explore16.md", quantized=False,
              why="Fragments of two samples that are mutual nearest neighbours of the input share their content far more "
                  "often than V3's codes do (speech, greek); far pairs (samples of unlike mean) tie a content across styles.")
 def neighbour_term(model, batch, ae, step):
@@ -449,8 +444,6 @@ def neighbour_term(model, batch, ae, step):
              why="Spectrograms: low-tone atoms were permuted per waveform; a random reweighting along frequency "
                  "changes the harmonics but moves none, so z_c of a tilted fragment is pulled to the clean atom.")
 def tilt_term(model, batch, ae, step):
-    if not model.quantizing(step):
-        return None
     cfg, x = model.cfg, batch["x"]
     tilted = tilt(x.reshape(-1, *x.shape[2:]), cfg.tilt_mode, cfg.tilt_range, (cfg.tilt_knee_min, cfg.tilt_knee_max))
     return F.mse_loss(model.content_of(tilted.view_as(x)).float(), ae["zq"].detach().float())

@@ -379,7 +379,8 @@ class V3(VQAutoencoder):
         )
         for name, reg in REGULARISERS.items():
             weight = getattr(cfg, reg.weight)
-            term = reg.fn(self, batch, ae, step) if weight > 0 else None
+            active = weight > 0 and (self.quantizing(step) or not reg.quantized)
+            term = reg.fn(self, batch, ae, step) if active else None
             if term is not None:
                 out[name] = term
                 total = total + weight * term
