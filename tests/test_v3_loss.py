@@ -173,7 +173,7 @@ def test_vq_warmup_decodes_z_c_then_seeds_the_codebook_from_it():
     ae = m.autoencode(x, step=1)
     assert torch.equal(ae["zq"], ae["zc"])  # the decoder reads z_c itself
     out = m.loss({"x": x}, step=2)
-    assert bool(m.quantizer.initted) and "diversity" in out and "code_independence" in out and float(out["commit"]) > 0
+    assert bool(m.quantizer.initted) and "diversity" in out and "code_independence" in out and float(out["commit"].detach()) > 0
     assert not torch.equal(m.quantizer.codebook, before)
     m.eval()
     ae = m.autoencode(x, step=0)  # evaluation always quantises

@@ -171,8 +171,10 @@ def unbiased_hsic(k: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_gram(z: torch.Tensor) -> torch.Tensor:
-    """exp(-|a - b|² / median pairwise squared distance) of the rows of z (n, d); the bandwidth has no gradient."""
-    d = torch.cdist(z, z).pow(2)
+    """exp(-|a - b|² / median pairwise squared distance) of the rows of z (n, d); the bandwidth has no gradient.
+    Distances are taken directly, not through |a|² + |b|² − 2a·b: repeated rows (a sample's style, once per
+    fragment) must come out exactly 0, and the unbiased HSIC's cancellations magnify rounding."""
+    d = torch.cdist(z, z, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
     pos = d.detach()[d.detach() > 0]
     return torch.exp(-d / (pos.median() if pos.numel() else d.new_ones(())).clamp_min(TINY))
 

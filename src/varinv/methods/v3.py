@@ -159,7 +159,8 @@ class V3Config(VQConfig):
     # Code-style independence (0 = off): the kernel dependence between each fragment's z_c (before the
     # codebook) and its sample's mean style, over the batch. Contents are drawn independently of styles, so
     # a z_c that tells the style spends its distances on it and the atoms split or merge contents by style.
-    w_code_independence: float = 0.0
+    # At 10 with twice round 20's steps greek, fmsynth and Waveforms join the passing domains (round 24).
+    w_code_independence: float = 10.0
     # Spectral-tilt invariance (0 = off; spectrogram data): each fragment's log-magnitude gets a random
     # smooth curve along frequency (linear + quadratic, up to ±tilt_range at the band edges), which
     # reweights harmonics but moves none, and its z_c is pulled to the clean fragment's atom. On
@@ -185,7 +186,7 @@ class V3Config(VQConfig):
               "isotropy_floor": 0.0, "match_adapt": False, "w_independence": 0.0, "independence_from": 0.0,
               "positive_gain_maps": False, "renew_every": 0,
               "w_neighbour": 0.0, "neighbour_far": 0.0, "w_style_nce": 0.0,
-              "decoder_upsample": "nearest"}
+              "decoder_upsample": "nearest", "w_code_independence": 0.0}
 
     # Options measured and dropped (their results files say why), with the value that meant off.
     REMOVED = {
