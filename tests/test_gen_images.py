@@ -173,9 +173,12 @@ def test_suite_matrix_takes_medians_and_counts_passing_domains(tmp_path, monkeyp
         (cells / f"greek-v3-K10-seed{seed}.json").write_text(json.dumps({**good, "codebook_purity": purity}))
     (cells / "letters-v3-K10-seed0.json").write_text(json.dumps({**good, "prauc_zs_style": 0.25}))
     (cells / "phonenums-v3-K10-seed0.json").write_text(json.dumps({**good, "prauc_zc_style": 0.31}))
-    suite.main(["matrix", "--tags", "t"])
+    (cells / "greek-supervised-K10-seed0.json").write_text(json.dumps({**good, "prauc_zc_content": 0.7}))
+    (tmp_path / "benchmarks/results/2026-01-01-generalisation-floor.json").write_text(
+        json.dumps({"greek": {"prauc_zc_content": 0.288}}))
+    suite.main(["matrix", "--tags", "t,t/supervised"])
     out = capsys.readouterr().out
-    assert "| greek | **0.950 / 0.900 / 0.850** (3) |" in out
-    assert "| letters | 0.950 / 0.900 / 0.250 |" in out
-    assert "| phonenums | 0.950 / 0.900 / 0.850 |" in out  # a cross pair above 0.30 fails the domain
-    assert "| passing | 1/2 suite, 0/1 benchmarks |" in out
+    assert "| greek | **0.950 / 0.900 / 0.850** (3) | 0.950 / 0.700 / 0.850 | 0.288 |" in out  # a peer's cells: TAG/METHOD
+    assert "| letters | 0.950 / 0.900 / 0.250 | – | – |" in out
+    assert "| phonenums | 0.950 / 0.900 / 0.850 | – | – |" in out  # a cross pair above 0.30 fails the domain
+    assert "| passing | 1/2 suite, 0/1 benchmarks | 0/1 suite, 0/0 benchmarks | |" in out

@@ -5,6 +5,7 @@
     python benchmarks/generalisation/suite.py grid --tag recipe --methods v3,tsdsae,supervised --seeds 0,1,2
     python benchmarks/generalisation/suite.py table --tags recipe         # per-run rows beside the floor
     python benchmarks/generalisation/suite.py matrix --tags abl-base,abl-nce   # domains x tags, passes marked
+    python benchmarks/generalisation/suite.py matrix --tags r25t,ceil25t/supervised   # a peer's cells: TAG/METHOD
     python benchmarks/generalisation/suite.py grid --tag explore-a --domains letters,speech --seeds 0 \\
         --set model.film=true --variant a: --variant b:model.style_pool=true   # two variants side by side
 
@@ -182,12 +183,18 @@ def cmd_grid(a) -> None:
         subprocess.run([sys.executable, "-m", "varinv", "benchmark", str(path)], check=True, cwd=ROOT)
 
 
+def floors() -> dict[str, dict]:
+    """{domain: the k-means floor's metrics} from the results files (the newest file wins)."""
+    out = {}
+    for path in sorted((ROOT / "benchmarks/results").glob("*-generalisation-floor.json")):
+        out.update(json.loads(path.read_text()))
+    return out
+
+
 def cmd_table(a) -> None:
     """Per-run rows of the recorded cells of grids ``--tags`` beside the floor, as Markdown on stdout."""
     results = ROOT / "benchmarks/results"
-    floors = {}
-    for path in sorted(results.glob("*-generalisation-floor.json")):
-        floors.update(json.loads(path.read_text()))  # the newest file wins
+    floor = floors()
     cols = ("codebook_purity", "prauc_zc_content", "prauc_zs_style", "prauc_zs_content", "prauc_zc_style")
     print("| run | seed | purity | PR-AUC z_c·content | z_s·style | z_s·content | z_c·style | floor z_c | health | train s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -195,7 +202,7 @@ def cmd_table(a) -> None:
         for rec in sorted((results / "cells" / f"suite-{tag}").glob("*.json")):
             m = json.loads(rec.read_text())
             name = rec.stem.rsplit("-K", 1)[0]
-            floor_zc = floors.get(name.split("-")[0], {}).get("prauc_zc_content", float("nan"))
+            floor_zc = floor.get(name.split("-")[0], {}).get("prauc_zc_content", float("nan"))
             health = "ok" if m.get("health", {}).get("ok") else "flag"
             print(f"| {tag}/{name} | {m['seed']} | " + " | ".join(f"{m[c]:.3f}" for c in cols)
                   + f" | {floor_zc:.3f} | {health} | {m['train_seconds']:.0f} |")
@@ -212,23 +219,26 @@ def passes(m: dict) -> bool:
     return all(meets(m[k], target) for k, target in BARS.items())
 
 
-def tag_medians(tag: str) -> dict[str, dict]:
-    """{domain: medians of the BARS metrics over the recorded seeds of grid ``tag``, plus "seeds"} (V3 cells)."""
+def tag_medians(tag: str, method: str = "v3") -> dict[str, dict]:
+    """{domain: medians of the BARS metrics over the recorded seeds of grid ``tag``, plus "seeds"} (``method``'s
+    cells)."""
     by_domain: dict[str, list[dict]] = {}
-    for rec in sorted((ROOT / "benchmarks/results/cells" / f"suite-{tag}").glob("*-v3-*.json")):
+    for rec in sorted((ROOT / "benchmarks/results/cells" / f"suite-{tag}").glob(f"*-{method}-*.json")):
         by_domain.setdefault(rec.stem.split("-")[0], []).append(json.loads(rec.read_text()))
     return {d: {**{k: float(np.median([m[k] for m in ms])) for k in BARS}, "seeds": len(ms)}
             for d, ms in by_domain.items()}
 
 
 def cmd_matrix(a) -> None:
-    """Domains × grid tags (e.g. an ablation, one tag per component off): purity / PR-AUC(z_c) / PR-AUC(z_s)
-    medians, bold where every bar of BARS holds, and per tag how many suite domains and benchmarks pass."""
+    """Domains × grid tags (e.g. an ablation, one tag per component off; ``TAG/METHOD`` for a peer's cells, V3's
+    otherwise): purity / PR-AUC(z_c) / PR-AUC(z_s) medians, bold where every bar of BARS holds, per tag how many
+    suite domains and benchmarks pass, and the k-means floor's PR-AUC(z_c)."""
     tags = [t.strip() for t in a.tags.split(",") if t.strip()]
-    cols = {t: tag_medians(t) for t in tags}
+    cols = {t: tag_medians(*t.split("/", 1)) for t in tags}
     names = [n for n in DOMAINS if any(n in c for c in cols.values())]
-    print("| domain | " + " | ".join(tags) + " |")
-    print("|---|" + "---|" * len(tags))
+    floor = floors()
+    print("| domain | " + " | ".join(tags) + " | floor PR-AUC(z_c) |")
+    print("|---|" + "---|" * (len(tags) + 1))
     for n in names:
         cells = []
         for t in tags:
@@ -239,7 +249,8 @@ def cmd_matrix(a) -> None:
             text = " / ".join(f"{m[k]:.3f}" for k in ("codebook_purity", "prauc_zc_content", "prauc_zs_style"))
             seeds = f" ({m['seeds']})" if m["seeds"] > 1 else ""
             cells.append((f"**{text}**" if passes(m) else text) + seeds)
-        print(f"| {n} | " + " | ".join(cells) + " |")
+        f = floor.get(n, {}).get("prauc_zc_content")
+        print(f"| {n} | " + " | ".join(cells) + f" | {'–' if f is None else f'{f:.3f}'} |")
     counts = []
     for t in tags:
         c = cols[t]
@@ -247,7 +258,7 @@ def cmd_matrix(a) -> None:
         bench = [n for n in DOMAINS if n not in SUITE and n in c]
         counts.append(f"{sum(passes(c[n]) for n in suite)}/{len(suite)} suite, "
                       f"{sum(passes(c[n]) for n in bench)}/{len(bench)} benchmarks")
-    print("| passing | " + " | ".join(counts) + " |")
+    print("| passing | " + " | ".join(counts) + " | |")
 
 
 def cmd_diagnose(a) -> None:
