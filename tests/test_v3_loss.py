@@ -1025,10 +1025,10 @@ def test_code_style_dependence_sees_a_style_offset_in_the_content_codes():
 
     torch.manual_seed(0)
     b, length = 32, 10
-    style = (torch.randn(6, 8)[torch.randint(0, 6, (b,))] + 0.05 * torch.randn(b, 8)).repeat_interleave(length, 0)
+    style = torch.randn(6, 8)[torch.randint(0, 6, (b,))] + 0.05 * torch.randn(b, 8)  # one per sample
     atoms = 3 * torch.randn(length, 16)
     content = atoms[torch.randint(0, length, (b * length,))] + 0.1 * torch.randn(b * length, 16)
-    leak = content + 2 * torch.cat([style, style], 1)  # the same contents, shifted by their sample's style
+    leak = content + 2 * torch.cat([style, style], 1).repeat_interleave(length, 0)  # shifted by their sample's style
     assert abs(float(code_style_dependence(content, style))) < 0.02
     assert float(code_style_dependence(leak, style)) > 0.1
 

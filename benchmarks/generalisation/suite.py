@@ -183,18 +183,18 @@ def cmd_grid(a) -> None:
         subprocess.run([sys.executable, "-m", "varinv", "benchmark", str(path)], check=True, cwd=ROOT)
 
 
-def floors() -> dict[str, dict]:
-    """{domain: the k-means floor's metrics} from the results files (the newest file wins)."""
+def floor_prauc() -> dict[str, float]:
+    """{domain: the k-means floor's PR-AUC(z_c·content)} from the results files (the newest file wins)."""
     out = {}
     for path in sorted((ROOT / "benchmarks/results").glob("*-generalisation-floor.json")):
-        out.update(json.loads(path.read_text()))
+        out.update({d: m["prauc_zc_content"] for d, m in json.loads(path.read_text()).items()})
     return out
 
 
 def cmd_table(a) -> None:
     """Per-run rows of the recorded cells of grids ``--tags`` beside the floor, as Markdown on stdout."""
     results = ROOT / "benchmarks/results"
-    floor = floors()
+    floor = floor_prauc()
     cols = ("codebook_purity", "prauc_zc_content", "prauc_zs_style", "prauc_zs_content", "prauc_zc_style")
     print("| run | seed | purity | PR-AUC z_c·content | z_s·style | z_s·content | z_c·style | floor z_c | health | train s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -202,7 +202,7 @@ def cmd_table(a) -> None:
         for rec in sorted((results / "cells" / f"suite-{tag}").glob("*.json")):
             m = json.loads(rec.read_text())
             name = rec.stem.rsplit("-K", 1)[0]
-            floor_zc = floor.get(name.split("-")[0], {}).get("prauc_zc_content", float("nan"))
+            floor_zc = floor.get(name.split("-")[0], float("nan"))
             health = "ok" if m.get("health", {}).get("ok") else "flag"
             print(f"| {tag}/{name} | {m['seed']} | " + " | ".join(f"{m[c]:.3f}" for c in cols)
                   + f" | {floor_zc:.3f} | {health} | {m['train_seconds']:.0f} |")
@@ -236,7 +236,7 @@ def cmd_matrix(a) -> None:
     tags = [t.strip() for t in a.tags.split(",") if t.strip()]
     cols = {t: tag_medians(*t.split("/", 1)) for t in tags}
     names = [n for n in DOMAINS if any(n in c for c in cols.values())]
-    floor = floors()
+    floor = floor_prauc()
     print("| domain | " + " | ".join(tags) + " | floor PR-AUC(z_c) |")
     print("|---|" + "---|" * (len(tags) + 1))
     for n in names:
@@ -249,8 +249,7 @@ def cmd_matrix(a) -> None:
             text = " / ".join(f"{m[k]:.3f}" for k in ("codebook_purity", "prauc_zc_content", "prauc_zs_style"))
             seeds = f" ({m['seeds']})" if m["seeds"] > 1 else ""
             cells.append((f"**{text}**" if passes(m) else text) + seeds)
-        f = floor.get(n, {}).get("prauc_zc_content")
-        print(f"| {n} | " + " | ".join(cells) + f" | {'–' if f is None else f'{f:.3f}'} |")
+        print(f"| {n} | " + " | ".join(cells) + (f" | {floor[n]:.3f} |" if n in floor else " | – |"))
     counts = []
     for t in tags:
         c = cols[t]

@@ -172,8 +172,8 @@ def unbiased_hsic(k: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
 
 def gaussian_gram(z: torch.Tensor) -> torch.Tensor:
     """exp(-|a - b|² / median pairwise squared distance) of the rows of z (n, d); the bandwidth has no gradient.
-    Distances are taken directly, not through |a|² + |b|² − 2a·b: repeated rows (a sample's style, once per
-    fragment) must come out exactly 0, and the unbiased HSIC's cancellations magnify rounding."""
+    Distances are taken directly, not through |a|² + |b|² − 2a·b, whose rounding the unbiased HSIC's
+    cancellations magnify (two processes against one differed by 5e-4 on the code independence)."""
     d = torch.cdist(z, z, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
     pos = d.detach()[d.detach() > 0]
     return torch.exp(-d / (pos.median() if pos.numel() else d.new_ones(())).clamp_min(TINY))
@@ -282,9 +282,13 @@ def independence_term(model, batch, ae, step):
 
 
 def code_style_dependence(zc: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-    """Normalised unbiased HSIC between each fragment's z_c (N, d_c) and its sample's style (N, d_s), Gaussian
-    kernels; the normaliser (the two self-dependences) has no gradient, so z_c cannot lower it by sharpening."""
-    kc, ks = gaussian_gram(zc), gaussian_gram(style)
+    """Normalised unbiased HSIC between each fragment's z_c (B·L, d_c, sample by sample) and its sample's style
+    (B, d_s), Gaussian kernels; the normaliser (the two self-dependences) has no gradient, so z_c cannot lower it
+    by sharpening. The style kernel is the samples' (B, B) one spread over their fragments: exactly 1 within a
+    sample, and the same median bandwidth as over the fragments' repeated styles."""
+    length = zc.shape[0] // style.shape[0]
+    kc = gaussian_gram(zc)
+    ks = gaussian_gram(style).repeat_interleave(length, 0).repeat_interleave(length, 1)
     norm = (unbiased_hsic(kc, kc) * unbiased_hsic(ks, ks)).detach().clamp_min(TINY).sqrt()
     return unbiased_hsic(kc, ks) / norm
 
@@ -294,10 +298,10 @@ def code_style_dependence(zc: torch.Tensor, style: torch.Tensor) -> torch.Tensor
                  "handwriting's the colours; the atom-usage term cannot see a leak that stays within one atom.")
 def code_independence_term(model, batch, ae, step):
     b, length = ae["b"], ae["length"]
-    zc, style = gather_samples(ae["zc"].float().view(b, length, -1), ae["zs3"].mean(1, keepdim=True).detach())
+    zc, style = gather_samples(ae["zc"].float().view(b, length, -1), ae["zs3"].mean(1).detach())
     if zc.shape[0] < 2:
         return None
-    return code_style_dependence(zc.flatten(0, 1), style.expand(-1, length, -1).flatten(0, 1)).clamp_min(0)
+    return code_style_dependence(zc.flatten(0, 1), style).clamp_min(0)
 
 
 @regulariser("diversity", "w_diversity", results="2026-11-22-v3-phonenums-explore.md",
