@@ -170,17 +170,13 @@ def unbiased_hsic(k: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return (torch.trace(km) + k.sum() * m.sum() / ((n - 1) * (n - 2)) - 2 * km.sum() / (n - 2)) / (n * (n - 3))
 
 
-def gaussian_gram(z: torch.Tensor, scales: int = 1) -> torch.Tensor:
-    """exp(-|a - b|² / (m·4^-i)) of the rows of z (n, d) for i < ``scales``, m the median pairwise squared distance
-    (no gradient): (n, n) for one scale, else (scales, n, n). Distances are taken directly, not through
-    |a|² + |b|² − 2a·b, whose rounding the unbiased HSIC's cancellations magnify (two processes against one
-    differed by 5e-4 on the code independence)."""
+def gaussian_gram(z: torch.Tensor) -> torch.Tensor:
+    """exp(-|a - b|² / median pairwise squared distance) of the rows of z (n, d); the bandwidth has no gradient.
+    Distances are taken directly, not through |a|² + |b|² − 2a·b, whose rounding the unbiased HSIC's
+    cancellations magnify (two processes against one differed by 5e-4 on the code independence)."""
     d = torch.cdist(z, z, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
     pos = d.detach()[d.detach() > 0]
-    m = (pos.median() if pos.numel() else d.new_ones(())).clamp_min(TINY)
-    if scales == 1:
-        return torch.exp(-d / m)
-    return torch.exp(-d / (m * 0.25 ** torch.arange(scales, device=d.device, dtype=d.dtype))[:, None, None])
+    return torch.exp(-d / (pos.median() if pos.numel() else d.new_ones(())).clamp_min(TINY))
 
 
 def style_usage_dependence(style: torch.Tensor, usage: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -285,20 +281,16 @@ def independence_term(model, batch, ae, step):
     return style_usage_dependence(style, usage, reference).clamp_min(0)
 
 
-def code_style_dependence(zc: torch.Tensor, style: torch.Tensor, scales: int = 1) -> torch.Tensor:
+def code_style_dependence(zc: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
     """Normalised unbiased HSIC between each fragment's z_c (B·L, d_c, sample by sample) and its sample's style
     (B, d_s), Gaussian kernels; the normaliser (the two self-dependences) has no gradient, so z_c cannot lower it
     by sharpening. The style kernel is the samples' (B, B) one spread over their fragments: exactly 1 within a
-    sample, and the same median bandwidth as over the fragments' repeated styles. ``scales`` > 1 averages it over
-    z_c bandwidths down to the median / 4^(scales-1): at the median alone a style that only decides which of
-    one content's codes lie nearest (speech's voices) reads about 8 times weaker than at 1/16 of it."""
+    sample, and the same median bandwidth as over the fragments' repeated styles."""
     length = zc.shape[0] // style.shape[0]
+    kc = gaussian_gram(zc)
     ks = gaussian_gram(style).repeat_interleave(length, 0).repeat_interleave(length, 1)
-    hs = unbiased_hsic(ks, ks).detach()
-    dep = []
-    for kc in gaussian_gram(zc, scales).view(-1, *ks.shape):
-        dep.append(unbiased_hsic(kc, ks) / (unbiased_hsic(kc, kc).detach() * hs).clamp_min(TINY).sqrt())
-    return torch.stack(dep).mean()
+    norm = (unbiased_hsic(kc, kc) * unbiased_hsic(ks, ks)).detach().clamp_min(TINY).sqrt()
+    return unbiased_hsic(kc, ks) / norm
 
 
 @regulariser("code_independence", "w_code_independence", results="2026-12-06-generalisation-explore23.md",
@@ -309,7 +301,7 @@ def code_independence_term(model, batch, ae, step):
     zc, style = gather_samples(ae["zc"].float().view(b, length, -1), ae["zs3"].mean(1).detach())
     if zc.shape[0] < 2:
         return None
-    return code_style_dependence(zc.flatten(0, 1), style, model.cfg.code_independence_scales).clamp_min(0)
+    return code_style_dependence(zc.flatten(0, 1), style).clamp_min(0)
 
 
 @regulariser("diversity", "w_diversity", results="2026-11-22-v3-phonenums-explore.md",

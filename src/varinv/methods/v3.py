@@ -161,8 +161,6 @@ class V3Config(VQConfig):
     # a z_c that tells the style spends its distances on it and the atoms split or merge contents by style.
     # At 10 with twice round 20's steps greek, fmsynth and Waveforms join the passing domains (round 24).
     w_code_independence: float = 10.0
-    # Kernel bandwidths of z_c the dependence averages over (``code_style_dependence``): 1 = the median only.
-    code_independence_scales: int = 1
     # Spectral-tilt invariance (0 = off; spectrogram data): each fragment's log-magnitude gets a random
     # smooth curve along frequency (linear + quadratic, up to ±tilt_range at the band edges), which
     # reweights harmonics but moves none, and its z_c is pulled to the clean fragment's atom. On
@@ -236,7 +234,6 @@ class V3Config(VQConfig):
         "match_adapt": bool,
         "w_independence": Interval(float, 0, None),
         "w_code_independence": Interval(float, 0, None),
-        "code_independence_scales": Interval(int, 1, 8),
         "independence_from": Interval(float, 0, 1),
         "w_tilt": Interval(float, 0, None),
         "tilt_range": Interval(float, 0, None, closed="neither"),
