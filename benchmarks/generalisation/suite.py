@@ -284,16 +284,18 @@ def cmd_diagnose(a) -> None:
         print(f"{run}: purity {purity(atom, content):.3f}; within styles median {np.median(within):.3f} "
               f"(min {min(within):.3f}, max {max(within):.3f}); atoms per style "
               f"{np.median([len(np.unique(atom[style == s])) for s in np.unique(style)]):.0f}")
-        zc, sample = arr["zc"].astype(np.float64)[:2000], arr["sample"][:2000]
+        # z_c's geometry on the first 2,000 fragments (pairwise distances in memory)
+        zc, sample, atom, content, style = (arr[k][:2000] for k in ("zc", "sample", "atom", "content", "style"))
+        zc = zc.astype(np.float64)
         book = model.module.codebook().detach().double().numpy()
         gap = np.sqrt(((book[:, None] - book[None]) ** 2).sum(-1))[~np.eye(len(book), dtype=bool)].min()
-        own = np.sqrt(((zc - book[atom[:2000]]) ** 2).sum(-1)).mean()
+        own = np.sqrt(((zc - book[atom]) ** 2).sum(-1)).mean()
         d = ((zc[:, None] - zc[None]) ** 2).sum(-1)
         d[sample[:, None] == sample[None]] = np.inf
         nn = d.argmin(1)
         print(f"  z_c spread {np.sqrt(zc.var(0).sum()):.3g}; distance to own atom / closest atoms {own / gap:.2f}; "
-              f"nearest neighbour same content {(content[:2000][nn] == content[:2000]).mean():.3f}, "
-              f"other style {(style[:2000][nn] != style[:2000]).mean():.2f}")
+              f"nearest neighbour same content {(content[nn] == content).mean():.3f}, "
+              f"other style {(style[nn] != style).mean():.2f}")
 
 
 def main(argv=None) -> int:
