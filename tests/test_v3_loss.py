@@ -1020,6 +1020,20 @@ def test_neighbour_term_fits_its_basis_once_and_pulls_the_codes():
         paper_config(neighbour_far=1.5).validate()
 
 
+def test_neighbour_ties_keep_only_pairs_whose_target_is_near_both():
+    from varinv.methods.regularisers import within_nearest
+
+    sq = torch.tensor([[0.0, 1.0, 2.0, 9.0], [5.0, 1.0, 0.5, 0.1]])
+    assert within_nearest(sq, torch.tensor([1, 1]), 2).tolist() == [True, False]
+    assert within_nearest(sq, torch.tensor([3, 3]), 1).tolist() == [False, True]
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_neighbour=1.0,
+                       neighbour_far=0.5, neighbour_dims=6, neighbour_ties=1)
+    m = V3(cfg, (1, 16, 8))
+    torch.manual_seed(0)
+    for step in range(3):  # a set whose pairs all fall out is skipped, never a NaN
+        out = m.loss({"x": torch.rand(8, 4, 1, 16, 8)}, step=step)
+        assert "neighbour" not in out or torch.isfinite(out["neighbour"])
+
 def test_code_style_dependence_sees_a_style_offset_in_the_content_codes():
     from varinv.methods.regularisers import code_style_dependence
 

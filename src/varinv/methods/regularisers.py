@@ -419,6 +419,11 @@ def neighbour_pairs(x: torch.Tensor, embed: Callable, far: float = 0.0, ratio: f
     return pairs
 
 
+def within_nearest(sq: torch.Tensor, atom: torch.Tensor, n: int) -> torch.Tensor:
+    """(N,) whether ``atom`` (N,) is among each row's ``n`` nearest atoms by squared distances sq (N, K)."""
+    return (sq < sq.gather(1, atom[:, None])).sum(1) < n
+
+
 @regulariser("neighbour", "w_neighbour", results="2026-12-04-generalisation-explore16.md", quantized=False,
              why="Fragments of two samples that are mutual nearest neighbours of the input share their content far more "
                  "often than V3's codes do (speech, greek); far pairs (samples of unlike mean) tie a content across styles.")
@@ -441,6 +446,10 @@ def neighbour_term(model, batch, ae, step):
         # near-ties (a pair of fragments that seeded two atoms) go to the lower index: processes whose
         # distances differ in the last bits pick the same atom
         t = (both <= both.min(1, keepdim=True)[0] * (1 + 1e-4) + 1e-8).int().argmax(1)
+        if cfg.neighbour_ties:
+            kept = kept & within_nearest(fixed, t, cfg.neighbour_ties) & within_nearest(fixed[partner], t, cfg.neighbour_ties)
+            if not bool(kept.any()):
+                continue
         term = assignment_ce(sq, torch.where(kept, t, torch.full_like(t, -100)), cfg.diversity_temperature)
         total = term if total is None else total + term
     return total

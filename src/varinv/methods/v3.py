@@ -125,6 +125,10 @@ class V3Config(VQConfig):
     neighbour_far: float = 0.5
     neighbour_ratio: float = 0.5
     neighbour_skew: float = -1.0  # < 0: off
+    # A pair only breaks a near tie (0 = off): it is kept where the atom nearest to both is among each fragment's
+    # ``neighbour_ties`` nearest atoms, so a wrong pair cannot drag a fragment across the codebook (handwriting's
+    # near pairs, 69-80 % right, collapsed its code to an assignment between atoms that draw alike).
+    neighbour_ties: int = 0
     # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
     # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
     # reassignment's renderings, below ``renew_utility`` of the mean) is moved to split the atom whose
@@ -226,6 +230,7 @@ class V3Config(VQConfig):
         "neighbour_far": Interval(float, 0, 1),
         "neighbour_ratio": Interval(float, 0, 1, closed="right"),
         "neighbour_skew": Interval(float, -1, None, note="< 0 = off"),
+        "neighbour_ties": Interval(int, 0, None, note="0 = off"),
         "renew_every": Interval(int, 0, None, note="0 = off"),
         "renew_utility": Interval(float, 0, 1, closed="neither"),
         "renew_until": Interval(float, 0, 1),
