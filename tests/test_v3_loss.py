@@ -1034,6 +1034,7 @@ def test_neighbour_ties_keep_only_pairs_whose_target_is_near_both():
         out = m.loss({"x": torch.rand(8, 4, 1, 16, 8)}, step=step)
         assert "neighbour" not in out or torch.isfinite(out["neighbour"])
 
+
 def test_code_style_dependence_sees_a_style_offset_in_the_content_codes():
     from varinv.methods.regularisers import code_style_dependence
 

@@ -264,12 +264,15 @@ def cmd_diagnose(a) -> None:
     """Where a codebook fails, on the validation split: overall purity against purity within each style.
     High purity within styles with low overall purity means each style permutes the atoms its own way
     (the vocabulary formed but is not shared); low purity within styles means it never formed. Then z_c's
-    geometry: its spread (the passing domains' 20-60; a collapsed code's 0.1), each fragment's distance to its
-    atom over the two closest atoms' (near 1: z_c sits between atoms that draw alike), and how often a
-    fragment's nearest neighbour in z_c among other samples shares its content, and has another style."""
+    geometry: its spread (the passing domains' 20-60; a collapsed code's 0.1), the health check's atom margin
+    (near 1: z_c sits between atoms that draw alike), and how often a fragment's nearest neighbour in z_c among
+    other samples shares its content, and has another style."""
+    from scipy.spatial.distance import cdist
+
     import varinv
     from varinv.api import encode_dataset
     from varinv.data.store import open_dataset
+    from varinv.eval.health import atom_margin
     from varinv.eval.metrics import many_to_one_accuracy
 
     def purity(atom, label):  # fraction of fragments whose atom's majority class is theirs
@@ -284,16 +287,14 @@ def cmd_diagnose(a) -> None:
         print(f"{run}: purity {purity(atom, content):.3f}; within styles median {np.median(within):.3f} "
               f"(min {min(within):.3f}, max {max(within):.3f}); atoms per style "
               f"{np.median([len(np.unique(atom[style == s])) for s in np.unique(style)]):.0f}")
-        # z_c's geometry on the first 2,000 fragments (pairwise distances in memory)
-        zc, sample, atom, content, style = (arr[k][:2000] for k in ("zc", "sample", "atom", "content", "style"))
+        # z_c's geometry on the first 2,000 fragments (their pairwise distances held in memory)
+        zc, sample, content, style = (arr[k][:2000] for k in ("zc", "sample", "content", "style"))
         zc = zc.astype(np.float64)
-        book = model.module.codebook().detach().double().numpy()
-        gap = np.sqrt(((book[:, None] - book[None]) ** 2).sum(-1))[~np.eye(len(book), dtype=bool)].min()
-        own = np.sqrt(((zc - book[atom]) ** 2).sum(-1)).mean()
-        d = ((zc[:, None] - zc[None]) ** 2).sum(-1)
+        d = cdist(zc, zc, "sqeuclidean")
         d[sample[:, None] == sample[None]] = np.inf
         nn = d.argmin(1)
-        print(f"  z_c spread {np.sqrt(zc.var(0).sum()):.3g}; distance to own atom / closest atoms {own / gap:.2f}; "
+        print(f"  z_c spread {np.sqrt(zc.var(0).sum()):.3g}; atom margin "
+              f"{atom_margin(zc, model.module.codebook().detach().double().numpy()):.2f}; "
               f"nearest neighbour same content {(content[nn] == content).mean():.3f}, "
               f"other style {(style[nn] != style).mean():.2f}")
 
