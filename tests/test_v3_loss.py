@@ -510,9 +510,8 @@ def test_standard_gains_do_not_depend_on_the_scale_of_the_style():
 
 def test_mono_gain_maps_draw_one_shape_in_every_style():
     """With a map per channel, per-channel gains can show one pattern in red and another in green (an atom
-    drawing a 9 in one colour pair and a 5 in another), and so can an additive content map beside the gain's;
-    with one map for all channels and no additive one, what an atom adds to every channel in every style is a
-    multiple of one map."""
+    drawing a 9 in one colour pair and a 5 in another); with one map for all channels, what an atom adds to
+    every channel in every style is a multiple of one map."""
     from varinv.nn.backbones import BackboneSpec, SeparableDecoder
 
     torch.manual_seed(0)
@@ -525,8 +524,6 @@ def test_mono_gain_maps_draw_one_shape_in_every_style():
         drawn = (full - coarse).flatten(0, 1).flatten(1)  # (styles x channels, positions): A1(c) * g(s)
         rank = int(torch.linalg.matrix_rank(drawn, rtol=1e-4))
         assert (rank == 1) == mono
-        with torch.no_grad():  # and nothing but the products depends on the content
-            assert torch.allclose(dec(torch.randn(4, 4), s, coarse=True)[1], coarse) == mono
     with pytest.raises(ConfigError, match="model.mono_gain_maps"):
         paper_config(decoder="joint", mono_gain_maps=True, positive_gain_maps=False).validate()
 

@@ -71,8 +71,6 @@ class BackboneConfig(Checked):
         for key in ("positive_gain_maps", "standard_gains", "mono_gain_maps"):
             check_value(self.decoder == "gain" or not getattr(self, key), f"model.{key}", getattr(self, key),
                         'false unless model.decoder is "gain" (the only decoder with gains)')
-        check_value(self.decoder_rank > 0 or not self.mono_gain_maps, "model.decoder_rank", self.decoder_rank,
-                    "at least 1 under model.mono_gain_maps (content is drawn only through the gain products)")
 
     def spec(self) -> BackboneSpec:
         return BackboneSpec(

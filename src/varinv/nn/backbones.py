@@ -52,10 +52,9 @@ class BackboneSpec:
     # read from the raw z_s stays near 1 and never changes sign: ink darker than the paper then cannot be drawn
     # as an atom's strokes times a negative gain, and light-on-dark and dark-on-light styles need other atoms.
     standard_gains: bool = False
-    # "gain" only: the fragment is B0(s) + sum_r g_r(s) * A_r(c) with one map A_r(c) for every channel, coloured
-    # by the style's per-channel gain, and no A0(c). With a map per channel, or an additive A0(c) beside the
-    # products, an atom can hold one digit in the red channel and another in the green and a style's gains pick
-    # which shows: handwriting's atoms drew a 9 in yellow-on-purple and a 5 in red-on-grey.
+    # "gain" only: each product's content map is one map for every channel, coloured by its style's per-channel
+    # gain. With a map per channel an atom can hold one digit in the red channel and another in the green, and a
+    # style's gains pick which shows: handwriting's atoms drew a 9 in yellow-on-purple and a 5 in red-on-grey.
     mono_maps: bool = False
     # How the decoder reaches the fragment's size: "nearest" (mirror of the encoder: upsample, then a block at
     # every size including the full one) or "shuffle" (the last layer stops at the encoder's first map size and
@@ -238,7 +237,7 @@ class SeparableDecoder(nn.Module):
         self.positive = spec.positive
         plain = dataclasses.replace(spec, film=False)
         self.mono = self.gain and spec.mono_maps
-        self.content_split = [1] * spec.rank if self.mono else [c] * self.n_maps
+        self.content_split = [c] + [1 if self.mono else c] * spec.rank
         self.content_maps = Decoder((sum(self.content_split), h, w), plain, d_content, 1)
         style_maps = 1 if self.gain else self.n_maps
         self.style_maps = Decoder((c * style_maps, h, w), plain, 1, d_style)
@@ -250,8 +249,6 @@ class SeparableDecoder(nn.Module):
         """``run``: rows come in runs of that many sharing one style (``distinct_rows``; 0: find them).
         ``coarse``: also return the additive part A0(c) + B0(s) alone, as (full, coarse)."""
         a = self.content_maps(content, content.new_zeros(content.shape[0], 1)).split(self.content_split, dim=1)
-        if self.mono:
-            a = (0, *a)
         # the style maps are drawn once per run of one style: a sample's fragments share one under style_pool,
         # and the maps are about a third of a step. Each sample then stands for the same number of rows, so
         # batch-norm statistics over the runs equal those over all rows (and, under data parallelism, those
