@@ -42,8 +42,6 @@ class BackboneConfig(Checked):
     decoder: str = "joint"  # or "separable", "gain" (nn/backbones.py, BackboneSpec.decoder)
     decoder_rank: int = 1
     positive_gain_maps: bool = False  # BackboneSpec.positive
-    standard_gains: bool = False  # BackboneSpec.standard_gains
-    mono_gain_maps: bool = False  # BackboneSpec.mono_maps
     decoder_upsample: str = "nearest"  # or "shuffle" (BackboneSpec.upsample)
 
     RULES = {
@@ -61,16 +59,13 @@ class BackboneConfig(Checked):
         "decoder": Options(("joint", "separable", "gain")),
         "decoder_rank": Interval(int, 0, None),
         "positive_gain_maps": bool,
-        "standard_gains": bool,
-        "mono_gain_maps": bool,
         "decoder_upsample": Options(("nearest", "shuffle")),
     }
 
     def validate(self) -> None:
         super().validate()
-        for key in ("positive_gain_maps", "standard_gains", "mono_gain_maps"):
-            check_value(self.decoder == "gain" or not getattr(self, key), f"model.{key}", getattr(self, key),
-                        'false unless model.decoder is "gain" (the only decoder with gains)')
+        check_value(self.decoder == "gain" or not self.positive_gain_maps, "model.positive_gain_maps",
+                    self.positive_gain_maps, 'false unless model.decoder is "gain" (the only decoder with gain maps)')
 
     def spec(self) -> BackboneSpec:
         return BackboneSpec(
@@ -85,8 +80,6 @@ class BackboneConfig(Checked):
             decoder=self.decoder,
             rank=self.decoder_rank,
             positive=self.positive_gain_maps,
-            standard_gains=self.standard_gains,
-            mono_maps=self.mono_gain_maps,
             upsample=self.decoder_upsample,
         )
 

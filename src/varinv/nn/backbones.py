@@ -47,15 +47,6 @@ class BackboneSpec:
     # "gain" only: the content maps a style gain multiplies are non-negative (softplus), so every value of a
     # fragment moves one way as a gain grows and a gain cannot swap one content's pattern for another's.
     positive: bool = False
-    # "gain" only: the gains read the style standardised over the batch (running statistics when evaluating).
-    # The hinges fix z_s only up to scale, and it can end small (R25 handwriting: rms 0.15), so a gain 1 + W s
-    # read from the raw z_s stays near 1 and never changes sign: ink darker than the paper then cannot be drawn
-    # as an atom's strokes times a negative gain, and light-on-dark and dark-on-light styles need other atoms.
-    standard_gains: bool = False
-    # "gain" only: each product's content map is one map for every channel, coloured by its style's per-channel
-    # gain. With a map per channel an atom can hold one digit in the red channel and another in the green, and a
-    # style's gains pick which shows: handwriting's atoms drew a 9 in yellow-on-purple and a 5 in red-on-grey.
-    mono_maps: bool = False
     # How the decoder reaches the fragment's size: "nearest" (mirror of the encoder: upsample, then a block at
     # every size including the full one) or "shuffle" (the last layer stops at the encoder's first map size and
     # its output convolution draws each position's stride-block of pixels, a sub-pixel convolution). The full-size
@@ -236,19 +227,15 @@ class SeparableDecoder(nn.Module):
         self.gain = spec.decoder == "gain"
         self.positive = spec.positive
         plain = dataclasses.replace(spec, film=False)
-        self.mono = self.gain and spec.mono_maps
-        self.content_split = [c] + [1 if self.mono else c] * spec.rank
-        self.content_maps = Decoder((sum(self.content_split), h, w), plain, d_content, 1)
+        self.content_maps = Decoder((c * self.n_maps, h, w), plain, d_content, 1)
         style_maps = 1 if self.gain else self.n_maps
         self.style_maps = Decoder((c * style_maps, h, w), plain, 1, d_style)
         self.gains = nn.Linear(d_style, c * spec.rank) if self.gain and spec.rank else None
-        self.gain_input = (nn.BatchNorm1d(d_style, affine=False) if self.gains is not None and spec.standard_gains
-                           else nn.Identity())
 
     def forward(self, content, style, run: int = 0, coarse: bool = False):
         """``run``: rows come in runs of that many sharing one style (``distinct_rows``; 0: find them).
         ``coarse``: also return the additive part A0(c) + B0(s) alone, as (full, coarse)."""
-        a = self.content_maps(content, content.new_zeros(content.shape[0], 1)).split(self.content_split, dim=1)
+        a = self.content_maps(content, content.new_zeros(content.shape[0], 1)).chunk(self.n_maps, dim=1)
         # the style maps are drawn once per run of one style: a sample's fragments share one under style_pool,
         # and the maps are about a third of a step. Each sample then stands for the same number of rows, so
         # batch-norm statistics over the runs equal those over all rows (and, under data parallelism, those
@@ -262,7 +249,7 @@ class SeparableDecoder(nn.Module):
         if self.gains is not None:
             if self.positive:
                 a = (a[0], *(F.softplus(x) for x in a[1:]))
-            g = (1 + self.gains(self.gain_input(style))).view(style.shape[0], len(a) - 1, -1, 1, 1).unbind(1)
+            g = (1 + self.gains(style)).view(style.shape[0], len(a) - 1, -1, 1, 1).unbind(1)
             b = (b[0], *g)
         full = a[0] + b[0] + sum(x * y for x, y in zip(a[1:], b[1:]))
         return (full, a[0] + b[0]) if coarse else full
