@@ -488,6 +488,28 @@ def test_positive_gain_maps_cannot_swap_one_content_for_another():
         assert bool(same_sign) == one_way
 
 
+def test_nested_gain_maps_weight_parts_of_one_map_and_never_draw_outside_it():
+    """Two free gain products let a style show pattern P (gains 1, 0) in one style and Q (0, 1) in another, as a
+    filled and an outlined shape need; nested, the second map is a part of the first with a non-negative gain,
+    so what an atom adds in any style is A_1 times a factor bounded by the gains: nothing outside A_1's support."""
+    from varinv.nn.backbones import BackboneSpec, SeparableDecoder
+
+    torch.manual_seed(0)
+    spec = BackboneSpec(n_channels=8, n_layers=2, d_hidden=32, decoder="gain", rank=2, positive=True)
+    c, s = torch.randn(1, 4).repeat(6, 1), torch.randn(6, 3)
+    for nested in (False, True):
+        dec = SeparableDecoder((2, 16, 16), dataclasses.replace(spec, nested=nested), 4, 3).eval()
+        with torch.no_grad():
+            torch.nn.init.normal_(dec.gains.weight, std=3.0)
+            full, coarse = dec(c, s, coarse=True)
+            a1 = torch.nn.functional.softplus(dec.content_maps(c, c.new_zeros(6, 1)).chunk(3, dim=1)[1])
+            g = (1 + dec.gains(s)).view(6, 2, 2, 1, 1)
+            bound = a1 * (g[:, 0].abs() + torch.nn.functional.softplus(g[:, 1]))
+        assert bool(((full - coarse).abs() <= bound + 1e-5).all()) == nested
+    with pytest.raises(ConfigError, match="model.nested_gain_maps"):
+        V3Config(nested_gain_maps=True).validate()  # rank 1
+
+
 def test_coarse_rendering_is_the_additive_part_and_judges_the_reassignment():
     """``w_coarse``: the additive part A0(c) + B0(s) is trained as a rendering of its own and the
     reassignment's targets come from it, since no style gain can bend it towards another content."""

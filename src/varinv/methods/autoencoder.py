@@ -42,6 +42,7 @@ class BackboneConfig(Checked):
     decoder: str = "joint"  # or "separable", "gain" (nn/backbones.py, BackboneSpec.decoder)
     decoder_rank: int = 1
     positive_gain_maps: bool = False  # BackboneSpec.positive
+    nested_gain_maps: bool = False  # BackboneSpec.nested
     decoder_upsample: str = "nearest"  # or "shuffle" (BackboneSpec.upsample)
 
     RULES = {
@@ -59,6 +60,7 @@ class BackboneConfig(Checked):
         "decoder": Options(("joint", "separable", "gain")),
         "decoder_rank": Interval(int, 0, None),
         "positive_gain_maps": bool,
+        "nested_gain_maps": bool,
         "decoder_upsample": Options(("nearest", "shuffle")),
     }
 
@@ -66,6 +68,10 @@ class BackboneConfig(Checked):
         super().validate()
         check_value(self.decoder == "gain" or not self.positive_gain_maps, "model.positive_gain_maps",
                     self.positive_gain_maps, 'false unless model.decoder is "gain" (the only decoder with gain maps)')
+        check_value(not self.nested_gain_maps or (self.positive_gain_maps and self.decoder_rank >= 2),
+                    "model.nested_gain_maps", self.nested_gain_maps,
+                    "false unless model.positive_gain_maps is true and model.decoder_rank is at least 2 (a part of "
+                    "the first map needs a second product)")
 
     def spec(self) -> BackboneSpec:
         return BackboneSpec(
@@ -80,6 +86,7 @@ class BackboneConfig(Checked):
             decoder=self.decoder,
             rank=self.decoder_rank,
             positive=self.positive_gain_maps,
+            nested=self.nested_gain_maps,
             upsample=self.decoder_upsample,
         )
 

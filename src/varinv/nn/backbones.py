@@ -47,6 +47,10 @@ class BackboneSpec:
     # "gain" only: the content maps a style gain multiplies are non-negative (softplus), so every value of a
     # fragment moves one way as a gain grows and a gain cannot swap one content's pattern for another's.
     positive: bool = False
+    # "gain" with ``positive`` and rank >= 2 only: every product after the first draws a part of the first map,
+    # A_r(c) = A_1(c) * sigmoid(.), with a non-negative gain, so a style can weight parts of what an atom draws
+    # (an outline against the interior) but never show a pattern outside it.
+    nested: bool = False
     # How the decoder reaches the fragment's size: "nearest" (mirror of the encoder: upsample, then a block at
     # every size including the full one) or "shuffle" (the last layer stops at the encoder's first map size and
     # its output convolution draws each position's stride-block of pixels, a sub-pixel convolution). The full-size
@@ -226,6 +230,7 @@ class SeparableDecoder(nn.Module):
         self.n_maps = 1 + spec.rank
         self.gain = spec.decoder == "gain"
         self.positive = spec.positive
+        self.nested = spec.nested
         plain = dataclasses.replace(spec, film=False)
         self.content_maps = Decoder((c * self.n_maps, h, w), plain, d_content, 1)
         style_maps = 1 if self.gain else self.n_maps
@@ -250,6 +255,9 @@ class SeparableDecoder(nn.Module):
             if self.positive:
                 a = (a[0], *(F.softplus(x) for x in a[1:]))
             g = (1 + self.gains(style)).view(style.shape[0], len(a) - 1, -1, 1, 1).unbind(1)
+            if self.nested:
+                a = (a[0], a[1], *(a[1] * torch.sigmoid(x) for x in a[2:]))
+                g = (g[0], *(F.softplus(x) for x in g[1:]))
             b = (b[0], *g)
         full = a[0] + b[0] + sum(x * y for x, y in zip(a[1:], b[1:]))
         return (full, a[0] + b[0]) if coarse else full
