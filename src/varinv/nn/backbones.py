@@ -252,12 +252,13 @@ class SeparableDecoder(nn.Module):
             maps = self.style_maps(style.new_zeros(first.shape[0], 1), style[first])[which]
         b = maps.chunk(1 if self.gain else self.n_maps, dim=1)
         if self.gains is not None:
-            if self.positive:
-                a = (a[0], *(F.softplus(x) for x in a[1:]))
             g = (1 + self.gains(style)).view(style.shape[0], len(a) - 1, -1, 1, 1).unbind(1)
-            if self.nested:
-                a = (a[0], a[1], *(a[1] * torch.sigmoid(x) for x in a[2:]))
+            if self.nested:  # validated: nested implies positive
+                first = F.softplus(a[1])
+                a = (a[0], first, *(first * torch.sigmoid(x) for x in a[2:]))
                 g = (g[0], *(F.softplus(x) for x in g[1:]))
+            elif self.positive:
+                a = (a[0], *(F.softplus(x) for x in a[1:]))
             b = (b[0], *g)
         full = a[0] + b[0] + sum(x * y for x, y in zip(a[1:], b[1:]))
         return (full, a[0] + b[0]) if coarse else full
