@@ -74,8 +74,14 @@ def setup(device: torch.device | str = "cpu") -> Context:
     return Context(dist.get_rank(), dist.get_world_size(), local_rank, owned=True)
 
 
-def teardown(ctx: Context) -> None:
+def teardown(ctx: Context, together: bool = False) -> None:
+    """Leave the process group. ``together`` (every process finished): wait for the others first, so no
+    process closes its gloo connections while a peer still works (once, under load, a peer of test_ddp's
+    torchrun aborted at exit: "terminate called without an active exception"). After a failure no barrier,
+    which would wait for a peer that may never come."""
     if ctx.owned and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -224,10 +224,13 @@ def train(
     Launched by torchrun (WORLD_SIZE > 1), or inside an initialised process group, it trains
     data-parallel and every process returns the same dict."""
     ctx = ddp.setup(cfg.train.device)
+    finished = False
     try:
-        return _train(cfg, run, ctx, resume=resume, progress=progress, tensorboard=tensorboard, stop_after=stop_after)
+        out = _train(cfg, run, ctx, resume=resume, progress=progress, tensorboard=tensorboard, stop_after=stop_after)
+        finished = True
+        return out
     finally:
-        ddp.teardown(ctx)
+        ddp.teardown(ctx, together=finished)
 
 
 def _train(
