@@ -447,7 +447,8 @@ def neighbour_term(model, batch, ae, step):
         # distances differ in the last bits pick the same atom
         t = (both <= both.min(1, keepdim=True)[0] * (1 + 1e-4) + 1e-8).int().argmax(1)
         if cfg.neighbour_ties:
-            kept = kept & within_nearest(fixed, t, cfg.neighbour_ties) & within_nearest(fixed[partner], t, cfg.neighbour_ties)
+            n = cfg.neighbour_ties
+            kept = kept & within_nearest(fixed, t, n) & within_nearest(fixed[partner], t, n)
             if not bool(kept.any()):
                 continue
         term = assignment_ce(sq, torch.where(kept, t, torch.full_like(t, -100)), cfg.diversity_temperature)

@@ -199,6 +199,13 @@ class V3Config(VQConfig):
         # the decoder's style whitened by the running covariance of sample means: PhoneNums style 0.664 → 0.878
         # but content 0.950 → 0.805, letters content 0.778 → 0.599 (2026-12-03-generalisation-explore9.md)
         "style_whiten": False,
+        # z_c bandwidths the code independence averaged over: speech 0.816 / 0.580, its words blurred (round 26)
+        "code_independence_scales": 1,
+        # round 27 (2026-12-06-generalisation-explore27.md, code in 2026-12-06-r27-experiments.patch): gains read
+        # from a standardised z_s, one content map for every channel, a reconstruction of neighbouring differences
+        "standard_gains": False,
+        "mono_gain_maps": False,
+        "w_edges": 0.0,
     }
 
     # One rule per field (varinv.config); the knee pair's order, a relation, is checked in validate.
