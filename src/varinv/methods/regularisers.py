@@ -428,10 +428,11 @@ def within_nearest(sq: torch.Tensor, atom: torch.Tensor, n: int) -> torch.Tensor
              why="Fragments of two samples that are mutual nearest neighbours of the input share their content far more "
                  "often than V3's codes do (speech, greek); far pairs (samples of unlike mean) tie a content across styles.")
 def neighbour_term(model, batch, ae, step):
-    if step is not None and step < model.cfg.neighbour_from * model.total_steps:
+    cfg = model.cfg
+    t = model.total_steps
+    if step is not None and (step < cfg.neighbour_from * t or cfg.neighbour_until < 1 and step >= cfg.neighbour_until * t):
         return None
     (x,) = gather_samples(batch["x"].float())  # the pairs span the global batch, so processes agree with one
-    cfg = model.cfg
     pairs = neighbour_pairs(x, lambda f: f @ model.neighbour_basis(f), cfg.neighbour_far, cfg.neighbour_ratio,
                             None if cfg.neighbour_skew < 0 else cfg.neighbour_skew)
     sets = [(partner, kept) for partner, kept in pairs if bool(kept.any())]
