@@ -1042,19 +1042,23 @@ def test_neighbour_term_fits_its_basis_once_and_pulls_the_codes():
         paper_config(neighbour_far=1.5).validate()
 
 
-def test_neighbour_term_acts_only_within_its_window():
+def test_neighbour_term_keeps_only_the_far_pairs_after_near_until():
     cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_neighbour=1.0,
-                       neighbour_dims=6, neighbour_from=0.2, neighbour_until=0.5)
-    m = V3(cfg, (1, 16, 8))
-    m.total_steps = 10
+                       neighbour_dims=6, neighbour_from=0.2, neighbour_near_until=0.5)
     torch.manual_seed(0)
     x = torch.rand(8, 4, 1, 16, 8)
-    m.loss({"x": x}, step=2)  # fits the basis
-    ae = m.autoencode(x, step=2)
-    active = [regularisers.neighbour_term(m, {"x": x}, ae, step) is not None for step in range(10)]
-    assert active == [False, False, True, True, True] + [False] * 5
-    with pytest.raises(ConfigError, match="neighbour_until"):
-        paper_config(neighbour_until=0.0).validate()
+    terms = {}
+    for far in (0.0, 0.5):
+        m = V3(dataclasses.replace(cfg, neighbour_far=far), (1, 16, 8))
+        m.total_steps = 10
+        m.loss({"x": x}, step=2)  # fits the basis
+        ae = m.autoencode(x, step=2)
+        terms[far] = [regularisers.neighbour_term(m, {"x": x}, ae, step) for step in range(10)]
+    assert [t is not None for t in terms[0.0]] == [False, False, True, True, True] + [False] * 5
+    assert all(t is not None for t in terms[0.5][2:])
+    assert terms[0.5][4] > terms[0.5][5]  # the near pairs' share is gone
+    with pytest.raises(ConfigError, match="neighbour_near_until"):
+        paper_config(neighbour_near_until=0.0).validate()
 
 
 def test_neighbour_ties_keep_only_pairs_whose_target_is_near_both():

@@ -429,12 +429,13 @@ def within_nearest(sq: torch.Tensor, atom: torch.Tensor, n: int) -> torch.Tensor
                  "often than V3's codes do (speech, greek); far pairs (samples of unlike mean) tie a content across styles.")
 def neighbour_term(model, batch, ae, step):
     cfg = model.cfg
-    t = model.total_steps
-    if step is not None and (step < cfg.neighbour_from * t or cfg.neighbour_until < 1 and step >= cfg.neighbour_until * t):
+    if step is not None and step < cfg.neighbour_from * model.total_steps:
         return None
     (x,) = gather_samples(batch["x"].float())  # the pairs span the global batch, so processes agree with one
     pairs = neighbour_pairs(x, lambda f: f @ model.neighbour_basis(f), cfg.neighbour_far, cfg.neighbour_ratio,
                             None if cfg.neighbour_skew < 0 else cfg.neighbour_skew)
+    if cfg.neighbour_near_until < 1 and step is not None and step >= cfg.neighbour_near_until * model.total_steps:
+        pairs = pairs[1:]  # late, the far pairs alone: they hold a numbering across styles, the near ones err within
     sets = [(partner, kept) for partner, kept in pairs if bool(kept.any())]
     if not sets or not model.quantizing(step):  # the pairs come first: they fit the basis on the first batch
         return None

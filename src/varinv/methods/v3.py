@@ -114,15 +114,16 @@ class V3Config(VQConfig):
     coarse_detach: bool = False
     # Mutual nearest neighbours of the input across a batch's samples (each sample's mean fragment removed, a
     # PCA basis of ``neighbour_dims`` fitted on the first training batch) are pulled to one atom, from
-    # ``neighbour_from`` until ``neighbour_until`` of the run. ``neighbour_far`` > 0 adds pairs searched among that share of the samples
-    # whose mean fragment is farthest, kept where the match beats the partner sample's runner-up by
-    # ``neighbour_ratio``: within-style pairs alone left fmsynth's timbres numbering pitches their own way.
+    # ``neighbour_from`` of the run (the plain pairs only until ``neighbour_near_until``). ``neighbour_far`` > 0
+    # adds pairs searched among that share of the samples whose mean fragment is farthest, kept where the match
+    # beats the partner sample's runner-up by ``neighbour_ratio``: within-style pairs alone left fmsynth's timbres
+    # numbering pitches their own way.
     # ``neighbour_skew`` >= 0 negates a sample's channel whose residual skewness is below -neighbour_skew before the
     # search (``neighbour_pairs``): handwriting's colour pairs invert polarity, which made its far pairs wrong.
     w_neighbour: float = 1.0
     neighbour_dims: int = 32
     neighbour_from: float = 0.0
-    neighbour_until: float = 1.0
+    neighbour_near_until: float = 1.0
     neighbour_far: float = 0.5
     neighbour_ratio: float = 0.5
     neighbour_skew: float = -1.0  # < 0: off
@@ -235,7 +236,7 @@ class V3Config(VQConfig):
         "w_neighbour": Interval(float, 0, None),
         "neighbour_dims": Interval(int, 1, None),
         "neighbour_from": Interval(float, 0, 1, closed="left"),
-        "neighbour_until": Interval(float, 0, 1, closed="right"),
+        "neighbour_near_until": Interval(float, 0, 1, closed="right"),
         "neighbour_far": Interval(float, 0, 1),
         "neighbour_ratio": Interval(float, 0, 1, closed="right"),
         "neighbour_skew": Interval(float, -1, None, note="< 0 = off"),
