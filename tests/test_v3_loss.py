@@ -1061,6 +1061,26 @@ def test_neighbour_term_keeps_only_the_far_pairs_after_near_until():
         paper_config(neighbour_near_until=0.0).validate()
 
 
+def test_neighbour_fade_scales_the_term_down_to_zero_at_the_end():
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_neighbour=1.0,
+                       neighbour_dims=6, neighbour_far=0.5)
+    torch.manual_seed(0)
+    x = torch.rand(8, 4, 1, 16, 8)
+    terms = {}
+    for fade in (1.0, 0.5):
+        torch.manual_seed(1)
+        m = V3(dataclasses.replace(cfg, neighbour_fade=fade), (1, 16, 8))
+        m.total_steps = 10
+        m.loss({"x": x}, step=0)  # fits the basis
+        ae = m.autoencode(x, step=0)
+        terms[fade] = [float(regularisers.neighbour_term(m, {"x": x}, ae, step)) for step in (2, 5, 6, 8)]
+    plain, faded = terms[1.0], terms[0.5]
+    assert plain[0] > 0 and faded[:2] == pytest.approx(plain[:2])  # full weight until half the run
+    assert [f / p for f, p in zip(faded[2:], plain[2:])] == pytest.approx([0.8, 0.4])
+    with pytest.raises(ConfigError, match="neighbour_fade"):
+        paper_config(neighbour_fade=1.5).validate()
+
+
 def test_neighbour_ties_keep_only_pairs_whose_target_is_near_both():
     from varinv.methods.regularisers import within_nearest
 

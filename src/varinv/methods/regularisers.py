@@ -455,6 +455,8 @@ def neighbour_term(model, batch, ae, step):
                 continue
         term = assignment_ce(sq, torch.where(kept, t, torch.full_like(t, -100)), cfg.diversity_temperature)
         total = term if total is None else total + term
+    if total is not None and cfg.neighbour_fade < 1 and step is not None:
+        total = total * min(1.0, (1 - step / model.total_steps) / (1 - cfg.neighbour_fade))
     return total
 
 
