@@ -77,6 +77,29 @@ def test_channels_last_decoders_hand_back_nchw():
         assert y.shape == (6, 3, 16, 16) and y.is_contiguous(), kind
 
 
+def test_strided_shortcut_is_the_strided_conv_and_trains_channels_last():
+    from varinv.nn.backbones import StridedPointwise
+
+    torch.manual_seed(0)
+    skip = StridedPointwise(3, 8, (2, 2))
+    ref = torch.nn.Conv2d(3, 8, 1, 2, bias=False)
+    ref.weight.data.copy_(skip.weight.data)
+    x = torch.randn(4, 3, 9, 8)
+    torch.testing.assert_close(skip(x), ref(x))
+    skip(x).square().sum().backward()
+    ref(x).square().sum().backward()
+    torch.testing.assert_close(skip.weight.grad, ref.weight.grad)
+    assert set(skip.state_dict()) == {"weight"}  # checkpoints of the plain strided conv load
+    # The weight gradient of a strided 1x1 conv in channels-last layout corrupted the heap on an AVX2-only CPU
+    # (3 input channels, one thread); run it in a child process so that a crash fails this test only.
+    code = ("import torch; torch.set_num_threads(1); from varinv.nn.backbones import ResBlock\n"
+            "b = ResBlock(3, 8, 3, (2, 2), 'batch').to(memory_format=torch.channels_last)\n"
+            "x = torch.randn(320, 3, 32, 32)\n"
+            "for _ in range(5): b(x).square().mean().backward()\nprint('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-500:]
+
+
 def test_shuffle_decoder_places_each_sub_pixel():
     # "shuffle" draws the last layer's stride-block of pixels from the half-size map's output channels: channel
     # c·sh·sw + i·sw + j must land at pixel (sh·y + i, sw·x + j), and an odd side is cropped, not padded

@@ -68,6 +68,20 @@ def _norm(kind: str, ch: int) -> nn.Module:
     return nn.Identity()
 
 
+class StridedPointwise(nn.Conv2d):
+    """A 1×1 conv of stride ``stride``, computed as subsampling then a stride-1 1×1 conv: the same function
+    and parameters, but oneDNN's weight gradient of a strided 1×1 conv in channels-last layout corrupts the
+    heap on AVX2-only CPUs (torch 2.13 on an AMD EPYC: ``free(): invalid next size``, a crashed training)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: tuple[int, int]):
+        super().__init__(c_in, c_out, 1, bias=False)
+        self.subsample = tuple(stride)
+
+    def forward(self, x):
+        sh, sw = self.subsample
+        return super().forward(x[..., ::sh, ::sw])
+
+
 class ResBlock(nn.Module):
     """conv-norm-GELU-conv-norm + (1×1 conv-norm) shortcut, then GELU."""
 
@@ -84,7 +98,7 @@ class ResBlock(nn.Module):
         self.skip = (
             nn.Identity()
             if c_in == c_out and stride == (1, 1)
-            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), _norm(norm, c_out))
+            else nn.Sequential(StridedPointwise(c_in, c_out, stride), _norm(norm, c_out))
         )
 
     def forward(self, x):
