@@ -1081,6 +1081,36 @@ def test_neighbour_fade_scales_the_term_down_to_zero_at_the_end():
         paper_config(neighbour_fade=1.5).validate()
 
 
+def test_neighbour_judge_drops_late_plain_pairs_the_decoder_disagrees_with(monkeypatch):
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_neighbour=1.0,
+                       neighbour_dims=6, neighbour_far=0.0, neighbour_judge=0.5)
+    torch.manual_seed(0)
+    x = torch.rand(8, 4, 1, 16, 8)
+    m = V3(cfg, (1, 16, 8))
+    m.total_steps = 10
+    m.loss({"x": x}, step=0)  # fits the basis
+    ae = m.autoencode(x, step=0)
+    real = m.atom_error(x.flatten(0, 1)[:3], ae["zs_dec"][:3], None, torch.tensor([0, 1, 2]))
+    assert real.shape == (3,) and bool((real > 0).all())
+    early = float(regularisers.neighbour_term(m, {"x": x}, ae, 2))
+    prefer = {}
+    monkeypatch.setattr(m, "atom_error", lambda f, s, p, atoms: prefer["err"](atoms))
+    prefer["err"] = lambda atoms: torch.zeros(len(atoms))  # every target renders as well as the own atom
+    assert float(regularisers.neighbour_term(m, {"x": x}, ae, 6)) == pytest.approx(early)
+    calls = []
+
+    def own_is_better(atoms):
+        calls.append(len(atoms))
+        return torch.full((len(atoms),), 1.0 if len(calls) % 2 else 0.5)  # target first, then own
+
+    prefer["err"] = own_is_better
+    late = regularisers.neighbour_term(m, {"x": x}, ae, 6)
+    assert calls and (late is None or float(late) < early)  # the disagreeing pairs are gone
+    assert float(regularisers.neighbour_term(m, {"x": x}, ae, 4)) == pytest.approx(early)  # not yet judged
+    with pytest.raises(ConfigError, match="neighbour_judge"):
+        paper_config(neighbour_judge=2.0).validate()
+
+
 def test_neighbour_ties_keep_only_pairs_whose_target_is_near_both():
     from varinv.methods.regularisers import within_nearest
 

@@ -424,6 +424,23 @@ def within_nearest(sq: torch.Tensor, atom: torch.Tensor, n: int) -> torch.Tensor
     return (sq < sq.gather(1, atom[:, None])).sum(1) < n
 
 
+def decoder_agrees(model, ae, x: torch.Tensor, own: torch.Tensor, target: torch.Tensor, partner: torch.Tensor,
+                   kept: torch.Tensor) -> torch.Tensor:
+    """(B·L,) bool over the global batch x (B, L, ...): False where a kept pair's fragment is in another atom than
+    the pair's ``target`` and the target renders it (in its style and pose) worse than its own atom ``own``, or
+    where its partner is so."""
+    b, length = ae["b"], ae["length"]
+    zs, *pose = gather_samples(ae["zs_dec"].view(b, length, -1), *([ae["pose"].view(b, length, -1)]
+                                                                  if ae.get("pose") is not None else []))
+    agree = torch.ones_like(kept)
+    rows = (kept & (own != target)).nonzero().flatten()
+    if rows.numel():
+        f, s = x.flatten(0, 1)[rows], zs.flatten(0, 1)[rows]
+        p = pose[0].flatten(0, 1)[rows] if pose else None
+        agree[rows] = model.atom_error(f, s, p, target[rows]) <= model.atom_error(f, s, p, own[rows])
+    return agree & agree[partner]
+
+
 @regulariser("neighbour", "w_neighbour", results="2026-12-04-generalisation-explore16.md", quantized=False,
              why="Fragments of two samples that are mutual nearest neighbours of the input share their content far more "
                  "often than V3's codes do (speech, greek); far pairs (samples of unlike mean) tie a content across styles.")
@@ -434,20 +451,28 @@ def neighbour_term(model, batch, ae, step):
     (x,) = gather_samples(batch["x"].float())  # the pairs span the global batch, so processes agree with one
     pairs = neighbour_pairs(x, lambda f: f @ model.neighbour_basis(f), cfg.neighbour_far, cfg.neighbour_ratio,
                             None if cfg.neighbour_skew < 0 else cfg.neighbour_skew)
-    if cfg.neighbour_near_until < 1 and step is not None and step >= cfg.neighbour_near_until * model.total_steps:
-        pairs = pairs[1:]  # late, the far pairs alone: they hold a numbering across styles, the near ones err within
-    sets = [(partner, kept) for partner, kept in pairs if bool(kept.any())]
+    def late(share):
+        return share < 1 and step is not None and step >= share * model.total_steps
+
+    near = [i == 0 for i in range(len(pairs))]
+    if late(cfg.neighbour_near_until):
+        pairs, near = pairs[1:], near[1:]  # late, the far pairs alone: they hold a numbering across styles
+    sets = [(partner, kept, n) for (partner, kept), n in zip(pairs, near) if bool(kept.any())]
     if not sets or not model.quantizing(step):  # the pairs come first: they fit the basis on the first batch
         return None
     (sq,) = gather_samples(atom_sqdist(model, ae))
     sq = sq.flatten(0, 1)
     fixed = sq.detach()
     total = None
-    for partner, kept in sets:
+    for partner, kept, is_near in sets:
         both = fixed + fixed[partner]  # the atom nearest to both, not each other's atom
         # near-ties (a pair of fragments that seeded two atoms) go to the lower index: processes whose
         # distances differ in the last bits pick the same atom
         t = (both <= both.min(1, keepdim=True)[0] * (1 + 1e-4) + 1e-8).int().argmax(1)
+        if is_near and late(cfg.neighbour_judge):
+            kept = kept & decoder_agrees(model, ae, x, fixed.argmin(1), t, partner, kept)
+            if not bool(kept.any()):
+                continue
         if cfg.neighbour_ties:
             n = cfg.neighbour_ties
             kept = kept & within_nearest(fixed, t, n) & within_nearest(fixed[partner], t, n)

@@ -130,6 +130,10 @@ class V3Config(VQConfig):
     # From this share of the run the term's weight falls linearly to 0 at the end (1 = off): input pairs seed the
     # vocabulary and its numbering across styles, but their systematic errors (shapes) then hold merged atoms.
     neighbour_fade: float = 1.0
+    # From this share of the run a plain pair is kept only where the decoder agrees (1 = off): each of its fragments
+    # whose atom is not the pair's target must be rendered by the target at least as well as by its own atom. Input
+    # neighbours that differ in content (shapes' circle and hexagon) then stop holding two formed atoms together.
+    neighbour_judge: float = 1.0
     # A pair only breaks a near tie (0 = off): it is kept where the atom nearest to both is among each fragment's
     # ``neighbour_ties`` nearest atoms, so a wrong pair cannot drag a fragment across the codebook (handwriting's
     # near pairs, 69-80 % right, collapsed its code to an assignment between atoms that draw alike).
@@ -244,6 +248,7 @@ class V3Config(VQConfig):
         "neighbour_ratio": Interval(float, 0, 1, closed="right"),
         "neighbour_skew": Interval(float, -1, None, note="< 0 = off"),
         "neighbour_fade": Interval(float, 0, 1, note="1 = off"),
+        "neighbour_judge": Interval(float, 0, 1, note="1 = off"),
         "neighbour_ties": Interval(int, 0, None, note="0 = off"),
         "renew_every": Interval(int, 0, None, note="0 = off"),
         "renew_utility": Interval(float, 0, 1, closed="neither"),

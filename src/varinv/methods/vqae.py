@@ -265,6 +265,20 @@ class VQAutoencoder(ConvAutoencoder):
         finally:
             self.decoder.train(was_training)
 
+    def atom_error(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None, atoms: torch.Tensor) -> torch.Tensor:
+        """(N,) mean squared error of atom ``atoms[i]`` rendered in style ``zs[i]`` (and ``pose[i]``, one pose per
+        fragment) against x[i] (N, C, H, W); as ``atom_errors``, without gradient and batch-norm updates."""
+        was_training = self.decoder.training
+        self.decoder.eval()
+        try:
+            with torch.no_grad():
+                x_hat = self.decode(self.quantizer.codebook[atoms].to(zs.dtype), zs, self.coarse_judge)
+                if pose is not None:
+                    x_hat = warp(x_hat, pose)
+                return (x_hat.float() - x.float()).pow(2).flatten(1).mean(1)
+        finally:
+            self.decoder.train(was_training)
+
     def best_atoms(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
         """(N,) index of the atom whose decoding with style ``zs`` (and each fragment's ``pose``, if any)
         reconstructs each fragment best; x (N, C, H, W), zs (N, d_s)."""
