@@ -1073,7 +1073,7 @@ def test_neighbour_fade_scales_the_term_down_to_zero_at_the_end():
         m.total_steps = 10
         m.loss({"x": x}, step=0)  # fits the basis
         ae = m.autoencode(x, step=0)
-        terms[fade] = [float(regularisers.neighbour_term(m, {"x": x}, ae, step)) for step in (2, 5, 6, 8)]
+        terms[fade] = [float(regularisers.neighbour_term(m, {"x": x}, ae, step).detach()) for step in (2, 5, 6, 8)]
     plain, faded = terms[1.0], terms[0.5]
     assert plain[0] > 0 and faded[:2] == pytest.approx(plain[:2])  # full weight until half the run
     assert [f / p for f, p in zip(faded[2:], plain[2:])] == pytest.approx([0.8, 0.4])
@@ -1092,11 +1092,11 @@ def test_neighbour_judge_drops_late_plain_pairs_the_decoder_disagrees_with(monke
     ae = m.autoencode(x, step=0)
     real = m.atom_error(x.flatten(0, 1)[:3], ae["zs_dec"][:3], None, torch.tensor([0, 1, 2]))
     assert real.shape == (3,) and bool((real > 0).all())
-    early = float(regularisers.neighbour_term(m, {"x": x}, ae, 2))
+    early = float(regularisers.neighbour_term(m, {"x": x}, ae, 2).detach())
     prefer = {}
     monkeypatch.setattr(m, "atom_error", lambda f, s, p, atoms: prefer["err"](atoms))
     prefer["err"] = lambda atoms: torch.zeros(len(atoms))  # every target renders as well as the own atom
-    assert float(regularisers.neighbour_term(m, {"x": x}, ae, 6)) == pytest.approx(early)
+    assert float(regularisers.neighbour_term(m, {"x": x}, ae, 6).detach()) == pytest.approx(early)
     calls = []
 
     def own_is_better(atoms):
@@ -1105,8 +1105,8 @@ def test_neighbour_judge_drops_late_plain_pairs_the_decoder_disagrees_with(monke
 
     prefer["err"] = own_is_better
     late = regularisers.neighbour_term(m, {"x": x}, ae, 6)
-    assert calls and (late is None or float(late) < early)  # the disagreeing pairs are gone
-    assert float(regularisers.neighbour_term(m, {"x": x}, ae, 4)) == pytest.approx(early)  # not yet judged
+    assert calls and (late is None or float(late.detach()) < early)  # the disagreeing pairs are gone
+    assert float(regularisers.neighbour_term(m, {"x": x}, ae, 4).detach()) == pytest.approx(early)  # not yet judged
     with pytest.raises(ConfigError, match="neighbour_judge"):
         paper_config(neighbour_judge=2.0).validate()
 
