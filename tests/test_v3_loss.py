@@ -1101,7 +1101,8 @@ def test_neighbour_judge_drops_late_plain_pairs_the_decoder_disagrees_with(monke
 
     def own_is_better(atoms):
         calls.append(len(atoms))
-        return torch.full((len(atoms),), 1.0 if len(calls) % 2 else 0.5)  # target first, then own
+        half = len(atoms) // 2  # the targets' renderings, then the own atoms'
+        return torch.cat([torch.full((half,), 1.0), torch.full((len(atoms) - half,), 0.5)])
 
     prefer["err"] = own_is_better
     late = regularisers.neighbour_term(m, {"x": x}, ae, 6)

@@ -430,14 +430,19 @@ def decoder_agrees(model, ae, x: torch.Tensor, own: torch.Tensor, target: torch.
     the pair's ``target`` and the target renders it (in its style and pose) worse than its own atom ``own``, or
     where its partner is so."""
     b, length = ae["b"], ae["length"]
-    zs, *pose = gather_samples(ae["zs_dec"].view(b, length, -1), *([ae["pose"].view(b, length, -1)]
-                                                                  if ae.get("pose") is not None else []))
+    pose = ae.get("pose")
+    if pose is None:
+        (zs,) = gather_samples(ae["zs_dec"].view(b, length, -1))
+    else:
+        zs, pose = gather_samples(ae["zs_dec"].view(b, length, -1), pose.view(b, length, -1))
+        pose = pose.flatten(0, 1)
     agree = torch.ones_like(kept)
     rows = (kept & (own != target)).nonzero().flatten()
     if rows.numel():
-        f, s = x.flatten(0, 1)[rows], zs.flatten(0, 1)[rows]
-        p = pose[0].flatten(0, 1)[rows] if pose else None
-        agree[rows] = model.atom_error(f, s, p, target[rows]) <= model.atom_error(f, s, p, own[rows])
+        both = torch.cat([rows, rows])  # the target's and the own atom's renderings in one decoder pass
+        err = model.atom_error(x.flatten(0, 1)[both], zs.flatten(0, 1)[both], None if pose is None else pose[both],
+                               torch.cat([target[rows], own[rows]]))
+        agree[rows] = err[:rows.numel()] <= err[rows.numel():]
     return agree & agree[partner]
 
 
@@ -454,22 +459,22 @@ def neighbour_term(model, batch, ae, step):
     def late(share):
         return share < 1 and step is not None and step >= share * model.total_steps
 
-    near = [i == 0 for i in range(len(pairs))]
+    tagged = list(zip(pairs, (True, False)))  # (pairs, plain?): the plain pairs come first
     if late(cfg.neighbour_near_until):
-        pairs, near = pairs[1:], near[1:]  # late, the far pairs alone: they hold a numbering across styles
-    sets = [(partner, kept, n) for (partner, kept), n in zip(pairs, near) if bool(kept.any())]
+        tagged = tagged[1:]  # late, the far pairs alone: they hold a numbering across styles
+    sets = [(partner, kept, plain) for (partner, kept), plain in tagged if bool(kept.any())]
     if not sets or not model.quantizing(step):  # the pairs come first: they fit the basis on the first batch
         return None
     (sq,) = gather_samples(atom_sqdist(model, ae))
     sq = sq.flatten(0, 1)
     fixed = sq.detach()
     total = None
-    for partner, kept, is_near in sets:
+    for partner, kept, plain in sets:
         both = fixed + fixed[partner]  # the atom nearest to both, not each other's atom
         # near-ties (a pair of fragments that seeded two atoms) go to the lower index: processes whose
         # distances differ in the last bits pick the same atom
         t = (both <= both.min(1, keepdim=True)[0] * (1 + 1e-4) + 1e-8).int().argmax(1)
-        if is_near and late(cfg.neighbour_judge):
+        if plain and late(cfg.neighbour_judge):
             kept = kept & decoder_agrees(model, ae, x, fixed.argmin(1), t, partner, kept)
             if not bool(kept.any()):
                 continue

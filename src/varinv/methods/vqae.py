@@ -7,6 +7,7 @@ the term that asks content and style to separate.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -254,30 +255,30 @@ class VQAutoencoder(ConvAutoencoder):
             x_hat = warp(x_hat.flatten(0, 1), pose.reshape(n * k, -1)).view_as(x_hat)
         return (x_hat.float() - x.float()[:, None]).pow(2).flatten(2).mean(2)
 
-    def atom_errors(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
-        """``render_errors`` without gradient and with the decoder in eval mode, so that batch-norm
-        statistics are left alone."""
+    @contextmanager
+    def _judging(self):
+        """No gradient and the decoder in eval mode, so that judging atoms leaves batch-norm statistics alone."""
         was_training = self.decoder.training
         self.decoder.eval()
         try:
             with torch.no_grad():
-                return self.render_errors(x, zs, pose)
+                yield
         finally:
             self.decoder.train(was_training)
 
+    def atom_errors(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
+        """``render_errors`` under ``_judging``."""
+        with self._judging():
+            return self.render_errors(x, zs, pose)
+
     def atom_error(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None, atoms: torch.Tensor) -> torch.Tensor:
         """(N,) mean squared error of atom ``atoms[i]`` rendered in style ``zs[i]`` (and ``pose[i]``, one pose per
-        fragment) against x[i] (N, C, H, W); as ``atom_errors``, without gradient and batch-norm updates."""
-        was_training = self.decoder.training
-        self.decoder.eval()
-        try:
-            with torch.no_grad():
-                x_hat = self.decode(self.quantizer.codebook[atoms].to(zs.dtype), zs, self.coarse_judge)
-                if pose is not None:
-                    x_hat = warp(x_hat, pose)
-                return (x_hat.float() - x.float()).pow(2).flatten(1).mean(1)
-        finally:
-            self.decoder.train(was_training)
+        fragment) against x[i] (N, C, H, W), under ``_judging``."""
+        with self._judging():
+            x_hat = self.decode(self.quantizer.codebook[atoms].to(zs.dtype), zs, self.coarse_judge)
+            if pose is not None:
+                x_hat = warp(x_hat, pose)
+            return (x_hat.float() - x.float()).pow(2).flatten(1).mean(1)
 
     def best_atoms(self, x: torch.Tensor, zs: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
         """(N,) index of the atom whose decoding with style ``zs`` (and each fragment's ``pose``, if any)
