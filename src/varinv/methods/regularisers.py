@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from varinv.audio.features import log_magnitude, magnitude
 from varinv.nn import draws
 from varinv.nn.distributed import gather_samples, global_mean, shared_randperm, shuffled_rows
+from varinv.nn.pose import unwarp
 
 EPS = 1e-5
 # Floor of a denominator that must stay scale-free: an absolute EPS there makes a term reward shrinking
@@ -454,7 +455,11 @@ def neighbour_term(model, batch, ae, step):
     if step is not None and step < cfg.neighbour_from * model.total_steps:
         return None
     (x,) = gather_samples(batch["x"].float())  # the pairs span the global batch, so processes agree with one
-    pairs = neighbour_pairs(x, lambda f: f @ model.neighbour_basis(f), cfg.neighbour_far, cfg.neighbour_ratio,
+    seen = x
+    if cfg.neighbour_canonical and ae.get("pose") is not None:
+        (pose,) = gather_samples(ae["pose"].detach().view(ae["b"], ae["length"], -1))
+        seen = unwarp(x.flatten(0, 1), pose.flatten(0, 1)).view_as(x)
+    pairs = neighbour_pairs(seen, lambda f: f @ model.neighbour_basis(f), cfg.neighbour_far, cfg.neighbour_ratio,
                             None if cfg.neighbour_skew < 0 else cfg.neighbour_skew)
     def late(share):
         return share < 1 and step is not None and step >= share * model.total_steps

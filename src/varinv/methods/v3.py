@@ -138,6 +138,10 @@ class V3Config(VQConfig):
     # ``neighbour_ties`` nearest atoms, so a wrong pair cannot drag a fragment across the codebook (handwriting's
     # near pairs, 69-80 % right, collapsed its code to an assignment between atoms that draw alike).
     neighbour_ties: int = 0
+    # With a pose: the pairs are searched among the fragments brought back to their atoms' canonical pose (the
+    # encoder's pose, undone): shapes' pairs were 80 % right on the raw input and 94 % on the canonical one
+    # (rotation and size no longer make a circle the nearest neighbour of a hexagon).
+    neighbour_canonical: bool = False
     # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
     # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
     # reassignment's renderings, below ``renew_utility`` of the mean) is moved to split the atom whose
@@ -250,6 +254,7 @@ class V3Config(VQConfig):
         "neighbour_fade": Interval(float, 0, 1, note="1 = off"),
         "neighbour_judge": Interval(float, 0, 1, note="1 = off"),
         "neighbour_ties": Interval(int, 0, None, note="0 = off"),
+        "neighbour_canonical": bool,
         "renew_every": Interval(int, 0, None, note="0 = off"),
         "renew_utility": Interval(float, 0, 1, closed="neither"),
         "renew_until": Interval(float, 0, 1),

@@ -57,7 +57,19 @@ def warp(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     (the background), so a warp never pastes in a frame of zeros. The sampling grid is ``F.affine_grid``'s, as
     one product with cached pixel centres: affine_grid rebuilds its base grid in every call and its backward,
     a tenth of a PhoneNums step."""
-    (n, _, h, w), theta = x.shape, pose_matrix(p)
+    return _resample(x, pose_matrix(p))
+
+
+def unwarp(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`warp`: fragments x (N, C, H, W) brought back from the poses p to the canonical pose
+    their atoms are rendered in (up to what the warp moved out of the frame)."""
+    theta = pose_matrix(p)
+    inv = torch.linalg.inv(theta[:, :, :2])
+    return _resample(x, torch.cat([inv, -inv @ theta[:, :, 2:]], 2))
+
+
+def _resample(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    n, _, h, w = x.shape
     with torch.autocast(x.device.type, enabled=False):  # the grid in fp32, as affine_grid's under autocast
-        grid = (_pixel_centres(h, w, x.device) @ theta.transpose(1, 2)).view(n, h, w, 2)  # pose_matrix is fp32
+        grid = (_pixel_centres(h, w, x.device) @ theta.float().transpose(1, 2)).view(n, h, w, 2)
     return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False).to(x.dtype)
