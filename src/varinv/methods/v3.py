@@ -142,6 +142,9 @@ class V3Config(VQConfig):
     # encoder's pose, undone): shapes' pairs were 80 % right on the raw input and 94 % on the canonical one
     # (rotation and size no longer make a circle the nearest neighbour of a hexagon).
     neighbour_canonical: bool = False
+    # The pairs as positives of an InfoNCE over z_c (cosine, temperature 0.1; every other fragment of the batch a
+    # negative), from ``neighbour_from``: contents that one atom holds are pushed apart where their pairs are right.
+    w_pair_nce: float = 0.0
     # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
     # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
     # reassignment's renderings, below ``renew_utility`` of the mean) is moved to split the atom whose
@@ -255,6 +258,7 @@ class V3Config(VQConfig):
         "neighbour_judge": Interval(float, 0, 1, note="1 = off"),
         "neighbour_ties": Interval(int, 0, None, note="0 = off"),
         "neighbour_canonical": bool,
+        "w_pair_nce": Interval(float, 0, None),
         "renew_every": Interval(int, 0, None, note="0 = off"),
         "renew_utility": Interval(float, 0, 1, closed="neither"),
         "renew_until": Interval(float, 0, 1),
@@ -350,7 +354,7 @@ class V3(VQAutoencoder):
         super().__init__(cfg, fragment_shape, seed)
         if cfg.renew_every:
             self.quantizer.enable_renewal(cfg.renew_utility)
-        if cfg.w_neighbour > 0:
+        if cfg.w_neighbour > 0 or cfg.w_pair_nce > 0:
             d = math.prod(fragment_shape)
             self.register_buffer("neighbour_proj", torch.zeros(d, min(cfg.neighbour_dims, d)))
             self.register_buffer("neighbour_ready", torch.zeros((), dtype=torch.bool))
