@@ -602,6 +602,19 @@ def test_pose_warp_is_the_identity_at_zero_and_a_bounded_similarity_otherwise():
     assert m[:, :, 2].abs().max() <= MAX_SHIFT + 1e-6
 
 
+def test_unwarp_brings_a_warped_fragment_back_to_its_pose():
+    from varinv.nn.pose import unwarp, warp
+
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    blob = torch.exp(-((xx - 0.1) ** 2 / 0.08 + (yy + 0.05) ** 2 / 0.2))[None, None].repeat(3, 2, 1, 1)  # smooth
+    assert torch.allclose(unwarp(blob, torch.zeros(3, 4)), blob, atol=1e-5)
+    for p in (torch.tensor([[0.8, 0.6, 0.5, -0.4], [-1.0, -0.5, 0.0, 0.7], [0.3, 0.9, -0.6, 0.0]]),
+              torch.tensor([[0.4], [-0.3], [0.1]])):
+        moved = warp(blob, p)
+        assert (moved - blob).abs().mean() > 0.03
+        assert (unwarp(moved, p) - blob).abs().mean() < 0.1 * (moved - blob).abs().mean()
+
+
 def test_time_pose_shifts_a_spectrogram_along_time_only():
     from varinv.nn.pose import MAX_TIME_SHIFT, pose_matrix, warp
 
@@ -1125,6 +1138,53 @@ def test_neighbour_ties_keep_only_pairs_whose_target_is_near_both():
     for step in range(3):  # a set whose pairs all fall out is skipped, never a NaN
         out = m.loss({"x": torch.rand(8, 4, 1, 16, 8)}, step=step)
         assert "neighbour" not in out or torch.isfinite(out["neighbour"])
+
+
+def test_neighbour_canonical_pairs_the_fragments_with_their_pose_undone(monkeypatch):
+    from varinv.nn.pose import unwarp
+
+    seen = []
+    real = regularisers.neighbour_pairs
+    monkeypatch.setattr(regularisers, "neighbour_pairs", lambda x, *a, **k: seen.append(x) or real(x, *a, **k))
+    torch.manual_seed(0)
+    x = torch.rand(8, 4, 1, 16, 16)
+    for canonical in (False, True):
+        cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_neighbour=1.0,
+                           neighbour_far=0.5, neighbour_dims=6, pose="similarity", neighbour_canonical=canonical)
+        torch.manual_seed(1)
+        m = V3(cfg, (1, 16, 16))
+        ae = m.autoencode(x, step=0)
+        ae["pose"] = torch.randn_like(ae["pose"])  # an untrained pose head is near the identity
+        seen.clear()
+        term = regularisers.neighbour_term(m, {"x": x}, ae, 0)
+        want = unwarp(x.flatten(0, 1), ae["pose"]).view_as(x) if canonical else x
+        assert torch.allclose(seen[0], want) and term is not None and torch.isfinite(term)
+        assert canonical == (not torch.allclose(seen[0], x))
+
+
+def test_pair_nce_pulls_partners_together_and_other_codes_apart(monkeypatch):
+    cfg = paper_config(d_content=8, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_neighbour=0.0,
+                       w_pair_nce=1.0, neighbour_dims=6)
+    m = V3(cfg, (1, 16, 8))
+    torch.manual_seed(0)
+    x = torch.rand(4, 2, 1, 16, 8)
+    ae = m.autoencode(x, step=0)
+    partner = torch.tensor([2, 3, 0, 1, 6, 7, 4, 5])  # fragment i of sample 0 with fragment i of sample 1, ...
+    kept = torch.ones(8, dtype=torch.bool)
+    monkeypatch.setattr(regularisers, "neighbour_pairs", lambda *a, **k: [(partner, kept)])
+    content = torch.tensor([0, 1, 0, 1, 2, 3, 2, 3])
+    apart = torch.eye(8)[content]  # partners equal, the rest orthogonal
+    together = torch.ones(8, 8) + 0.01 * torch.randn(8, 8)  # every code alike
+    values = {}
+    for name, zc in (("apart", apart), ("together", together)):
+        ae = dict(ae, zc=zc.requires_grad_())
+        ae.pop("pairs", None)
+        values[name] = regularisers.pair_nce_term(m, {"x": x}, ae, 0)
+    assert values["apart"] < 0.01 < 1.5 < values["together"]  # ln 7 ≈ 1.95 when nothing tells the partner apart
+    assert torch.autograd.grad(values["together"], ae["zc"])[0].abs().sum() > 0
+    monkeypatch.setattr(regularisers, "neighbour_pairs", lambda *a, **k: [(partner, torch.zeros(8, dtype=torch.bool))])
+    ae.pop("pairs", None)
+    assert regularisers.pair_nce_term(m, {"x": x}, ae, 0) is None  # no pair kept: no term, never a NaN
 
 
 def test_code_style_dependence_sees_a_style_offset_in_the_content_codes():
