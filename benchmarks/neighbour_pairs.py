@@ -21,13 +21,18 @@ import torch
 from varinv.api import load_model
 from varinv.data.batching import make_batch
 from varinv.data.store import open_dataset
-from varinv.methods.regularisers import neighbour_pairs, standardise_rows
+from varinv.methods.regularisers import neighbour_pairs
 from varinv.nn.pose import unwarp
 
 
-def residuals(x: torch.Tensor) -> torch.Tensor:
-    """The rows the term embeds: each sample's mean fragment removed, standardised."""
-    return standardise_rows((x - x.mean(1, keepdim=True)).flatten(2).flatten(0, 1))
+def pca_embed(bases: dict, key, dims: int):
+    """An embedding of the term's standardised rows by a PCA basis of ``dims`` fitted on the first rows it sees, as
+    ``V3.neighbour_basis`` fits the run's own (``bases`` keeps one per key)."""
+    def embed(f):
+        if key not in bases:
+            bases[key] = torch.linalg.svd(f - f.mean(0), full_matrices=False)[2][:dims].t()
+        return f @ bases[key]
+    return embed
 
 
 def main(argv=None) -> int:
@@ -45,6 +50,7 @@ def main(argv=None) -> int:
     b = int(cfg.train.batch_size)
     n_classes = int(sp.content.max()) + 1
     dims = [int(d) for d in a.dims.split(",")]
+    skew = None if cfg.model.neighbour_skew < 0 else cfg.model.neighbour_skew
     counts: dict[tuple, list] = {}
     per_class: dict[tuple, np.ndarray] = {}
     bases: dict[tuple, torch.Tensor] = {}
@@ -58,11 +64,8 @@ def main(argv=None) -> int:
             inputs["canonical"] = unwarp(x.flatten(0, 1), pose).view_as(x)
         for name, xi in inputs.items():
             for d in dims:
-                if d and (name, d) not in bases:
-                    f = residuals(xi)
-                    bases[name, d] = torch.linalg.svd(f - f.mean(0), full_matrices=False)[2][:d].t()
-                embed = (lambda f, p=bases.get((name, d)): f @ p) if d else (lambda f: f @ m.neighbour_basis(f))
-                pairs = neighbour_pairs(xi, embed, cfg.model.neighbour_far, cfg.model.neighbour_ratio)
+                embed = pca_embed(bases, (name, d), d) if d else (lambda f: f @ m.neighbour_basis(f))
+                pairs = neighbour_pairs(xi, embed, cfg.model.neighbour_far, cfg.model.neighbour_ratio, skew)
                 for (partner, kept), kind in zip(pairs, ("plain", "far")):
                     n = counts.setdefault((name, d, kind), [0, 0])
                     n[0] += int(kept.sum())

@@ -447,9 +447,11 @@ def decoder_agrees(model, ae, x: torch.Tensor, own: torch.Tensor, target: torch.
     return agree & agree[partner]
 
 
-def term_pairs(model, batch, ae) -> tuple[torch.Tensor, list]:
+def term_pairs(model, batch, ae, step) -> tuple[torch.Tensor, list] | None:
     """The global batch's input (B, L, ...) and its neighbour pairs (``neighbour_pairs``), found once a step (kept in
-    ``ae``) for every term that reads them."""
+    ``ae``) for every term that reads them; None before ``neighbour_from`` of the run."""
+    if step is not None and step < model.cfg.neighbour_from * model.total_steps:
+        return None
     if "pairs" not in ae:
         cfg = model.cfg
         (x,) = gather_samples(batch["x"].float())  # the pairs span the global batch, so processes agree with one
@@ -467,9 +469,10 @@ def term_pairs(model, batch, ae) -> tuple[torch.Tensor, list]:
                  "often than V3's codes do (speech, greek); far pairs (samples of unlike mean) tie a content across styles.")
 def neighbour_term(model, batch, ae, step):
     cfg = model.cfg
-    if step is not None and step < cfg.neighbour_from * model.total_steps:
+    found = term_pairs(model, batch, ae, step)
+    if found is None:
         return None
-    x, pairs = term_pairs(model, batch, ae)
+    x, pairs = found
     def late(share):
         return share < 1 and step is not None and step >= share * model.total_steps
 
@@ -511,9 +514,10 @@ PAIR_NCE_TEMPERATURE = 0.1
              why="The neighbour term only says which fragments share an atom, never which do not: shapes' circle, square and "
                  "hexagon kept one atom with 96 % right pairs; as InfoNCE positives the pairs also push other contents apart in z_c.")
 def pair_nce_term(model, batch, ae, step):
-    if step is not None and step < model.cfg.neighbour_from * model.total_steps:
+    found = term_pairs(model, batch, ae, step)
+    if found is None:
         return None
-    _, pairs = term_pairs(model, batch, ae)
+    _, pairs = found
     (zc,) = gather_samples(ae["zc"].view(ae["b"], ae["length"], -1))
     z = F.normalize(zc.flatten(0, 1).float(), dim=1)
     logits = (z @ z.t() / PAIR_NCE_TEMPERATURE).fill_diagonal_(float("-inf"))

@@ -71,5 +71,5 @@ def unwarp(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
 def _resample(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     n, _, h, w = x.shape
     with torch.autocast(x.device.type, enabled=False):  # the grid in fp32, as affine_grid's under autocast
-        grid = (_pixel_centres(h, w, x.device) @ theta.float().transpose(1, 2)).view(n, h, w, 2)
+        grid = (_pixel_centres(h, w, x.device) @ theta.transpose(1, 2)).view(n, h, w, 2)  # pose_matrix is fp32
     return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False).to(x.dtype)
