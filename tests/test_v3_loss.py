@@ -1187,6 +1187,24 @@ def test_pair_nce_pulls_partners_together_and_other_codes_apart(monkeypatch):
     assert regularisers.pair_nce_term(m, {"x": x}, ae, 0) is None  # no pair kept: no term, never a NaN
 
 
+def test_debiased_pair_nce_spares_negatives_of_the_anchors_content():
+    from varinv.methods.regularisers import PAIR_NCE_TEMPERATURE, pair_nce
+
+    content = torch.arange(20) % 4  # 4 contents, each 5 times: a fifth of every row's negatives share its content
+    rows = torch.arange(20)
+    partner = (rows + 4) % 20
+    for z, plain_least, debiased_most, debiased_least in (
+            (torch.eye(4)[content], 1.3, 0.01, 0.0),  # contents apart, each content one point
+            (torch.ones(20, 4), 2.5, None, 2.5)):  # nothing apart: both stay high (ln 19 ≈ 2.94)
+        logits = F.normalize(z, dim=1) @ F.normalize(z, dim=1).t() / PAIR_NCE_TEMPERATURE
+        plain = float(pair_nce(logits, partner, rows, None))
+        debiased = float(pair_nce(logits, partner, rows, 0.25))
+        assert plain > plain_least  # the plain InfoNCE pushes the anchor's own content away (ln 4 ≈ 1.39)
+        assert debiased >= debiased_least
+        if debiased_most is not None:
+            assert debiased < debiased_most
+
+
 def test_code_style_dependence_sees_a_style_offset_in_the_content_codes():
     from varinv.methods.regularisers import code_style_dependence
 

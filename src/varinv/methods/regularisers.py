@@ -520,9 +520,27 @@ def pair_nce_term(model, batch, ae, step):
     _, pairs = found
     (zc,) = gather_samples(ae["zc"].view(ae["b"], ae["length"], -1))
     z = F.normalize(zc.flatten(0, 1).float(), dim=1)
-    logits = (z @ z.t() / PAIR_NCE_TEMPERATURE).fill_diagonal_(float("-inf"))
-    terms = [F.cross_entropy(logits[kept], partner[kept]) for partner, kept in pairs if bool(kept.any())]
+    logits = z @ z.t() / PAIR_NCE_TEMPERATURE
+    prior = 1.0 / model.cfg.n_atoms if model.cfg.pair_nce_debiased else None
+    terms = [pair_nce(logits[kept], partner[kept], kept.nonzero().flatten(), prior)
+             for partner, kept in pairs if bool(kept.any())]
     return torch.stack(terms).mean() if terms else None
+
+
+def pair_nce(logits: torch.Tensor, positive: torch.Tensor, own: torch.Tensor, prior: float | None) -> torch.Tensor:
+    """InfoNCE of rows ``logits`` (R, N) with column ``positive`` (R,) the positive and every column but it and the
+    row's own ``own`` (R,) a negative. ``prior``: the chance that a negative shares the anchor's content; the
+    negatives' mean is then corrected for it (Chuang et al., 2020, clipped at its least possible value)."""
+    logits = logits.scatter(1, own[:, None], float("-inf"))
+    if prior is None:
+        return F.cross_entropy(logits, positive)
+    pos = logits.gather(1, positive[:, None]).squeeze(1)
+    neg = logits.scatter(1, positive[:, None], float("-inf"))
+    m = logits.shape[1] - 2
+    mean_neg = torch.exp(torch.logsumexp(neg, 1) - math.log(m))
+    floor = math.exp(-1.0 / PAIR_NCE_TEMPERATURE)
+    g = ((mean_neg - prior * pos.exp()) / (1 - prior)).clamp_min(floor)
+    return (torch.log(pos.exp() + m * g) - pos).mean()
 
 
 @regulariser("tilt", "w_tilt", results="2026-12-02-v3-waveforms-brickwall.md",

@@ -145,6 +145,10 @@ class V3Config(VQConfig):
     # The pairs as positives of an InfoNCE over z_c (cosine, temperature 0.1; every other fragment of the batch a
     # negative), from ``neighbour_from``: contents that one atom holds are pushed apart where their pairs are right.
     w_pair_nce: float = 0.0
+    # Debias the InfoNCE's negatives (Chuang et al., 2020) for a prior of 1/n_atoms that a negative shares the
+    # anchor's content: with K contents a tenth of a batch's "negatives" are the anchor's content, and pushing
+    # them apart fights the codebook (greek fell with the plain InfoNCE).
+    pair_nce_debiased: bool = False
     # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
     # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
     # reassignment's renderings, below ``renew_utility`` of the mean) is moved to split the atom whose
@@ -259,6 +263,7 @@ class V3Config(VQConfig):
         "neighbour_ties": Interval(int, 0, None, note="0 = off"),
         "neighbour_canonical": bool,
         "w_pair_nce": Interval(float, 0, None),
+        "pair_nce_debiased": bool,
         "renew_every": Interval(int, 0, None, note="0 = off"),
         "renew_utility": Interval(float, 0, 1, closed="neither"),
         "renew_until": Interval(float, 0, 1),
