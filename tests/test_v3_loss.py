@@ -1187,6 +1187,23 @@ def test_pair_nce_pulls_partners_together_and_other_codes_apart(monkeypatch):
     assert regularisers.pair_nce_term(m, {"x": x}, ae, 0) is None  # no pair kept: no term, never a NaN
 
 
+def test_pair_nce_negatives_from_the_two_samples_spare_the_contents_other_samples_hold(monkeypatch):
+    cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_neighbour=0.0,
+                       w_pair_nce=1.0, neighbour_dims=6)
+    torch.manual_seed(0)
+    x = torch.rand(4, 2, 1, 16, 8)
+    partner = torch.tensor([2, 3, 0, 1, 6, 7, 4, 5])  # sample 0 with sample 1, sample 2 with sample 3
+    monkeypatch.setattr(regularisers, "neighbour_pairs", lambda *a, **k: [(partner, torch.ones(8, dtype=torch.bool))])
+    zc = torch.eye(4)[torch.tensor([0, 1] * 4)]  # every sample holds contents 0 and 1, each content one point
+    values = {}
+    for negatives in ("batch", "samples"):
+        m = V3(dataclasses.replace(cfg, pair_nce_negatives=negatives), (1, 16, 8))
+        ae = dict(m.autoencode(x, step=0), zc=zc)
+        values[negatives] = float(regularisers.pair_nce_term(m, {"x": x}, ae, 0))
+    assert values["batch"] > 1.0  # the other two samples' copies of the anchor's content are negatives: ln 3
+    assert values["samples"] < 0.01
+
+
 def test_debiased_pair_nce_spares_negatives_of_the_anchors_content():
     from varinv.methods.regularisers import PAIR_NCE_TEMPERATURE, pair_nce
 

@@ -508,6 +508,7 @@ def neighbour_term(model, batch, ae, step):
 
 
 PAIR_NCE_TEMPERATURE = 0.1
+PAIR_NCE_NEGATIVES = ("batch", "debiased", "samples")
 
 
 @regulariser("pair_nce", "w_pair_nce", results="2026-12-07-generalisation-explore30.md", quantized=False,
@@ -518,18 +519,29 @@ def pair_nce_term(model, batch, ae, step):
     if found is None:
         return None
     _, pairs = found
-    (zc,) = gather_samples(ae["zc"].view(ae["b"], ae["length"], -1))
+    b, length = ae["b"], ae["length"]
+    (zc,) = gather_samples(ae["zc"].view(b, length, -1))
     z = F.normalize(zc.flatten(0, 1).float(), dim=1)
     logits = z @ z.t() / PAIR_NCE_TEMPERATURE
-    prior = 1.0 / model.cfg.n_atoms if model.cfg.pair_nce_debiased else None
-    terms = [pair_nce(logits[kept], partner[kept], kept.nonzero().flatten(), prior)
-             for partner, kept in pairs if bool(kept.any())]
+    negatives = model.cfg.pair_nce_negatives
+    prior = 1.0 / model.cfg.n_atoms if negatives == "debiased" else None
+    sample = torch.arange(zc.shape[0], device=z.device).repeat_interleave(length)
+    terms = []
+    for partner, kept in pairs:
+        if not bool(kept.any()):
+            continue
+        rows = kept.nonzero().flatten()
+        s = logits[rows]
+        if negatives == "samples":  # columns outside the anchor's and the partner's samples are no candidates
+            s = s.masked_fill((sample[None, :] != sample[rows][:, None]) & (sample[None, :] != sample[partner[rows]][:, None]),
+                              float("-inf"))
+        terms.append(pair_nce(s, partner[rows], rows, prior))
     return torch.stack(terms).mean() if terms else None
 
 
 def pair_nce(logits: torch.Tensor, positive: torch.Tensor, own: torch.Tensor, prior: float | None) -> torch.Tensor:
-    """InfoNCE of rows ``logits`` (R, N) with column ``positive`` (R,) the positive and every column but it and the
-    row's own ``own`` (R,) a negative. ``prior``: the chance that a negative shares the anchor's content; the
+    """InfoNCE of rows ``logits`` (R, N) with column ``positive`` (R,) the positive and every finite column but it and
+    the row's ``own`` (R,) a negative. ``prior``: the chance that a negative shares the anchor's content; the
     negatives' mean is then corrected for it (Chuang et al., 2020, clipped at its least possible value)."""
     logits = logits.scatter(1, own[:, None], float("-inf"))
     if prior is None:

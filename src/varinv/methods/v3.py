@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from varinv.config import Interval, Options, check_value
-from varinv.methods.regularisers import EPS, REGULARISERS, TILT_MODES
+from varinv.methods.regularisers import EPS, PAIR_NCE_NEGATIVES, REGULARISERS, TILT_MODES
 from varinv.methods.vqae import VQAutoencoder, VQConfig
 from varinv.nn.distributed import gather_samples, shared_randperm, shuffled_rows
 
@@ -145,10 +145,11 @@ class V3Config(VQConfig):
     # The pairs as positives of an InfoNCE over z_c (cosine, temperature 0.1; every other fragment of the batch a
     # negative), from ``neighbour_from``: contents that one atom holds are pushed apart where their pairs are right.
     w_pair_nce: float = 0.0
-    # Debias the InfoNCE's negatives (Chuang et al., 2020) for a prior of 1/n_atoms that a negative shares the
-    # anchor's content: with K contents a tenth of a batch's "negatives" are the anchor's content, and pushing
-    # them apart fights the codebook (greek fell with the plain InfoNCE).
-    pair_nce_debiased: bool = False
+    # Which fragments are the InfoNCE's negatives. ``batch``: every other fragment, though with K contents about one
+    # in K shares the anchor's content (the loss then stays near ln(batch/K): greek's and shapes' codes spread and
+    # merged); ``debiased``: the same, corrected for a 1/K chance of sharing it (Chuang et al., 2020); ``samples``:
+    # the other fragments of the anchor's and the partner's samples only, which share it only where contents repeat.
+    pair_nce_negatives: str = "batch"
     # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
     # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
     # reassignment's renderings, below ``renew_utility`` of the mean) is moved to split the atom whose
@@ -263,7 +264,7 @@ class V3Config(VQConfig):
         "neighbour_ties": Interval(int, 0, None, note="0 = off"),
         "neighbour_canonical": bool,
         "w_pair_nce": Interval(float, 0, None),
-        "pair_nce_debiased": bool,
+        "pair_nce_negatives": Options(PAIR_NCE_NEGATIVES),
         "renew_every": Interval(int, 0, None, note="0 = off"),
         "renew_utility": Interval(float, 0, 1, closed="neither"),
         "renew_until": Interval(float, 0, 1),
