@@ -511,7 +511,7 @@ PAIR_NCE_TEMPERATURE = 0.1
 PAIR_NCE_NEGATIVES = ("batch", "debiased", "samples")
 
 
-@regulariser("pair_nce", "w_pair_nce", results="2026-12-07-generalisation-explore30.md", quantized=False,
+@regulariser("pair_nce", "w_pair_nce", results="2026-12-07-generalisation-explore31.md", quantized=False,
              why="The neighbour term only says which fragments share an atom, never which do not: shapes' circle, square and "
                  "hexagon kept one atom with 96 % right pairs; as InfoNCE positives the pairs also push other contents apart in z_c.")
 def pair_nce_term(model, batch, ae, step):
