@@ -519,13 +519,12 @@ def pair_nce_term(model, batch, ae, step):
     if found is None:
         return None
     _, pairs = found
-    b, length = ae["b"], ae["length"]
-    (zc,) = gather_samples(ae["zc"].view(b, length, -1))
+    length = ae["length"]
+    (zc,) = gather_samples(ae["zc"].view(ae["b"], length, -1))
     z = F.normalize(zc.flatten(0, 1).float(), dim=1)
     logits = z @ z.t() / PAIR_NCE_TEMPERATURE
     negatives = model.cfg.pair_nce_negatives
     prior = 1.0 / model.cfg.n_atoms if negatives == "debiased" else None
-    sample = torch.arange(zc.shape[0], device=z.device).repeat_interleave(length)
     terms = []
     for partner, kept in pairs:
         if not bool(kept.any()):
@@ -533,8 +532,8 @@ def pair_nce_term(model, batch, ae, step):
         rows = kept.nonzero().flatten()
         s = logits[rows]
         if negatives == "samples":  # columns outside the anchor's and the partner's samples are no candidates
-            s = s.masked_fill((sample[None, :] != sample[rows][:, None]) & (sample[None, :] != sample[partner[rows]][:, None]),
-                              float("-inf"))
+            column, anchor, other = torch.arange(s.shape[1], device=s.device) // length, rows // length, partner[rows] // length
+            s = s.masked_fill((column != anchor[:, None]) & (column != other[:, None]), float("-inf"))
         terms.append(pair_nce(s, partner[rows], rows, prior))
     return torch.stack(terms).mean() if terms else None
 
