@@ -34,7 +34,9 @@ def test_benchmark_grid_runs_skips_finished_and_tabulates(toy_dataset, tmp_path)
     assert (tmp_path / "runs" / "v3-K4-seed0" / "metrics.json").stat().st_mtime == mtime
     # The committed per-cell records stand in for run folders made on another machine or session.
     rec = tmp_path / "results" / "cells" / "toy" / "v3-K4-seed1.json"
-    assert json.loads(rec.read_text())["seed"] == 1 and "curves" not in json.loads(rec.read_text())
+    kept = json.loads(rec.read_text())
+    assert kept["seed"] == 1 and "curves" not in kept
+    assert kept["dataset_hash"] == json.loads((tmp_path / "runs" / "v3-K4-seed1" / "provenance.json").read_text())["dataset_hash"]
     import shutil
 
     shutil.rmtree(tmp_path / "runs")

@@ -1185,6 +1185,12 @@ def test_pair_nce_pulls_partners_together_and_other_codes_apart(monkeypatch):
     monkeypatch.setattr(regularisers, "neighbour_pairs", lambda *a, **k: [(partner, torch.zeros(8, dtype=torch.bool))])
     ae.pop("pairs", None)
     assert regularisers.pair_nce_term(m, {"x": x}, ae, 0) is None  # no pair kept: no term, never a NaN
+    monkeypatch.setattr(regularisers, "neighbour_pairs", lambda *a, **k: [(partner, kept)])
+    late = V3(dataclasses.replace(cfg, pair_nce_from=0.5), (1, 16, 8))
+    late.total_steps = 100
+    ae.pop("pairs", None)
+    assert regularisers.pair_nce_term(late, {"x": x}, ae, 49) is None  # before its share of the run
+    assert regularisers.pair_nce_term(late, {"x": x}, ae, 50) is not None
 
 
 def test_pair_nce_negatives_from_the_two_samples_spare_the_contents_other_samples_hold(monkeypatch):

@@ -6,6 +6,7 @@
     python benchmarks/generalisation/suite.py table --tags recipe         # per-run rows beside the floor
     python benchmarks/generalisation/suite.py matrix --tags abl-base,abl-nce   # domains x tags, passes marked
     python benchmarks/generalisation/suite.py matrix --tags r25t,ceil25t/supervised   # a peer's cells: TAG/METHOD
+    python benchmarks/generalisation/suite.py matrix --tags r31+r32/v3-cn64n1d   # one variant, over two grids
     python benchmarks/generalisation/suite.py grid --tag explore-a --domains letters,speech --seeds 0 \\
         --set model.film=true --variant a: --variant b:model.style_pool=true   # two variants side by side
 
@@ -221,10 +222,11 @@ def passes(m: dict) -> bool:
 
 def tag_medians(tag: str, method: str = "v3") -> dict[str, dict]:
     """{domain: medians of the BARS metrics over the recorded seeds of grid ``tag``, plus "seeds"} (``method``'s
-    cells)."""
+    cells; ``v3-NAME`` for one variant's). ``tag`` may join grids with "+" (one candidate's seeds run in two rounds)."""
     by_domain: dict[str, list[dict]] = {}
-    for rec in sorted((ROOT / "benchmarks/results/cells" / f"suite-{tag}").glob(f"*-{method}-*.json")):
-        by_domain.setdefault(rec.stem.split("-")[0], []).append(json.loads(rec.read_text()))
+    for one in tag.split("+"):
+        for rec in sorted((ROOT / "benchmarks/results/cells" / f"suite-{one}").glob(f"*-{method}-*.json")):
+            by_domain.setdefault(rec.stem.split("-")[0], []).append(json.loads(rec.read_text()))
     return {d: {**{k: float(np.median([m[k] for m in ms])) for k in BARS}, "seeds": len(ms)}
             for d, ms in by_domain.items()}
 

@@ -62,7 +62,8 @@ import yaml
 
 from varinv.errors import ConfigError
 from varinv.eval.parts import headline_rows
-from varinv.runs import CHECKPOINTS_DIR, CONFIG_FILE, EVAL_CACHE_DIR, METRICS_FILE, PLOTS_DIR, RECOMBINE_DIR, TB_DIR
+from varinv.runs import (CHECKPOINTS_DIR, CONFIG_FILE, EVAL_CACHE_DIR, METRICS_FILE, PLOTS_DIR, PROVENANCE_FILE, RECOMBINE_DIR,
+                         TB_DIR)
 
 # The registry's headline metrics, then two run facts a benchmark table compares too (cost, not quality:
 # they are no part's headline, so they are listed here).
@@ -283,6 +284,9 @@ def _keep_record(cell: Cell, grid: dict, results_dir: Path) -> None:
         keep["health"] = m["health"]
     keep.update(config=str(cell.config), set=list(cell.sets), seed=cell.seed, machine=_machine(),
                 date=datetime.date.today().isoformat())
+    prov = cell.run / PROVENANCE_FILE
+    if prov.exists():  # cells of one grid that disagree across machines: the same data, or not
+        keep["dataset_hash"] = json.loads(prov.read_text()).get("dataset_hash")
     rec = cell_record(cell, grid, results_dir)
     rec.parent.mkdir(parents=True, exist_ok=True)
     rec.write_text(json.dumps(keep, indent=1) + "\n")

@@ -515,6 +515,8 @@ PAIR_NCE_NEGATIVES = ("batch", "debiased", "samples")
              why="The neighbour term only says which fragments share an atom, never which do not: shapes' circle, square and "
                  "hexagon kept one atom with 96 % right pairs; as InfoNCE positives the pairs also push other contents apart in z_c.")
 def pair_nce_term(model, batch, ae, step):
+    if step is not None and step < model.cfg.pair_nce_from * model.total_steps:
+        return None
     found = term_pairs(model, batch, ae, step)
     if found is None:
         return None

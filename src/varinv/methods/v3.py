@@ -121,7 +121,7 @@ class V3Config(VQConfig):
     # ``neighbour_skew`` >= 0 negates a sample's channel whose residual skewness is below -neighbour_skew before the
     # search (``neighbour_pairs``): handwriting's colour pairs invert polarity, which made its far pairs wrong.
     w_neighbour: float = 1.0
-    neighbour_dims: int = 32
+    neighbour_dims: int = 64
     neighbour_from: float = 0.0
     neighbour_near_until: float = 1.0
     neighbour_far: float = 0.5
@@ -141,15 +141,18 @@ class V3Config(VQConfig):
     # With a pose: the pairs are searched among the fragments brought back to their atoms' canonical pose (the
     # encoder's pose, undone): shapes' pairs were 80 % right on the raw input and 94 % on the canonical one
     # (rotation and size no longer make a circle the nearest neighbour of a hexagon).
-    neighbour_canonical: bool = False
+    neighbour_canonical: bool = True
     # The pairs as positives of an InfoNCE over z_c (cosine, temperature 0.1; every other fragment of the batch a
     # negative), from ``neighbour_from``: contents that one atom holds are pushed apart where their pairs are right.
-    w_pair_nce: float = 0.0
+    w_pair_nce: float = 0.1
     # Which fragments are the InfoNCE's negatives. ``batch``: every other fragment, though with K contents about one
     # in K shares the anchor's content (the loss then stays near ln(batch/K): greek's and shapes' codes spread and
     # merged); ``debiased``: the same, corrected for a 1/K chance of sharing it (Chuang et al., 2020); ``samples``:
     # the other fragments of the anchor's and the partner's samples only, which share it only where contents repeat.
-    pair_nce_negatives: str = "batch"
+    pair_nce_negatives: str = "debiased"
+    # The InfoNCE starts at this share of the run (after ``neighbour_from``), once the atoms have begun to form: from
+    # step 0, fluidr3's seed 1 settled with adjacent semitones in shared atoms; from 0.25 it passed (one seed, round 32).
+    pair_nce_from: float = 0.0
     # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
     # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
     # reassignment's renderings, below ``renew_utility`` of the mean) is moved to split the atom whose
@@ -211,7 +214,8 @@ class V3Config(VQConfig):
               "isotropy_floor": 0.0, "match_adapt": False, "w_independence": 0.0, "independence_from": 0.0,
               "positive_gain_maps": False, "renew_every": 0,
               "w_neighbour": 0.0, "neighbour_far": 0.0, "w_style_nce": 0.0,
-              "decoder_upsample": "nearest", "w_code_independence": 0.0}
+              "decoder_upsample": "nearest", "w_code_independence": 0.0, "neighbour_dims": 32,
+              "neighbour_canonical": False, "w_pair_nce": 0.0, "pair_nce_negatives": "batch"}
 
     # Options measured and dropped (their results files say why), with the value that meant off.
     REMOVED = {
@@ -265,6 +269,7 @@ class V3Config(VQConfig):
         "neighbour_canonical": bool,
         "w_pair_nce": Interval(float, 0, None),
         "pair_nce_negatives": Options(PAIR_NCE_NEGATIVES),
+        "pair_nce_from": Interval(float, 0, 1),
         "renew_every": Interval(int, 0, None, note="0 = off"),
         "renew_utility": Interval(float, 0, 1, closed="neither"),
         "renew_until": Interval(float, 0, 1),
