@@ -49,8 +49,10 @@ def _cfg(root: Path, former: bool = False, **train_kw):
     # fragments of a sample on distinct atoms: where two share one, the MPD of the quantised content is
     # not differentiable and the gradient is a unit vector set by rounding, which differs even between 1
     # and 2 threads of one process; _close compares whole tensors, where those rows weigh little.
+    # The neighbour pairs are searched in the raw input: in canonical pose (the recipe) they follow the model's
+    # own pose, and from the second step a pose that differs in its last bits can swap a mutual nearest neighbour.
     raw["model"].update(norm="batch", w_diversity=0.1, diversity_reference="shuffled", w_isotropy=0.1,
-                        w_independence=0.1, reassign_fragments=40, n_atoms=64)
+                        w_independence=0.1, reassign_fragments=40, n_atoms=64, neighbour_canonical=False)
     if former:
         raw["model"].update(V3Config.FORMER)
     raw["train"].update(train_kw)
