@@ -62,8 +62,8 @@ import yaml
 
 from varinv.errors import ConfigError
 from varinv.eval.parts import headline_rows
-from varinv.runs import (CHECKPOINTS_DIR, CONFIG_FILE, EVAL_CACHE_DIR, METRICS_FILE, PLOTS_DIR, PROVENANCE_FILE, RECOMBINE_DIR,
-                         TB_DIR)
+from varinv.runs import (CHECKPOINTS_DIR, CONFIG_FILE, EVAL_CACHE_DIR, METRICS_FILE, PLOTS_DIR, PROVENANCE_FILE,
+                         RECOMBINE_DIR, TB_DIR)
 
 # The registry's headline metrics, then two run facts a benchmark table compares too (cost, not quality:
 # they are no part's headline, so they are listed here).

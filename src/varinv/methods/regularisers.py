@@ -447,10 +447,15 @@ def decoder_agrees(model, ae, x: torch.Tensor, own: torch.Tensor, target: torch.
     return agree & agree[partner]
 
 
+def before(model, share: float, step) -> bool:
+    """Whether a training ``step`` (None: not training) comes before ``share`` of the run, where a term starts."""
+    return step is not None and step < share * model.total_steps
+
+
 def term_pairs(model, batch, ae, step) -> tuple[torch.Tensor, list] | None:
     """The global batch's input (B, L, ...) and its neighbour pairs (``neighbour_pairs``), found once a step (kept in
     ``ae``) for every term that reads them; None before ``neighbour_from`` of the run."""
-    if step is not None and step < model.cfg.neighbour_from * model.total_steps:
+    if before(model, model.cfg.neighbour_from, step):
         return None
     if "pairs" not in ae:
         cfg = model.cfg
@@ -515,7 +520,7 @@ PAIR_NCE_NEGATIVES = ("batch", "debiased", "samples")
              why="The neighbour term only says which fragments share an atom, never which do not: shapes' circle, square and "
                  "hexagon kept one atom with 96 % right pairs; as InfoNCE positives the pairs also push other contents apart in z_c.")
 def pair_nce_term(model, batch, ae, step):
-    if step is not None and step < model.cfg.pair_nce_from * model.total_steps:
+    if before(model, model.cfg.pair_nce_from, step):
         return None
     found = term_pairs(model, batch, ae, step)
     if found is None:
