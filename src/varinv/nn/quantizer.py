@@ -58,6 +58,11 @@ def lloyd(x: torch.Tensor, c: torch.Tensor, iters: int) -> tuple[torch.Tensor, t
     return c, counts
 
 
+# Shared samples that independence must predict within the statistics' window before two atoms that share
+# none count as one content split in two (at 20, zero observed has a Poisson chance of e^-20).
+MIN_EXPECTED = 20.0
+
+
 class EMAQuantizer(nn.Module):
     """Nearest-atom quantisation of (N, d) vectors with a straight-through gradient.
 
@@ -88,14 +93,62 @@ class EMAQuantizer(nn.Module):
         self.renew_share = 0.0  # > 0: ``enable_renewal`` was called
         self.renew_pending = False
 
-    def enable_renewal(self, share: float) -> None:
+    def enable_renewal(self, share: float, exclusive: float = 0.0) -> None:
         """Keep each atom's utility and distortion (``track``) and, at a step the owner marks with
         ``renew_pending``, move the least useful atom into the most distorted one (``_renew``) if its
-        utility is below ``share`` of the mean. The statistics are buffers, so a resumed run continues them."""
+        utility is below ``share`` of the mean. With ``exclusive`` > 0 the owner also reports which atoms
+        each sample uses (``track_samples``), and two atoms that share a sample less than ``exclusive`` times
+        as often as independent contents would are merged first, the freed atom splitting the most distorted
+        one (``exclusive_pair``). The statistics are buffers, so a resumed run continues them."""
         self.renew_share = share
+        self.renew_exclusive = exclusive
         self.register_buffer("utility", torch.zeros(self.n_atoms))
         self.register_buffer("distortion", torch.zeros(self.n_atoms))
         self.register_buffer("renewals", torch.zeros((), dtype=torch.long))
+        if exclusive > 0:
+            self.register_buffer("presence", torch.zeros(self.n_atoms))
+            self.register_buffer("together", torch.zeros(self.n_atoms, self.n_atoms))
+            self.register_buffer("samples", torch.zeros(()))
+            self.register_buffer("merges", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def track_samples(self, index: torch.Tensor) -> None:
+        """EMA of the number of samples (per batch) that use each atom and each pair of atoms; index (B, L) of
+        this process's samples (the counts are summed over processes)."""
+        k = self.n_atoms
+        used = torch.zeros(index.shape[0], k, device=index.device).scatter_(1, index, 1.0)
+        stats = _all_reduce(torch.cat([used.sum(0), (used.t() @ used).flatten(), used.new_tensor([used.shape[0]])]))
+        for buf, new in ((self.presence, stats[:k]), (self.together, stats[k:-1].view(k, k)), (self.samples, stats[-1])):
+            buf.mul_(self.decay).add_(new.to(buf), alpha=1 - self.decay)
+
+    def cooccurrence(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K, K) how often two atoms share a sample over how often independent contents would, and (K, K) how
+        many shared samples independence predicts within the statistics' window (about 1 / (1 - decay) batches)."""
+        n = self.samples.clamp_min(1e-9)
+        expected = self.presence[:, None] * self.presence[None] / n
+        return self.together / expected.clamp_min(1e-9), expected / (1 - self.decay)
+
+    def exclusive_pair(self) -> tuple[int, int] | None:
+        """(kept, freed): the pair of atoms that share samples least, where the ratio is below ``renew_exclusive``
+        and at least ``MIN_EXPECTED`` shared samples were due, the more used one kept. Contents drawn independently
+        share samples at a ratio near 1; one content split in two by style (filled and outline crescents) never."""
+        ratio, expected = self.cooccurrence()
+        ok = (expected >= MIN_EXPECTED) & ~torch.eye(self.n_atoms, dtype=torch.bool, device=ratio.device)
+        ratio = ratio.masked_fill(~ok, float("inf"))
+        flat = int(ratio.argmin())
+        i, j = divmod(flat, self.n_atoms)
+        if not ratio[i, j] < self.renew_exclusive:
+            return None
+        return (i, j) if self.cluster_size[i] >= self.cluster_size[j] else (j, i)
+
+    @torch.no_grad()
+    def _merge(self, keep: int, gone: int) -> None:
+        """Atom ``keep`` moves to the size-weighted mean of the two and takes both atoms' counts."""
+        size = self.cluster_size[keep] + self.cluster_size[gone]
+        centre = (self.embed_sum[keep] + self.embed_sum[gone]) / size.clamp_min(1e-9)
+        self.codebook[keep], self.cluster_size[keep], self.embed_sum[keep] = centre, size, centre * size
+        self.distortion[keep] += self.distortion[gone]
+        self.merges += 1
 
     @torch.no_grad()
     def track(self, index: torch.Tensor, errors: torch.Tensor) -> None:
@@ -114,11 +167,19 @@ class EMAQuantizer(nn.Module):
     @torch.no_grad()
     def _renew(self, x: torch.Tensor, index: torch.Tensor) -> None:
         """Split the most distorted atom d in two by 2-means over its fragments of the (global) batch,
-        one half taken by the least useful atom u, when u's utility is below ``renew_share`` of the mean."""
-        u = int(self.utility.argmin())
-        if not self.utility[u] < self.renew_share * self.utility.mean():
-            return
-        d = int(self.distortion.masked_fill(torch.arange(self.n_atoms, device=x.device) == u, -float("inf")).argmax())
+        one half taken by the least useful atom u, when u's utility is below ``renew_share`` of the mean; or, first,
+        by an atom merged into its exclusive partner (``exclusive_pair``), which is then not split at once."""
+        pair = self.exclusive_pair() if self.renew_exclusive else None
+        if pair is not None:
+            keep, u = pair
+            self._merge(keep, u)
+            self._forget_together(keep)
+        else:
+            keep, u = -1, int(self.utility.argmin())
+            if not self.utility[u] < self.renew_share * self.utility.mean():
+                return
+        atoms = torch.arange(self.n_atoms, device=x.device)
+        d = int(self.distortion.masked_fill((atoms == u) | (atoms == keep), -float("inf")).argmax())
         pool, owner = _all_gather_rows(x), _all_gather_rows(index[:, None])[:, 0]
         members = pool[owner == d]
         if members.shape[0] < 2:
@@ -133,7 +194,17 @@ class EMAQuantizer(nn.Module):
         # both start again from the mean utility and half the distortion, so neither is picked at once again
         self.utility[[u, d]] = self.utility.mean()
         self.distortion[[u, d]] = self.distortion[d] / 2
+        if self.renew_exclusive:
+            self._forget_together(u, d)
         self.renewals += 1
+
+    def _forget_together(self, *atoms: int) -> None:
+        """Reset the co-occurrence of renewed atoms to what independence predicts, so that the old atoms' history
+        does not decide about the new ones; fresh statistics replace it within the window."""
+        for a in atoms:
+            row = self.presence[a] * self.presence / self.samples.clamp_min(1e-9)
+            self.together[a], self.together[:, a] = row, row
+            self.together[a, a] = self.presence[a]
 
     def _generator(self) -> torch.Generator:
         g = torch.Generator()  # a CPU generator, also for a model on a GPU: the same draws on every device
