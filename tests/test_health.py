@@ -54,6 +54,15 @@ def test_assess_flags_each_failure():
     leaky = styles + np.eye(3)[index % 3] * 2  # z_s moves with the atom inside each sample
     assert health.assess(good_log, index, leaky, 4)["content_in_style"] > 0.9
     assert health.assess(good_log, index, styles, 4)["content_in_style"] < 0.3
+    # contents drawn with repeats: pairs of atoms share samples as often as independence predicts, until one
+    # content is drawn by two atoms, one per half of the samples (a split by style)
+    drawn = rng.integers(0, 4, (120, 4))
+    styles = rng.normal(size=(120, 1, 3)) * 5 + rng.normal(size=(120, 4, 3)) * 0.1
+    assert health.assess(good_log, drawn, styles, 5)["exclusive_atoms"] == []
+    split = np.where((drawn == 3) & (np.arange(120)[:, None] % 2 == 1), 4, drawn)
+    h = health.assess(good_log, split, styles, 5)
+    assert [p[:2] for p in h["exclusive_atoms"]] == [[3, 4]] and not h["content_formed"]
+    assert "atoms 3 and 4 share samples 0% as often" in health.warning(h)
 
 
 def test_rendering_agreement_compares_the_nearest_atom_with_the_best_rendering():

@@ -20,6 +20,10 @@ Everything here comes from the run itself, never from labels, so it works on a u
   decoder-guided reassignment teaches the encoder to agree with an untrained decoder's preferences.
   Recipe runs explain 0.57 (fmsynth) to 0.61 (shapes) although their purity is only 0.70-0.85: a floor
   for "the decoder renders", not a test of the vocabulary;
+* exclusive atoms: pairs of atoms that share a sample less than ``MAX_COOCCURRENCE`` times as often as
+  contents drawn independently would, where at least ``MIN_SHARED`` shared samples were due: one content
+  split in two by style (shapes: filled and outline crescents in two atoms that never met in a sample, every
+  other pair at 0.85-1.03; benchmarks/results/2026-12-07-generalisation-explore33.md). A failed content verdict;
 * style spread: mean pairwise distance of the sample-mean styles over the mean within-sample distance
   (the ratio the style hinge asks to be >= r);
 * content in style: the share of the within-sample variation of z_s (each fragment's z_s minus its
@@ -46,6 +50,8 @@ MIN_PERPLEXITY_SHARE = 0.5  # of K
 MAX_ATOM_MARGIN = 0.35
 MIN_AGREEMENT = 0.93
 MIN_RECON_EXPLAINED = 0.25
+MAX_COOCCURRENCE = 0.25
+MIN_SHARED = 8.0  # zero shared samples where 8 were due: Poisson chance e^-8
 HINGES = ("content", "style", "sample", "fragment")
 
 
@@ -79,6 +85,21 @@ def eta_squared(values: np.ndarray, groups: np.ndarray) -> float:
     return between / total
 
 
+def exclusive_atoms(index: np.ndarray, n_atoms: int) -> list[list]:
+    """[atom, atom, ratio, shared samples due] for each pair of atoms that share the samples of index (R, L) less
+    than ``MAX_COOCCURRENCE`` times as often as independence predicts, where at least ``MIN_SHARED`` were due."""
+    import torch
+
+    from varinv.nn.quantizer import cooccurrence
+
+    used = np.zeros((len(index), n_atoms))
+    np.put_along_axis(used, np.asarray(index), 1.0, axis=1)
+    ratio, expected = (t.numpy() for t in cooccurrence(torch.from_numpy(used.sum(0)), torch.from_numpy(used.T @ used),
+                                                        len(index)))
+    i, j = np.nonzero(np.triu((ratio < MAX_COOCCURRENCE) & (expected >= MIN_SHARED), 1))
+    return [[int(a), int(b), round(float(ratio[a, b]), 3), round(float(expected[a, b]), 1)] for a, b in zip(i, j)]
+
+
 def atom_margin(zc: np.ndarray, atoms: np.ndarray) -> float:
     """Mean over fragments zc (N, d) of the distance to the nearest atom (K, d) over the second nearest."""
     d = np.sqrt(np.maximum(((zc[:, None, :] - atoms[None]) ** 2).sum(-1), 0))
@@ -89,8 +110,8 @@ def atom_margin(zc: np.ndarray, atoms: np.ndarray) -> float:
 def assess(log: list[dict], index: np.ndarray | None, zs: np.ndarray, n_atoms: int,
            zc: np.ndarray | None = None, atoms: np.ndarray | None = None, agreement: float | None = None,
            data_var: float | None = None) -> dict:
-    """index (R, L) atoms (None: no codebook), zs (R, L, Ds) the fragments' own (unpooled) styles of R
-    samples; log: train_log rows; zc (R, L, Dc) and the atoms (K, Dc) give the atom margin; ``agreement``:
+    """index (R', L) atoms (None: no codebook) of R' >= R samples, zs (R, L, Ds) the fragments' own (unpooled) styles
+    of the first R; log: train_log rows; zc (R, L, Dc) and the atoms (K, Dc) give the atom margin; ``agreement``:
     the rendering agreement; ``data_var``: the mean squared deviation of the fragments from their mean, per element."""
     out: dict = {"n_atoms": int(n_atoms)}
     tail = log[-max(1, len(log) // 10):] if log else []
@@ -108,7 +129,8 @@ def assess(log: list[dict], index: np.ndarray | None, zs: np.ndarray, n_atoms: i
         out["atoms_used"] = int((p >= 0.2 / n_atoms).sum())
         out["atom_perplexity"] = float(math.exp(-(nz * np.log(nz)).sum()))
         resid = (zs - zs.mean(1, keepdims=True)).reshape(-1, zs.shape[-1])
-        out["content_in_style"] = eta_squared(resid, index.reshape(-1))
+        out["content_in_style"] = eta_squared(resid, index[:len(zs)].reshape(-1))
+        out["exclusive_atoms"] = exclusive_atoms(index.reshape(len(index), -1), n_atoms)
     if zc is not None and atoms is not None and len(atoms) > 1:
         out["atom_margin"] = atom_margin(np.asarray(zc, np.float64).reshape(-1, atoms.shape[-1]), np.asarray(atoms))
     if agreement is not None:  # it decides; the hinges and the margin are then only reported
@@ -118,7 +140,8 @@ def assess(log: list[dict], index: np.ndarray | None, zs: np.ndarray, n_atoms: i
         content_ok = (hinges.get("content", 0.0) <= HINGE_MET and hinges.get("fragment", 0.0) <= HINGE_MET
                       and out.get("atom_margin", 0.0) <= MAX_ATOM_MARGIN)
     if index is not None:
-        content_ok = content_ok and out["atom_perplexity"] >= MIN_PERPLEXITY_SHARE * n_atoms
+        content_ok = (content_ok and out["atom_perplexity"] >= MIN_PERPLEXITY_SHARE * n_atoms
+                      and not out["exclusive_atoms"])
     if data_var and tail and all("recon" in row for row in tail):
         out["recon_explained"] = 1 - float(np.mean([row["recon"] for row in tail])) / data_var
         content_ok = content_ok and out["recon_explained"] >= MIN_RECON_EXPLAINED
@@ -151,6 +174,11 @@ def warning(h: dict) -> str | None:
             problems.append(f"reconstructions explain only {max(h['recon_explained'], 0):.0%} of the fragments' variance")
         if "atom_perplexity" in h and h["atom_perplexity"] < MIN_PERPLEXITY_SHARE * h["n_atoms"]:
             problems.append(f"atom perplexity {h['atom_perplexity']:.1f} of K = {h['n_atoms']}")
+        for a, b, ratio, _ in h.get("exclusive_atoms", [])[:3]:
+            problems.append(f"atoms {a} and {b} share samples {ratio:.0%} as often as independent contents would "
+                            "(one content split by style?)")
+        if h.get("exclusive_atoms"):
+            remedies.append("set model.renew_exclusive (merges atoms that never share a sample)")
         remedies.append("train longer (train.steps) or check that contents vary within each sample")
     if not h["style_formed"]:
         problems.append(f"style hinge unmet ({hinges.get('style', 0):.2f}, style spread ratio {h['style_ratio']:.1f})")

@@ -58,6 +58,14 @@ def lloyd(x: torch.Tensor, c: torch.Tensor, iters: int) -> tuple[torch.Tensor, t
     return c, counts
 
 
+def cooccurrence(presence: torch.Tensor, together: torch.Tensor, samples) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K, K) how often two atoms share a sample over how often contents drawn independently would, and (K, K) the
+    number of shared samples independence predicts; presence (K): samples using each atom, together (K, K): samples
+    using both, out of ``samples``."""
+    expected = presence[:, None] * presence[None] / max(float(samples), 1e-9)
+    return together / expected.clamp_min(1e-9), expected
+
+
 # Shared samples that independence must predict within the statistics' window before two atoms that share
 # none count as one content split in two (at 20, zero observed has a Poisson chance of e^-20).
 MIN_EXPECTED = 20.0
@@ -122,11 +130,10 @@ class EMAQuantizer(nn.Module):
             buf.mul_(self.decay).add_(new.to(buf), alpha=1 - self.decay)
 
     def cooccurrence(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(K, K) how often two atoms share a sample over how often independent contents would, and (K, K) how
-        many shared samples independence predicts within the statistics' window (about 1 / (1 - decay) batches)."""
-        n = self.samples.clamp_min(1e-9)
-        expected = self.presence[:, None] * self.presence[None] / n
-        return self.together / expected.clamp_min(1e-9), expected / (1 - self.decay)
+        """``cooccurrence`` of the tracked samples; the expected counts are those of the statistics' window
+        (about 1 / (1 - decay) batches)."""
+        ratio, expected = cooccurrence(self.presence, self.together, self.samples)
+        return ratio, expected / (1 - self.decay)
 
     def exclusive_pair(self) -> tuple[int, int] | None:
         """(kept, freed): the pair of atoms that share samples least, where the ratio is below ``renew_exclusive``

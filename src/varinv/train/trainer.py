@@ -354,9 +354,10 @@ def _train_locked(cfg: RunConfig, run: Path, ctx: ddp.Context, ds: Dataset, trai
     return {"step": stop, "train_seconds": elapsed0 + time.time() - t0, "losses": last}
 
 
-def report_health(model, run: Path, ds: Dataset, echo: bool = True, n_samples: int = 64) -> dict:
-    """The label-free health check (eval/health.py) on the first validation (else training) samples:
-    written to health.json, and one warning line on stderr when something did not form."""
+def report_health(model, run: Path, ds: Dataset, echo: bool = True, n_samples: int = 64, n_index: int = 512) -> dict:
+    """The label-free health check (eval/health.py) on the first ``n_samples`` validation (else training) samples,
+    the atoms' co-occurrence on the first ``n_index`` (it needs many samples and only the encoder): written to
+    health.json, and one warning line on stderr when something did not form."""
     from varinv.data.batching import iterate
     from varinv.eval import health
 
@@ -368,15 +369,16 @@ def report_health(model, run: Path, ds: Dataset, echo: bool = True, n_samples: i
         for batch in iterate(split, 32):
             x = batch["x"].to(next(model.parameters()).device)
             enc = model.encode(x)
-            xs.append(x.float().cpu())
-            a = model.rendering_agreement(x)
-            if a is not None:
-                agree.append(a.cpu())
-            zs.append(enc.own_style.float().cpu())
-            zc.append(enc.content.float().cpu())
             if enc.content_index is not None:
                 idx.append(enc.content_index.cpu())
-            if sum(len(z) for z in zs) >= n_samples:
+            if sum(len(z) for z in zs) < n_samples:
+                xs.append(x.float().cpu())
+                a = model.rendering_agreement(x)
+                if a is not None:
+                    agree.append(a.cpu())
+                zs.append(enc.own_style.float().cpu())
+                zc.append(enc.content.float().cpu())
+            if sum(len(i) for i in idx) >= n_index or (not idx and sum(len(z) for z in zs) >= n_samples):
                 break
     model.train(was_training)
     book = model.codebook()
