@@ -69,6 +69,8 @@ def cooccurrence(presence: torch.Tensor, together: torch.Tensor, samples) -> tup
 # Shared samples that independence must predict within the statistics' window before two atoms that share
 # none count as one content split in two (at 20, zero observed has a Poisson chance of e^-20).
 MIN_EXPECTED = 20.0
+MIN_SPLIT_SHARED = 4.0  # the same for a candidate split within one batch (Poisson chance of none: e^-4)
+SPLIT_TRIES = 3  # atoms tried, most distorted first, for a split that does not follow the style
 
 
 class EMAQuantizer(nn.Module):
@@ -100,6 +102,7 @@ class EMAQuantizer(nn.Module):
         self.frozen = False
         self.renew_share = 0.0  # > 0: ``enable_renewal`` was called
         self.renew_pending = False
+        self.sample_length = 0  # fragments per sample in the rows ``forward`` gets (set by the owner; 0: unknown)
 
     def enable_renewal(self, share: float, exclusive: float = 0.0) -> None:
         """Keep each atom's utility and distortion (``track``) and, at a step the owner marks with
@@ -175,24 +178,24 @@ class EMAQuantizer(nn.Module):
     def _renew(self, x: torch.Tensor, index: torch.Tensor) -> None:
         """Split the most distorted atom d in two by 2-means over its fragments of the (global) batch,
         one half taken by the least useful atom u, when u's utility is below ``renew_share`` of the mean; or, first,
-        by an atom merged into its exclusive partner (``exclusive_pair``), which is then not split at once."""
+        by an atom merged into its exclusive partner (``exclusive_pair``), which is then not split at once. With
+        ``renew_exclusive`` a split whose halves would themselves be exclusive over the batch's samples (a split by
+        style) is refused and the next most distorted atom tried; where none splits, nothing is merged either."""
         pair = self.exclusive_pair() if self.renew_exclusive else None
-        if pair is not None:
-            keep, u = pair
-            self._merge(keep, u)
-            self._forget_together(keep)
-        else:
+        if pair is None:
             keep, u = -1, int(self.utility.argmin())
             if not self.utility[u] < self.renew_share * self.utility.mean():
                 return
-        atoms = torch.arange(self.n_atoms, device=x.device)
-        d = int(self.distortion.masked_fill((atoms == u) | (atoms == keep), -float("inf")).argmax())
+        else:
+            keep, u = pair
         pool, owner = _all_gather_rows(x), _all_gather_rows(index[:, None])[:, 0]
-        members = pool[owner == d]
-        if members.shape[0] < 2:
+        split = self._split(pool, owner, (u, keep))
+        if split is None:
             return
-        far = members[(members - self.codebook[d]).pow(2).sum(1).argmax()]
-        c, counts = lloyd(members, torch.stack([self.codebook[d], far]), max(1, self.kmeans_iters))
+        d, c, counts = split
+        if pair is not None:
+            self._merge(keep, u)
+            self._forget_together(keep)
         size = self.cluster_size[d] * counts.clamp(min=1) / counts.clamp(min=1).sum()
         for atom, centre, n in ((d, c[0], size[0]), (u, c[1], size[1])):
             self.codebook[atom] = centre
@@ -204,6 +207,35 @@ class EMAQuantizer(nn.Module):
         if self.renew_exclusive:
             self._forget_together(u, d)
         self.renewals += 1
+
+    def _split(self, pool: torch.Tensor, owner: torch.Tensor, spare: tuple[int, int]):
+        """(atom, (2, d) centres, (2,) counts): 2-means of the most distorted atom's rows of pool (N, d), atoms
+        ``spare`` excepted; with ``renew_exclusive`` the next atoms are tried while the halves split the samples
+        (``_splits_samples``). None where no atom splits."""
+        order = [a for a in self.distortion.argsort(descending=True, stable=True).tolist() if a not in spare]
+        for d in order[:SPLIT_TRIES if self.renew_exclusive else 1]:
+            rows = torch.nonzero(owner == d)[:, 0]
+            if rows.shape[0] < 2:
+                continue
+            members = pool[rows]
+            far = members[(members - self.codebook[d]).pow(2).sum(1).argmax()]
+            c, counts = lloyd(members, torch.stack([self.codebook[d], far]), max(1, self.kmeans_iters))
+            if self.renew_exclusive and self._splits_samples(rows, torch.cdist(members, c).argmin(1), pool.shape[0]):
+                continue
+            return d, c, counts
+        return None
+
+    def _splits_samples(self, rows: torch.Tensor, half: torch.Tensor, n_rows: int) -> bool:
+        """Would the halves (0/1 for each of ``rows``) share the batch's samples less than ``renew_exclusive`` times as
+        often as independence predicts (at least ``MIN_SPLIT_SHARED`` shared samples due)? Then the atom's fragments
+        differ by their samples' style, not by content. False while ``sample_length`` is unknown."""
+        if not self.sample_length or n_rows % self.sample_length:
+            return False
+        n = n_rows // self.sample_length
+        used = torch.zeros(n, 2, device=rows.device)
+        used[rows // self.sample_length, half] = 1.0
+        ratio, expected = cooccurrence(used.sum(0), used.t() @ used, n)
+        return bool(expected[0, 1] >= MIN_SPLIT_SHARED and ratio[0, 1] < self.renew_exclusive)
 
     def _forget_together(self, *atoms: int) -> None:
         """Reset the co-occurrence of renewed atoms to what independence predicts, so that the old atoms' history
