@@ -975,61 +975,6 @@ def test_renewal_leaves_a_useful_codebook_alone_and_needs_the_reassignment():
     out = m.loss({"x": torch.rand(2, 3, 3, 16, 16)}, step=4)
     assert "stat_renewals" in out and float(m.quantizer.utility.abs().sum()) > 0
     assert "quantizer.utility" in m.state_dict()  # saved, so a resumed run keeps its statistics
-    m = V3(dataclasses.replace(cfg, renew_exclusive=0.25), (3, 16, 16))
-    m.total_steps = 10
-    m.train()
-    out = m.loss({"x": torch.rand(2, 3, 3, 16, 16)}, step=4)
-    assert "stat_merges" in out and float(m.quantizer.samples) > 0 and "quantizer.together" in m.state_dict()
-
-
-def test_renewal_merges_atoms_that_never_share_a_sample_and_splits_a_merged_one():
-    # content A drawn two ways by the two styles (atoms 0 and 1, which never meet in a sample), B and C in atom 2
-    g = torch.Generator().manual_seed(0)
-    a0, a1, b, c = torch.tensor([[0.0, 0.0], [0.0, 3.0], [10.0, 0.0], [10.0, 6.0]])
-    style = torch.arange(40) % 2
-    x = torch.stack([torch.where(style[:, None] == 0, a0, a1), b.expand(40, 2), c.expand(40, 2)], 1)
-    x = (x + 0.1 * torch.randn(40, 3, 2, generator=g)).flatten(0, 1)
-
-    def tracked(x):
-        q = EMAQuantizer(2, 3, kmeans_init=False, dead_threshold=0.0)
-        q.codebook.copy_(torch.tensor([[0.0, 0.0], [0.0, 3.0], [10.0, 3.0]]))
-        q.embed_sum.copy_(q.codebook * 40)
-        q.cluster_size.fill_(40)
-        q.enable_renewal(0.3, exclusive=0.25)
-        q.train()
-        q.sample_length = 3
-        for _ in range(20):
-            index = q.distances(x).argmin(1)
-            q.track(index, q.distances(x))
-            q.track_samples(index.view(40, 3))
-        return q
-
-    q = tracked(x)
-    ratio, expected = q.cooccurrence()
-    assert float(ratio[0, 1]) == 0 and float(ratio[0, 2]) > 0.9 and float(expected[0, 1]) > 20
-    assert q.exclusive_pair() in ((0, 1), (1, 0))
-    q.renew_pending = True
-    q(x)
-    assert int(q.renewals) == 1 and int(q.merges) == 1
-    index = q.distances(x).argmin(1).view(40, 3)
-    assert len(set(index[:, 0].tolist())) == 1  # both drawings of A in one atom
-    assert len(set(index[:, 1].tolist())) == 1 and len(set(index[:, 2].tolist())) == 1
-    assert len({int(index[0, 0]), int(index[0, 1]), int(index[0, 2])}) == 3  # B and C apart
-    # where atom 2's only split follows the style too (B drawn two ways, no C), nothing is merged or split
-    x = torch.stack([torch.where(style[:, None] == 0, a0, a1), torch.where(style[:, None] == 0, b, c)], 1)
-    x = torch.cat([x, x[:, :1]], 1)
-    x = (x + 0.1 * torch.randn(40, 3, 2, generator=g)).flatten(0, 1)
-    q = tracked(x)
-    before = q.codebook.clone()
-    q.renew_pending = True
-    q(x)
-    assert int(q.renewals) == 0 and int(q.merges) == 0 and torch.cdist(q.codebook, before).diagonal().max() < 1
-    # independent contents (every sample uses every atom) are never merged, nor split without a useless atom
-    q2 = EMAQuantizer(2, 3, kmeans_init=False, dead_threshold=0.0)
-    q2.enable_renewal(0.3, exclusive=0.25)
-    for _ in range(20):
-        q2.track_samples(torch.tensor([[0, 1, 2]]).expand(40, 3))
-    assert q2.exclusive_pair() is None
 
 
 def test_neighbour_pairs_share_content_and_far_pairs_cross_styles():

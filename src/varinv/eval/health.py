@@ -88,14 +88,11 @@ def eta_squared(values: np.ndarray, groups: np.ndarray) -> float:
 def exclusive_atoms(index: np.ndarray, n_atoms: int) -> list[list]:
     """[atom, atom, ratio, shared samples due] for each pair of atoms that share the samples of index (R, L) less
     than ``MAX_COOCCURRENCE`` times as often as independence predicts, where at least ``MIN_SHARED`` were due."""
-    import torch
-
-    from varinv.nn.quantizer import cooccurrence
-
     used = np.zeros((len(index), n_atoms))
     np.put_along_axis(used, np.asarray(index), 1.0, axis=1)
-    ratio, expected = (t.numpy() for t in cooccurrence(torch.from_numpy(used.sum(0)), torch.from_numpy(used.T @ used),
-                                                        len(index)))
+    presence = used.sum(0)
+    expected = np.outer(presence, presence) / max(len(index), 1)  # shared samples if contents were independent
+    ratio = (used.T @ used) / np.maximum(expected, 1e-9)
     i, j = np.nonzero(np.triu((ratio < MAX_COOCCURRENCE) & (expected >= MIN_SHARED), 1))
     return [[int(a), int(b), round(float(ratio[a, b]), 3), round(float(expected[a, b]), 1)] for a, b in zip(i, j)]
 
@@ -178,7 +175,7 @@ def warning(h: dict) -> str | None:
             problems.append(f"atoms {a} and {b} share samples {ratio:.0%} as often as independent contents would "
                             "(one content split by style?)")
         if h.get("exclusive_atoms"):
-            remedies.append("set model.renew_exclusive (merges atoms that never share a sample)")
+            remedies.append("ignore the atom pairs if those contents never share a sample by design")
         remedies.append("train longer (train.steps) or check that contents vary within each sample")
     if not h["style_formed"]:
         problems.append(f"style hinge unmet ({hinges.get('style', 0):.2f}, style spread ratio {h['style_ratio']:.1f})")

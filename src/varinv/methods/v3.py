@@ -161,11 +161,6 @@ class V3Config(VQConfig):
     renew_every: int = 100
     renew_utility: float = 0.3
     renew_until: float = 0.6
-    # With renewal: two atoms that share a sample less than this many times as often as independent contents
-    # would (0 = off) are one content split in two by style (shapes: filled and outline crescents in two atoms
-    # that never met in a sample, every other pair at 0.85-1.03); they are merged, and the freed atom splits the
-    # most distorted one. V3 already assumes contents drawn independently of the style.
-    renew_exclusive: float = 0.0
     # One-to-one matching within a sample (0 = off; with ``match_subset`` 1 only for data whose samples never
     # repeat a content, e.g. InsNotes and Waveforms): each sample's fragments are matched to distinct atoms at minimum
     # total squared distance, and a cross-entropy term pulls each soft assignment towards its match.
@@ -229,6 +224,10 @@ class V3Config(VQConfig):
         # the decoder's style whitened by the running covariance of sample means: PhoneNums style 0.664 → 0.878
         # but content 0.950 → 0.805, letters content 0.778 → 0.599 (2026-12-03-generalisation-explore9.md)
         "style_whiten": False,
+        # renewal merging two atoms that share no sample (one content split by style) and splitting the most distorted:
+        # shapes' crescents joined, but its circle and hexagon stayed one atom whose splits followed the fill, so the
+        # freed atom kept splitting by style (0.907 / 0.836, 0.906 / 0.834; round 33, 2026-12-07-r33-renew-exclusive.patch)
+        "renew_exclusive": 0.0,
         # z_c bandwidths the code independence averaged over: speech 0.816 / 0.580, its words blurred (round 26)
         "code_independence_scales": 1,
         # round 27 (2026-12-06-generalisation-explore27.md, code in 2026-12-06-r27-experiments.patch): gains read
@@ -277,7 +276,6 @@ class V3Config(VQConfig):
         "pair_nce_from": Interval(float, 0, 1),
         "renew_every": Interval(int, 0, None, note="0 = off"),
         "renew_utility": Interval(float, 0, 1, closed="neither"),
-        "renew_exclusive": Interval(float, 0, 1),
         "renew_until": Interval(float, 0, 1),
         "w_match": Interval(float, 0, None),
         "match_subset": Interval(float, 0, 1, closed="right"),
@@ -370,7 +368,7 @@ class V3(VQAutoencoder):
     def __init__(self, cfg: V3Config, fragment_shape, seed: int = 0):
         super().__init__(cfg, fragment_shape, seed)
         if cfg.renew_every:
-            self.quantizer.enable_renewal(cfg.renew_utility, cfg.renew_exclusive)
+            self.quantizer.enable_renewal(cfg.renew_utility)
         if cfg.w_neighbour > 0 or cfg.w_pair_nce > 0:
             d = math.prod(fragment_shape)
             self.register_buffer("neighbour_proj", torch.zeros(d, min(cfg.neighbour_dims, d)))
@@ -413,8 +411,6 @@ class V3(VQAutoencoder):
         ae = self.autoencode(batch["x"], step)
         b, length = ae["b"], ae["length"]
         zc3, zq3, zs3 = (ae[k].view(b, length, -1).float() for k in ("zc", "zq", "zs"))
-        if cfg.renew_every and cfg.renew_exclusive and self.training:
-            self.quantizer.track_samples(ae["index"].view(b, length))
         ae["zs3"] = zs3
         shuffle = shared_randperm(b * length, zc3.device) if cfg.content_reference == "shuffled" else None
         terms = v3_terms(zc3, zq3, zs3, cfg.relativity, shuffle, cfg.hinge == "log")
@@ -423,8 +419,6 @@ class V3(VQAutoencoder):
             out["detail_kl"] = ae["detail_kl"].detach()
         if cfg.renew_every:
             out["stat_renewals"] = self.quantizer.renewals.float()
-            if cfg.renew_exclusive:
-                out["stat_merges"] = self.quantizer.merges.float()
         total = (
             self.base_total(ae)
             + cfg.w_content * terms["content"]

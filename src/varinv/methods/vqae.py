@@ -179,7 +179,6 @@ class VQAutoencoder(ConvAutoencoder):
         """One pass over (B, L, C, H, W): flat (B·L, d) latents, the reconstruction and its two terms."""
         zc, zs, b, length = self._encode_flat(x)
         if self.quantizing(step):
-            self.quantizer.sample_length = length
             zq, index, commit = self.quantizer(zc)
         else:
             zq, index, commit = zc, torch.zeros(zc.shape[0], dtype=torch.long, device=zc.device), zc.new_zeros(())

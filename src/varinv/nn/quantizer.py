@@ -58,21 +58,6 @@ def lloyd(x: torch.Tensor, c: torch.Tensor, iters: int) -> tuple[torch.Tensor, t
     return c, counts
 
 
-def cooccurrence(presence: torch.Tensor, together: torch.Tensor, samples) -> tuple[torch.Tensor, torch.Tensor]:
-    """(K, K) how often two atoms share a sample over how often contents drawn independently would, and (K, K) the
-    number of shared samples independence predicts; presence (K): samples using each atom, together (K, K): samples
-    using both, out of ``samples``."""
-    expected = presence[:, None] * presence[None] / max(float(samples), 1e-9)
-    return together / expected.clamp_min(1e-9), expected
-
-
-# Shared samples that independence must predict within the statistics' window before two atoms that share
-# none count as one content split in two (at 20, zero observed has a Poisson chance of e^-20).
-MIN_EXPECTED = 20.0
-MIN_SPLIT_SHARED = 4.0  # the same for a candidate split within one batch (Poisson chance of none: e^-4)
-SPLIT_TRIES = 3  # atoms tried, most distorted first, for a split that does not follow the style
-
-
 class EMAQuantizer(nn.Module):
     """Nearest-atom quantisation of (N, d) vectors with a straight-through gradient.
 
@@ -102,63 +87,15 @@ class EMAQuantizer(nn.Module):
         self.frozen = False
         self.renew_share = 0.0  # > 0: ``enable_renewal`` was called
         self.renew_pending = False
-        self.sample_length = 0  # fragments per sample in the rows ``forward`` gets (set by the owner; 0: unknown)
 
-    def enable_renewal(self, share: float, exclusive: float = 0.0) -> None:
+    def enable_renewal(self, share: float) -> None:
         """Keep each atom's utility and distortion (``track``) and, at a step the owner marks with
         ``renew_pending``, move the least useful atom into the most distorted one (``_renew``) if its
-        utility is below ``share`` of the mean. With ``exclusive`` > 0 the owner also reports which atoms
-        each sample uses (``track_samples``), and two atoms that share a sample less than ``exclusive`` times
-        as often as independent contents would are merged first, the freed atom splitting the most distorted
-        one (``exclusive_pair``). The statistics are buffers, so a resumed run continues them."""
+        utility is below ``share`` of the mean. The statistics are buffers, so a resumed run continues them."""
         self.renew_share = share
-        self.renew_exclusive = exclusive
         self.register_buffer("utility", torch.zeros(self.n_atoms))
         self.register_buffer("distortion", torch.zeros(self.n_atoms))
         self.register_buffer("renewals", torch.zeros((), dtype=torch.long))
-        if exclusive > 0:
-            self.register_buffer("presence", torch.zeros(self.n_atoms))
-            self.register_buffer("together", torch.zeros(self.n_atoms, self.n_atoms))
-            self.register_buffer("samples", torch.zeros(()))
-            self.register_buffer("merges", torch.zeros((), dtype=torch.long))
-
-    @torch.no_grad()
-    def track_samples(self, index: torch.Tensor) -> None:
-        """EMA of the number of samples (per batch) that use each atom and each pair of atoms; index (B, L) of
-        this process's samples (the counts are summed over processes)."""
-        k = self.n_atoms
-        used = torch.zeros(index.shape[0], k, device=index.device).scatter_(1, index, 1.0)
-        stats = _all_reduce(torch.cat([used.sum(0), (used.t() @ used).flatten(), used.new_tensor([used.shape[0]])]))
-        for buf, new in ((self.presence, stats[:k]), (self.together, stats[k:-1].view(k, k)), (self.samples, stats[-1])):
-            buf.mul_(self.decay).add_(new.to(buf), alpha=1 - self.decay)
-
-    def cooccurrence(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``cooccurrence`` of the tracked samples; the expected counts are those of the statistics' window
-        (about 1 / (1 - decay) batches)."""
-        ratio, expected = cooccurrence(self.presence, self.together, self.samples)
-        return ratio, expected / (1 - self.decay)
-
-    def exclusive_pair(self) -> tuple[int, int] | None:
-        """(kept, freed): the pair of atoms that share samples least, where the ratio is below ``renew_exclusive``
-        and at least ``MIN_EXPECTED`` shared samples were due, the more used one kept. Contents drawn independently
-        share samples at a ratio near 1; one content split in two by style (filled and outline crescents) never."""
-        ratio, expected = self.cooccurrence()
-        ok = (expected >= MIN_EXPECTED) & ~torch.eye(self.n_atoms, dtype=torch.bool, device=ratio.device)
-        ratio = ratio.masked_fill(~ok, float("inf"))
-        flat = int(ratio.argmin())
-        i, j = divmod(flat, self.n_atoms)
-        if not ratio[i, j] < self.renew_exclusive:
-            return None
-        return (i, j) if self.cluster_size[i] >= self.cluster_size[j] else (j, i)
-
-    @torch.no_grad()
-    def _merge(self, keep: int, gone: int) -> None:
-        """Atom ``keep`` moves to the size-weighted mean of the two and takes both atoms' counts."""
-        size = self.cluster_size[keep] + self.cluster_size[gone]
-        centre = (self.embed_sum[keep] + self.embed_sum[gone]) / size.clamp_min(1e-9)
-        self.codebook[keep], self.cluster_size[keep], self.embed_sum[keep] = centre, size, centre * size
-        self.distortion[keep] += self.distortion[gone]
-        self.merges += 1
 
     @torch.no_grad()
     def track(self, index: torch.Tensor, errors: torch.Tensor) -> None:
@@ -177,25 +114,17 @@ class EMAQuantizer(nn.Module):
     @torch.no_grad()
     def _renew(self, x: torch.Tensor, index: torch.Tensor) -> None:
         """Split the most distorted atom d in two by 2-means over its fragments of the (global) batch,
-        one half taken by the least useful atom u, when u's utility is below ``renew_share`` of the mean; or, first,
-        by an atom merged into its exclusive partner (``exclusive_pair``), which is then not split at once. With
-        ``renew_exclusive`` a split whose halves would themselves be exclusive over the batch's samples (a split by
-        style) is refused and the next most distorted atom tried; where none splits, nothing is merged either."""
-        pair = self.exclusive_pair() if self.renew_exclusive else None
-        if pair is None:
-            keep, u = -1, int(self.utility.argmin())
-            if not self.utility[u] < self.renew_share * self.utility.mean():
-                return
-        else:
-            keep, u = pair
-        pool, owner = _all_gather_rows(x), _all_gather_rows(index[:, None])[:, 0]
-        split = self._split(pool, owner, (u, keep))
-        if split is None:
+        one half taken by the least useful atom u, when u's utility is below ``renew_share`` of the mean."""
+        u = int(self.utility.argmin())
+        if not self.utility[u] < self.renew_share * self.utility.mean():
             return
-        d, c, counts = split
-        if pair is not None:
-            self._merge(keep, u)
-            self._forget_together(keep)
+        d = int(self.distortion.masked_fill(torch.arange(self.n_atoms, device=x.device) == u, -float("inf")).argmax())
+        pool, owner = _all_gather_rows(x), _all_gather_rows(index[:, None])[:, 0]
+        members = pool[owner == d]
+        if members.shape[0] < 2:
+            return
+        far = members[(members - self.codebook[d]).pow(2).sum(1).argmax()]
+        c, counts = lloyd(members, torch.stack([self.codebook[d], far]), max(1, self.kmeans_iters))
         size = self.cluster_size[d] * counts.clamp(min=1) / counts.clamp(min=1).sum()
         for atom, centre, n in ((d, c[0], size[0]), (u, c[1], size[1])):
             self.codebook[atom] = centre
@@ -204,46 +133,7 @@ class EMAQuantizer(nn.Module):
         # both start again from the mean utility and half the distortion, so neither is picked at once again
         self.utility[[u, d]] = self.utility.mean()
         self.distortion[[u, d]] = self.distortion[d] / 2
-        if self.renew_exclusive:
-            self._forget_together(u, d)
         self.renewals += 1
-
-    def _split(self, pool: torch.Tensor, owner: torch.Tensor, spare: tuple[int, int]):
-        """(atom, (2, d) centres, (2,) counts): 2-means of the most distorted atom's rows of pool (N, d), atoms
-        ``spare`` excepted; with ``renew_exclusive`` the next atoms are tried while the halves split the samples
-        (``_splits_samples``). None where no atom splits."""
-        order = [a for a in self.distortion.argsort(descending=True, stable=True).tolist() if a not in spare]
-        for d in order[:SPLIT_TRIES if self.renew_exclusive else 1]:
-            rows = torch.nonzero(owner == d)[:, 0]
-            if rows.shape[0] < 2:
-                continue
-            members = pool[rows]
-            far = members[(members - self.codebook[d]).pow(2).sum(1).argmax()]
-            c, counts = lloyd(members, torch.stack([self.codebook[d], far]), max(1, self.kmeans_iters))
-            if self.renew_exclusive and self._splits_samples(rows, torch.cdist(members, c).argmin(1), pool.shape[0]):
-                continue
-            return d, c, counts
-        return None
-
-    def _splits_samples(self, rows: torch.Tensor, half: torch.Tensor, n_rows: int) -> bool:
-        """Would the halves (0/1 for each of ``rows``) share the batch's samples less than ``renew_exclusive`` times as
-        often as independence predicts (at least ``MIN_SPLIT_SHARED`` shared samples due)? Then the atom's fragments
-        differ by their samples' style, not by content. False while ``sample_length`` is unknown."""
-        if not self.sample_length or n_rows % self.sample_length:
-            return False
-        n = n_rows // self.sample_length
-        used = torch.zeros(n, 2, device=rows.device)
-        used[rows // self.sample_length, half] = 1.0
-        ratio, expected = cooccurrence(used.sum(0), used.t() @ used, n)
-        return bool(expected[0, 1] >= MIN_SPLIT_SHARED and ratio[0, 1] < self.renew_exclusive)
-
-    def _forget_together(self, *atoms: int) -> None:
-        """Reset the co-occurrence of renewed atoms to what independence predicts, so that the old atoms' history
-        does not decide about the new ones; fresh statistics replace it within the window."""
-        for a in atoms:
-            row = self.presence[a] * self.presence / self.samples.clamp_min(1e-9)
-            self.together[a], self.together[:, a] = row, row
-            self.together[a, a] = self.presence[a]
 
     def _generator(self) -> torch.Generator:
         g = torch.Generator()  # a CPU generator, also for a model on a GPU: the same draws on every device
