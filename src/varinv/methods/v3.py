@@ -152,7 +152,7 @@ class V3Config(VQConfig):
     pair_nce_negatives: str = "debiased"
     # The InfoNCE starts at this share of the run (after ``neighbour_from``), once the atoms have begun to form: from
     # step 0, fluidr3's, Waveforms' and speech's seeds 1 settled with contents sharing atoms, and from 0.25 they passed,
-    # but then greek's seed 0 kept three letters in two atoms (rounds 32-33).
+    # but greek's seed 0 then kept three letters in two atoms and fmsynth's seed 1 failed too (rounds 32-33).
     pair_nce_from: float = 0.0
     # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
     # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
