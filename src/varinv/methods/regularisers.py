@@ -272,7 +272,7 @@ def style_nce_term(model, batch, ae, step):
              why="An atom that holds a content only in some styles (a font's A, a patch's permuted pitches) makes the atoms "
                  "a sample uses depend on its style; contents can repeat, but what a sample uses cannot predict its style.")
 def independence_term(model, batch, ae, step):
-    if step < model.cfg.independence_from * model.total_steps:
+    if before(model, model.cfg.independence_from, step):
         return None
     soft = assignment_logits(atom_sqdist(model, ae), model.cfg.diversity_temperature).softmax(-1)  # (B, L, K)
     reference = shuffled_rows(soft, shared_randperm(soft.shape[0] * soft.shape[1], soft.device)).mean(1)

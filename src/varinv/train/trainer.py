@@ -365,20 +365,22 @@ def report_health(model, run: Path, ds: Dataset, echo: bool = True, n_samples: i
     was_training = model.training
     model.eval()
     idx, zs, zc, agree, xs = [], [], [], [], []
+    seen = 0
     with torch.no_grad():
         for batch in iterate(split, 32):
             x = batch["x"].to(next(model.parameters()).device)
             enc = model.encode(x)
             if enc.content_index is not None:
                 idx.append(enc.content_index.cpu())
-            if sum(len(z) for z in zs) < n_samples:
+            if seen < n_samples:
                 xs.append(x.float().cpu())
                 a = model.rendering_agreement(x)
                 if a is not None:
                     agree.append(a.cpu())
                 zs.append(enc.own_style.float().cpu())
                 zc.append(enc.content.float().cpu())
-            if sum(len(i) for i in idx) >= n_index or (not idx and sum(len(z) for z in zs) >= n_samples):
+            seen += len(x)
+            if seen >= (n_index if idx else n_samples):
                 break
     model.train(was_training)
     book = model.codebook()
