@@ -7,7 +7,8 @@ mutual nearest neighbours across samples, and far pairs across unlike samples) a
 fragments and, when the run reads a pose, among the fragments brought back to their canonical pose by the
 run's own encoder (``V3Config.neighbour_canonical``). ``--dims``: PCA bases of those sizes fitted on the
 first batch of each input (0 = the run's own basis). Prints kept pairs and their accuracy per setting, and with
-``--classes`` the share of each content's plain pairs landing on each content.
+``--classes`` the share of each content's plain pairs landing on each content. "same atom": the share of kept pairs
+whose two fragments the run gives one atom (label-free).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def main(argv=None) -> int:
         x, c = batch["x"].float(), batch["content"].flatten()
         with torch.no_grad():
             pose = m.autoencode(x, None).get("pose")
+            atom = m.encode(x).content_index.flatten()
         inputs = {"raw": x}
         if pose is not None:
             inputs["canonical"] = unwarp(x.flatten(0, 1), pose).view_as(x)
@@ -67,14 +69,16 @@ def main(argv=None) -> int:
                 embed = pca_embed(bases, (name, d), d) if d else (lambda f: f @ m.neighbour_basis(f))
                 pairs = neighbour_pairs(xi, embed, cfg.model.neighbour_far, cfg.model.neighbour_ratio, skew)
                 for (partner, kept), kind in zip(pairs, ("plain", "far")):
-                    n = counts.setdefault((name, d, kind), [0, 0])
+                    n = counts.setdefault((name, d, kind), [0, 0, 0])
                     n[0] += int(kept.sum())
                     n[1] += int((kept & (c == c[partner])).sum())
+                    n[2] += int((kept & (atom == atom[partner])).sum())
                     if kind == "plain":
                         table = per_class.setdefault((name, d), np.zeros((n_classes, n_classes)))
                         np.add.at(table, (c[kept].numpy(), c[partner][kept].numpy()), 1)
-    for (name, d, kind), (n, right) in counts.items():
-        print(f"{name:9s} dims {d or 'run':>4} {kind:5s} kept {n:5d}  accuracy {right / max(n, 1):.3f}")
+    for (name, d, kind), (n, right, same) in counts.items():
+        print(f"{name:9s} dims {d or 'run':>4} {kind:5s} kept {n:5d}  accuracy {right / max(n, 1):.3f}  "
+              f"same atom {same / max(n, 1):.3f}")
     if a.classes:
         np.set_printoptions(linewidth=200, suppress=True)
         for (name, d), table in per_class.items():

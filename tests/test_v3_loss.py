@@ -229,6 +229,35 @@ def test_reassignment_decodes_with_a_samples_mean_style(style):
         paper_config(reassign_style="sample").validate()
 
 
+def test_posed_nce_asks_a_fragment_in_a_random_pose_for_its_own_code(monkeypatch):
+    cfg = paper_config(d_content=16, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, pose="time",
+                       w_posed_nce=1.0)
+    m = V3(cfg, (1, 16, 8))
+    m.train()
+    torch.manual_seed(0)
+    x = torch.rand(4, 4, 1, 16, 8)
+    out = m.loss({"x": x}, step=0)
+    assert torch.isfinite(out["posed_nce"])
+    out["total"].backward()
+    assert m.encoder.to_content.weight.grad.abs().sum() > 0
+    ae = m.autoencode(x, step=0)
+    seen = []
+    codes = torch.eye(16)  # every fragment its own code
+
+    def invariant(posed):  # a content code that ignores the pose: the clean fragment's own
+        seen.append(posed)
+        return codes
+    monkeypatch.setattr(m, "content_of", invariant)
+    low = float(regularisers.posed_nce_term(m, {"x": x}, dict(ae, zc=codes), 0))
+    monkeypatch.setattr(m, "content_of", lambda posed: torch.roll(codes, 1, 0))  # the pose changes the code
+    high = float(regularisers.posed_nce_term(m, {"x": x}, dict(ae, zc=codes), 0))
+    assert low < 0.01 < 2.0 < high
+    moved = (seen[0] - x).abs().flatten(2).amax(2)
+    assert moved.min() > 0 and torch.allclose(seen[0].mean((2, 3, 4)), x.mean((2, 3, 4)), atol=0.1)  # shifted, not replaced
+    still = V3(dataclasses.replace(cfg, pose="none"), (1, 16, 8))
+    assert "posed_nce" not in still.loss({"x": x}, step=0)  # no pose, no nuisance to be invariant to
+
+
 def test_tilt_term_pulls_tilted_fragments_to_the_clean_atoms():
     torch.manual_seed(2)
     cfg = paper_config(d_content=4, d_style=4, n_channels=8, n_layers=2, d_hidden=32, n_atoms=5, w_tilt=1.0)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from varinv.audio.features import log_magnitude, magnitude
 from varinv.nn import draws
 from varinv.nn.distributed import gather_samples, global_mean, shared_randperm, shuffled_rows
-from varinv.nn.pose import unwarp
+from varinv.nn.pose import POSES, unwarp, warp
 
 EPS = 1e-5
 # Floor of a denominator that must stay scale-free: an absolute EPS there makes a term reward shrinking
@@ -545,20 +545,41 @@ def pair_nce_term(model, batch, ae, step):
     return torch.stack(terms).mean() if terms else None
 
 
-def pair_nce(logits: torch.Tensor, positive: torch.Tensor, own: torch.Tensor, prior: float | None) -> torch.Tensor:
+def pair_nce(logits: torch.Tensor, positive: torch.Tensor, own: torch.Tensor | None, prior: float | None) -> torch.Tensor:
     """InfoNCE of rows ``logits`` (R, N) with column ``positive`` (R,) the positive and every finite column but it and
-    the row's ``own`` (R,) a negative. ``prior``: the chance that a negative shares the anchor's content; the
-    negatives' mean is then corrected for it (Chuang et al., 2020, clipped at its least possible value)."""
-    logits = logits.scatter(1, own[:, None], float("-inf"))
+    the row's ``own`` (R,; None: no such column) a negative. ``prior``: the chance that a negative shares the anchor's
+    content; the negatives' mean is then corrected for it (Chuang et al., 2020, clipped at its least possible value)."""
+    if own is not None:
+        logits = logits.scatter(1, own[:, None], float("-inf"))
     if prior is None:
         return F.cross_entropy(logits, positive)
     pos = logits.gather(1, positive[:, None]).squeeze(1)
     neg = logits.scatter(1, positive[:, None], float("-inf"))
-    m = logits.shape[1] - 2
+    m = logits.shape[1] - (1 if own is None else 2)
     mean_neg = torch.exp(torch.logsumexp(neg, 1) - math.log(m))
     floor = math.exp(-1.0 / PAIR_NCE_TEMPERATURE)
     g = ((mean_neg - prior * pos.exp()) / (1 - prior)).clamp_min(floor)
     return (torch.log(pos.exp() + m * g) - pos).mean()
+
+
+@regulariser("posed_nce", "w_posed_nce", results="2026-12-07-generalisation-explore34.md", quantized=False,
+             why="Before the pose head has learnt, input neighbours also share their pose (fluidr3: 88 % the same onset), so the "
+                 "pair InfoNCE taught z_c the onset and atoms cut it; a copy in a random pose, as positive, asks z_c to ignore it.")
+def posed_nce_term(model, batch, ae, step):
+    cfg = model.cfg
+    n_pose = POSES[cfg.pose]
+    if not n_pose:
+        return None
+    x = batch["x"]
+    flat = x.reshape(-1, *x.shape[2:])
+    # uniform within posed_range of each pose parameter's bound (pose_matrix squashes raw parameters by tanh)
+    u = (draws.rand(flat.shape[0], n_pose, like=flat.float()) * 2 - 1) * cfg.posed_range
+    posed = warp(flat, torch.atanh(u)).view_as(x)
+    z = F.normalize(ae["zc"].float(), dim=1)
+    z_posed = F.normalize(model.content_of(posed).float(), dim=1)
+    prior = 1.0 / cfg.n_atoms if cfg.pair_nce_negatives == "debiased" else None
+    rows = torch.arange(len(z), device=z.device)
+    return pair_nce(z_posed @ z.t() / PAIR_NCE_TEMPERATURE, rows, None, prior)
 
 
 @regulariser("tilt", "w_tilt", results="2026-12-02-v3-waveforms-brickwall.md",

@@ -154,6 +154,11 @@ class V3Config(VQConfig):
     # step 0, fluidr3's, Waveforms' and speech's seeds 1 settled with contents sharing atoms, and from 0.25 they passed,
     # but greek's seed 0 then kept three letters in two atoms and fmsynth's seed 1 failed too (rounds 32-33).
     pair_nce_from: float = 0.0
+    # An InfoNCE over z_c whose positive is the fragment itself in a random pose (0 = off; needs a pose): each pose
+    # parameter uniform within ``posed_range`` of its bound. Early input neighbours share their pose as well as their
+    # content, so without it the pair InfoNCE can teach z_c what the pose should carry (fluidr3's onset).
+    w_posed_nce: float = 0.0
+    posed_range: float = 0.25
     # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
     # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
     # reassignment's renderings, below ``renew_utility`` of the mean) is moved to split the atom whose
@@ -275,6 +280,8 @@ class V3Config(VQConfig):
         "w_pair_nce": Interval(float, 0, None),
         "pair_nce_negatives": Options(PAIR_NCE_NEGATIVES),
         "pair_nce_from": Interval(float, 0, 1),
+        "w_posed_nce": Interval(float, 0, None),
+        "posed_range": Interval(float, 0, 1, closed="neither"),
         "renew_every": Interval(int, 0, None, note="0 = off"),
         "renew_utility": Interval(float, 0, 1, closed="neither"),
         "renew_until": Interval(float, 0, 1),
