@@ -513,6 +513,7 @@ def neighbour_term(model, batch, ae, step):
 
 
 PAIR_NCE_TEMPERATURE = 0.1
+POSED_SHARE = 0.25
 PAIR_NCE_NEGATIVES = ("batch", "debiased", "samples")
 
 
@@ -572,13 +573,14 @@ def posed_nce_term(model, batch, ae, step):
         return None
     x = batch["x"]
     flat = x.reshape(-1, *x.shape[2:])
+    # a share of the fragments as anchors, against every clean code: the extra encoder pass is most of the cost
+    rows = draws.randperm(flat.shape[0], flat.device)[:max(1, round(POSED_SHARE * flat.shape[0]))]
     # uniform within posed_range of each pose parameter's bound (pose_matrix squashes raw parameters by tanh)
-    u = (draws.rand(flat.shape[0], n_pose, like=flat.float()) * 2 - 1) * cfg.posed_range
-    posed = warp(flat, torch.atanh(u)).view_as(x)
+    u = (draws.rand(len(rows), n_pose, like=flat.float()) * 2 - 1) * cfg.posed_range
+    posed = warp(flat[rows], torch.atanh(u))
     z = F.normalize(ae["zc"].float(), dim=1)
-    z_posed = F.normalize(model.content_of(posed).float(), dim=1)
+    z_posed = F.normalize(model.content_of(posed[:, None]).float(), dim=1)
     prior = 1.0 / cfg.n_atoms if cfg.pair_nce_negatives == "debiased" else None
-    rows = torch.arange(len(z), device=z.device)
     return pair_nce(z_posed @ z.t() / PAIR_NCE_TEMPERATURE, rows, None, prior)
 
 

@@ -300,6 +300,8 @@ class V3Config(VQConfig):
 
     def validate(self) -> None:
         super().validate()
+        check_value(self.w_posed_nce == 0 or self.content_input != "sample", "model.w_posed_nce", self.w_posed_nce,
+                    '0 when model.content_input is "sample" (a posed fragment is encoded without its sample)')
         check_value(self.renew_every == 0 or self.w_reassign > 0, "model.renew_every", self.renew_every,
                     "0 when model.w_reassign is 0 (renewal reads the reassignment's renderings)")
         check_value(self.w_coarse == 0 or (self.decoder in ("separable", "gain") and self.assign == "encoder"),
