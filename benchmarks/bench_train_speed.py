@@ -27,6 +27,8 @@ Variants (config overrides); the speed-up column is against ``former`` when it r
   nchw             default but channels_last=false
   nearest          default but model.decoder_upsample=nearest
   compile          default plus compile=true (the conv trunks through torch.compile, src/varinv/train/speed.py)
+  posed            default plus model.w_posed_nce=0.1 (V3's posed InfoNCE: an extra encoder pass on a quarter of
+                   the fragments), the cost of a regulariser rather than a speed option
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ VARIANTS = {
     "cl": ["train.channels_last=true"],
     "nearest": [NEAREST],
     "compile": ["train.compile=true"],
+    "posed": ["model.w_posed_nce=0.1"],
 }
 DEFAULT_VARIANTS = ["former", "default", "bf16", "nchw", "nearest", "compile"]
 
