@@ -59,8 +59,8 @@ def main(argv=None) -> int:
         batch = make_batch(sp, np.arange(start, start + b))
         x, c = batch["x"].float(), batch["content"].flatten()
         with torch.no_grad():
-            pose = m.autoencode(x, None).get("pose")
-            atom = m.encode(x).content_index.flatten()
+            ae = m.autoencode(x, None)
+        pose, atom = ae.get("pose"), ae["index"]  # the nearest atom of each fragment's z_c, as encode gives
         inputs = {"raw": x}
         if pose is not None:
             inputs["canonical"] = unwarp(x.flatten(0, 1), pose).view_as(x)

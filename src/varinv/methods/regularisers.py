@@ -513,7 +513,6 @@ def neighbour_term(model, batch, ae, step):
 
 
 PAIR_NCE_TEMPERATURE = 0.1
-POSED_SHARE = 0.25
 PAIR_NCE_NEGATIVES = ("batch", "debiased", "samples")
 
 
@@ -532,7 +531,7 @@ def pair_nce_term(model, batch, ae, step):
     z = F.normalize(zc.flatten(0, 1).float(), dim=1)
     logits = z @ z.t() / PAIR_NCE_TEMPERATURE
     negatives = model.cfg.pair_nce_negatives
-    prior = 1.0 / model.cfg.n_atoms if negatives == "debiased" else None
+    prior = nce_prior(model.cfg)
     terms = []
     for partner, kept in pairs:
         if not bool(kept.any()):
@@ -544,6 +543,12 @@ def pair_nce_term(model, batch, ae, step):
             s = s.masked_fill((column != anchor[:, None]) & (column != other[:, None]), float("-inf"))
         terms.append(pair_nce(s, partner[rows], rows, prior))
     return torch.stack(terms).mean() if terms else None
+
+
+def nce_prior(cfg) -> float | None:
+    """The chance that an InfoNCE negative shares the anchor's content (1/K) under ``pair_nce_negatives: debiased``,
+    else None (no correction)."""
+    return 1.0 / cfg.n_atoms if cfg.pair_nce_negatives == "debiased" else None
 
 
 def pair_nce(logits: torch.Tensor, positive: torch.Tensor, own: torch.Tensor | None, prior: float | None) -> torch.Tensor:
@@ -563,6 +568,9 @@ def pair_nce(logits: torch.Tensor, positive: torch.Tensor, own: torch.Tensor | N
     return (torch.log(pos.exp() + m * g) - pos).mean()
 
 
+POSED_SHARE = 0.25  # of the fragments, as the posed term's anchors
+
+
 @regulariser("posed_nce", "w_posed_nce", results="2026-12-07-generalisation-explore34.md", quantized=False,
              why="Before the pose head has learnt, input neighbours also share their pose (fluidr3: 88 % the same onset), so the "
                  "pair InfoNCE taught z_c the onset and atoms cut it; a copy in a random pose, as positive, asks z_c to ignore it.")
@@ -580,8 +588,7 @@ def posed_nce_term(model, batch, ae, step):
     posed = warp(flat[rows], torch.atanh(u))
     z = F.normalize(ae["zc"].float(), dim=1)
     z_posed = F.normalize(model.content_of(posed[:, None]).float(), dim=1)
-    prior = 1.0 / cfg.n_atoms if cfg.pair_nce_negatives == "debiased" else None
-    return pair_nce(z_posed @ z.t() / PAIR_NCE_TEMPERATURE, rows, None, prior)
+    return pair_nce(z_posed @ z.t() / PAIR_NCE_TEMPERATURE, rows, None, nce_prior(cfg))
 
 
 @regulariser("tilt", "w_tilt", results="2026-12-02-v3-waveforms-brickwall.md",
