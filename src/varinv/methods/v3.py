@@ -154,10 +154,10 @@ class V3Config(VQConfig):
     # step 0, fluidr3's, Waveforms' and speech's seeds 1 settled with contents sharing atoms, and from 0.25 they passed,
     # but greek's seed 0 then kept three letters in two atoms and fmsynth's seed 1 failed too (rounds 32-33).
     pair_nce_from: float = 0.0
-    # An InfoNCE over z_c whose positive is the fragment itself in a random pose (0 = off; needs a pose): each pose
-    # parameter uniform within ``posed_range`` of its bound. Early input neighbours share their pose as well as their
-    # content, so without it the pair InfoNCE can teach z_c what the pose should carry (fluidr3's onset).
-    w_posed_nce: float = 0.0
+    # An InfoNCE over z_c whose positive is the fragment itself in a random pose (0 = off; skipped without a pose):
+    # each pose parameter uniform within ``posed_range`` of its bound. Early input neighbours share their pose as well
+    # as their content, so without it the pair InfoNCE can teach z_c what the pose should carry (fluidr3's onset).
+    w_posed_nce: float = 0.1
     posed_range: float = 0.25
     # Atom renewal (0 = off; needs ``w_reassign``): every ``renew_every`` steps, from twice that until
     # ``renew_until`` of the run, the atom whose removal would cost least (its utility, tracked from the
@@ -221,7 +221,8 @@ class V3Config(VQConfig):
               "positive_gain_maps": False, "renew_every": 0,
               "w_neighbour": 0.0, "neighbour_far": 0.0, "w_style_nce": 0.0,
               "decoder_upsample": "nearest", "w_code_independence": 0.0, "neighbour_dims": 32,
-              "neighbour_canonical": False, "w_pair_nce": 0.0, "pair_nce_negatives": "batch"}
+              "neighbour_canonical": False, "w_pair_nce": 0.0, "pair_nce_negatives": "batch",
+              "w_posed_nce": 0.0}
 
     # Options measured and dropped (their results files say why), with the value that meant off.
     REMOVED = {
