@@ -51,8 +51,11 @@ def _cfg(root: Path, former: bool = False, **train_kw):
     # and 2 threads of one process; _close compares whole tensors, where those rows weigh little.
     # The neighbour pairs are searched in the raw input: in canonical pose (the recipe) they follow the model's
     # own pose, and from the second step a pose that differs in its last bits can swap a mutual nearest neighbour.
+    # The posed InfoNCE is left out: its anchors, poses and negatives are drawn within each process's batch, so N
+    # processes do not compute what one does there (README, "Distributed training").
     raw["model"].update(norm="batch", w_diversity=0.1, diversity_reference="shuffled", w_isotropy=0.1,
-                        w_independence=0.1, reassign_fragments=40, n_atoms=64, neighbour_canonical=False)
+                        w_independence=0.1, reassign_fragments=40, n_atoms=64, neighbour_canonical=False,
+                        w_posed_nce=0.0)
     if former:
         raw["model"].update(V3Config.FORMER)
     raw["train"].update(train_kw)
