@@ -22,6 +22,7 @@ from varinv.data.batching import batch_indices, make_batch, shard
 from varinv.data.store import from_arrays, open_dataset
 from varinv.errors import ConfigError
 from varinv.methods.v3 import V3Config
+from varinv.nn.distributed import convert_sync_batchnorm
 from varinv.train import checkpoint as ckpt
 from varinv.train import distributed as ddp
 from varinv.train.trainer import build_for_dataset, train, train_step
@@ -51,11 +52,8 @@ def _cfg(root: Path, former: bool = False, **train_kw):
     # and 2 threads of one process; _close compares whole tensors, where those rows weigh little.
     # The neighbour pairs are searched in the raw input: in canonical pose (the recipe) they follow the model's
     # own pose, and from the second step a pose that differs in its last bits can swap a mutual nearest neighbour.
-    # The posed InfoNCE is left out: its anchors, poses and negatives are drawn within each process's batch, so N
-    # processes do not compute what one does there (README, "Distributed training").
     raw["model"].update(norm="batch", w_diversity=0.1, diversity_reference="shuffled", w_isotropy=0.1,
-                        w_independence=0.1, reassign_fragments=40, n_atoms=64, neighbour_canonical=False,
-                        w_posed_nce=0.0)
+                        w_independence=0.1, reassign_fragments=40, n_atoms=64, neighbour_canonical=False)
     if former:
         raw["model"].update(V3Config.FORMER)
     raw["train"].update(train_kw)
@@ -96,6 +94,9 @@ def _worker(rank: int, world: int, port: int, root: str, out_dir: str) -> None:
         ctx = ddp.setup()
         assert (ctx.rank, ctx.world, ctx.owned) == (rank, world, False)
         res = _steps(_cfg(Path(root)), ctx)
+        # a process with no rows (the posed InfoNCE's anchors can all fall in another process's shard) weighs nothing
+        x = _bn_input()
+        res["bn_one_sided"] = convert_sync_batchnorm(torch.nn.BatchNorm2d(3)).train()(x if rank == 0 else x[:0])
         cfg = _cfg(Path(root), former=True, steps=8, ckpt_every=3, log_every=1)
         # the real loop, killed after step 5 and resumed (the process group outlives both calls)
         run = Path(out_dir) / "run"
@@ -105,6 +106,10 @@ def _worker(rank: int, world: int, port: int, root: str, out_dir: str) -> None:
         torch.save(res, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+def _bn_input() -> torch.Tensor:
+    return torch.linspace(-2, 3, 2 * 3 * 4 * 4).view(2, 3, 4, 4) ** 2
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +146,7 @@ def test_two_processes_match_one_in_every_loss_term_and_gradient(toy_root, two_p
     # the premise of the tolerance (see _cfg): a sample with two fragments on one atom stays rare (of 3 × 16)
     assert ref["shared_atoms"] <= 12 and r0["shared_atoms"] <= 12
     assert {"content", "style", "sample", "fragment", "diversity", "isotropy", "recon", "commit", "reassign", "match",
-            "independence", "neighbour"} <= set(ref["losses"][0])
+            "independence", "neighbour", "posed_nce"} <= set(ref["losses"][0])
     for step in range(STEPS):
         for k, v in ref["losses"][step].items():
             assert r0["losses"][step][k] == pytest.approx(v, rel=RTOL, abs=ATOL), (step, k)
@@ -150,6 +155,8 @@ def test_two_processes_match_one_in_every_loss_term_and_gradient(toy_root, two_p
         for name, g in ref["grads"][step].items():
             assert _close(r0["grads"][step][name], g), (step, name, (r0["grads"][step][name] - g).abs().max())
             assert torch.equal(r0["grads"][step][name], r1["grads"][step][name]), (step, name)
+    plain = torch.nn.BatchNorm2d(3).train()(_bn_input())
+    assert torch.allclose(r0["bn_one_sided"], plain, atol=1e-5) and r1["bn_one_sided"].shape == (0, 3, 4, 4)
     # weights, BatchNorm running statistics and the codebook (k-means init + EMA) follow too
     for k, v in ref["state"].items():
         assert _close(r0["state"][k], v), k

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from varinv.audio.features import log_magnitude, magnitude
 from varinv.nn import draws
-from varinv.nn.distributed import gather_samples, global_mean, shared_randperm, shuffled_rows
+from varinv.nn.distributed import (gather_samples, global_mean, rank, shared, shared_randperm, shuffled_rows,
+                                   sum_over_processes)
 from varinv.nn.pose import POSES, unwarp, warp
 
 EPS = 1e-5
@@ -581,13 +582,20 @@ def posed_nce_term(model, batch, ae, step):
         return None
     x = batch["x"]
     flat = x.reshape(-1, *x.shape[2:])
-    # a share of the fragments as anchors, against every clean code: the extra encoder pass is most of the cost
-    rows = draws.randperm(flat.shape[0], flat.device)[:max(1, round(POSED_SHARE * flat.shape[0]))]
+    n = flat.shape[0]
+    # a share of the global batch's fragments as anchors, against every clean code: the extra encoder pass is most
+    # of the cost. Under DDP each process encodes the anchors among its own fragments.
+    rows = shared_randperm(n, flat.device)
+    rows = rows[:max(1, round(POSED_SHARE * len(rows)))]
     # uniform within posed_range of each pose parameter's bound (pose_matrix squashes raw parameters by tanh)
-    u = (draws.rand(len(rows), n_pose, like=flat.float()) * 2 - 1) * cfg.posed_range
-    posed = warp(flat[rows], torch.atanh(u))
-    z = F.normalize(ae["zc"].float(), dim=1)
-    z_posed = F.normalize(model.content_of(posed[:, None]).float(), dim=1)
+    u = shared((draws.rand(len(rows), n_pose, like=flat.float()) * 2 - 1) * cfg.posed_range)
+    start = rank() * n
+    mine = ((rows >= start) & (rows < start + n)).nonzero().flatten()
+    posed = warp(flat[rows[mine] - start], torch.atanh(u[mine]))
+    zp = F.normalize(model.content_of(posed[:, None]).float(), dim=1)
+    z_posed = sum_over_processes(zp.new_zeros(len(rows), zp.shape[1]).index_copy(0, mine, zp))
+    (zc,) = gather_samples(ae["zc"])
+    z = F.normalize(zc.float(), dim=1)
     return pair_nce(z_posed @ z.t() / PAIR_NCE_TEMPERATURE, rows, None, nce_prior(cfg))
 
 

@@ -63,15 +63,46 @@ def gather_samples(*xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(p.reshape(-1, *x.shape[1:]).to(x.dtype) for p, x in zip(full.split(sizes, 1), xs))
 
 
+class _SumOver(torch.autograd.Function):
+    """The sum of a tensor over processes, on every process. Backward likewise a sum: each process's term is the
+    same function of the sum, so a process's share gets every process's gradient (the convention above)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        x = x.contiguous().clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def sum_over_processes(x: torch.Tensor) -> torch.Tensor:
+    """``x`` summed over processes, with gradients: rows that each process fills for its own samples (zeros
+    elsewhere) become the global batch's rows on every process. ``x`` itself in a single process."""
+    return _SumOver.apply(x) if active() else x
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def shared(draw: torch.Tensor) -> torch.Tensor:
+    """Rank 0's random ``draw`` on every process (a broadcast); the draw itself in a single process."""
+    if active():
+        dist.broadcast(draw, 0)
+    return draw
+
+
 def shared_randperm(n: int, device=None) -> torch.Tensor:
     """A random permutation of the global batch's rows, ``n`` per process: the same on every process
-    (rank 0's draw, broadcast), and in a single process the draw ``torch.randperm(n)`` would make.
+    (rank 0's draw), and in a single process the draw ``torch.randperm(n)`` would make.
     Drawn from the CPU generator (``varinv.nn.draws``)."""
     world = dist.get_world_size() if active() else 1
-    perm = draws.randperm(n * world, device)
-    if world > 1:
-        dist.broadcast(perm, 0)
-    return perm
+    return shared(draws.randperm(n * world, device))
 
 
 def shuffled_rows(z: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
@@ -105,7 +136,10 @@ class _SyncBatchNorm:
             return super().forward(x)
         dims = [0] + list(range(2, x.dim()))
         xf = x.float()
-        var, mean = torch.var_mean(xf, dim=dims, correction=0)
+        if xf.numel():
+            var, mean = torch.var_mean(xf, dim=dims, correction=0)
+        else:  # no rows here (a term's share of the global batch can miss a process): it weighs nothing below
+            var = mean = xf.new_zeros(xf.shape[1])
         count = xf.new_full((1,), xf.numel() / xf.shape[1])
         c = mean.shape[0]
         stats = _GatherRows.apply(torch.cat([count, mean, var])[None])  # (world, 1 + 2C)
