@@ -78,6 +78,26 @@ def test_channels_last_decoders_hand_back_nchw():
         assert y.shape == (6, 3, 16, 16) and y.is_contiguous(), kind
 
 
+def test_channels_last_gradients_stay_channels_last():
+    # a flatten, a contiguous() or a strided slice hands autograd's NCHW gradient back into an NHWC trunk, where
+    # every backward kernel (GELU, batch norm, conv) mixes layouts and runs several times slower
+    from varinv.nn.backbones import BackboneSpec, Encoder, ResBlock, build_decoder
+
+    spec = BackboneSpec(n_channels=16, n_layers=3, decoder="gain", upsample="shuffle")
+    enc = Encoder((3, 24, 16), spec, 4, 2).to(memory_format=torch.channels_last)
+    dec = build_decoder((3, 24, 16), spec, 4, 2).to(memory_format=torch.channels_last)
+    layouts = []
+
+    def watch(module, args, out):
+        out.register_hook(lambda g: layouts.append(g.is_contiguous(memory_format=torch.channels_last)))
+
+    for block in [m for m in [*enc.modules(), *dec.modules()] if isinstance(m, ResBlock)]:
+        block.register_forward_hook(watch)
+    c, s = enc(torch.randn(6, 3, 24, 16).to(memory_format=torch.channels_last))
+    (c.square().sum() + s.square().sum() + dec(c, s).square().sum()).backward()
+    assert len(layouts) == 7 and all(layouts), layouts
+
+
 def test_strided_shortcut_is_the_strided_conv_and_trains_channels_last():
     from varinv.nn.backbones import StridedPointwise
 
