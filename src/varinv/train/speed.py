@@ -13,7 +13,9 @@ the optimizer and any checkpoint are loaded:
   ``auto`` uses it on one thread and on GPUs only. PyTorch's CPU batch norm gathers its batch
   statistics less precisely in this layout (relative error ~1e-5 instead of ~1e-6 on the latents),
   so a run does not reproduce its NCHW twin number for number, though it does reproduce itself;
-  under ``auto`` a run resumed with another thread count may change layout, and so its rounding.
+  under ``auto`` a run resumed with another thread count may change layout, and so its rounding. The trunks
+  hand their gradients back in the same layout (``backbones.grad_in_layout``): a backward kernel fed an NCHW
+  gradient for an NHWC input runs several times slower.
 * ``train.compile``: the conv trunks (every outermost backbone ``Encoder``/``Decoder`` and DSAE
   ``FeatureNet``, where nearly all of a step's time goes) run through ``torch.compile`` (inductor,
   static shapes: one compilation per input shape and train/eval/no-grad mode, paid at the first
