@@ -159,6 +159,8 @@ def readme(name: str, run: Path, info: dict, size: int) -> str:
     else:
         argv = []
         train_cmd = f"varinv train {RECIPES.get(name, {}).get('config', 'CONFIG')} --run {run}"
+        if cfg["train"].get("seed"):  # a grid's cell of another seed: the recipe's config says seed 0
+            train_cmd += f" --set train.seed={cfg['train']['seed']}"
     data_path = cfg["data"]["path"]
     gen = prov.get("dataset_generator") or meta.get("dataset_generator") or "?"
     dseed = prov.get("dataset_seed", "?")
