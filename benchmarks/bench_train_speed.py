@@ -63,7 +63,6 @@ VARIANTS = {
     "cl": ["train.channels_last=true"],
     "nearest": [NEAREST],
     "compile": ["train.compile=true"],
-    "compile+nchw": ["train.compile=true", NCHW],
     "posed": ["model.w_posed_nce=0.1"],
 }
 DEFAULT_VARIANTS = ["former", "default", "bf16", "nchw", "nearest", "compile"]
