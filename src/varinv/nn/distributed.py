@@ -63,27 +63,13 @@ def gather_samples(*xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(p.reshape(-1, *x.shape[1:]).to(x.dtype) for p, x in zip(full.split(sizes, 1), xs))
 
 
-class _SumOver(torch.autograd.Function):
-    """The sum of a tensor over processes, on every process. Backward likewise a sum: each process's term is the
-    same function of the sum, so a process's share gets every process's gradient (the convention above)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        x = x.contiguous().clone()
-        dist.all_reduce(x)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad
-
-
 def sum_over_processes(x: torch.Tensor) -> torch.Tensor:
-    """``x`` summed over processes, with gradients: rows that each process fills for its own samples (zeros
-    elsewhere) become the global batch's rows on every process. ``x`` itself in a single process."""
-    return _SumOver.apply(x) if active() else x
+    """``x`` summed over processes, with gradients (``gather_samples``'s convention): rows that each process fills
+    for its own samples (zeros elsewhere) become the global batch's rows on every process. ``x`` in one process."""
+    if not active():
+        return x
+    (full,) = gather_samples(x)
+    return full.view(dist.get_world_size(), *x.shape).sum(0)
 
 
 def rank() -> int:
