@@ -386,14 +386,18 @@ def neighbour_pairs(x: torch.Tensor, embed: Callable, far: float = 0.0, ratio: f
     Returns [(partner, kept)], each (B·L,): the plain pairs, then with ``far`` > 0 pairs searched only among
     that share of the other samples whose mean fragment (a label-free signature of the style) is farthest,
     kept where the match's distance is below ``ratio`` times that of the runner-up in the partner's sample.
-    ``skew`` (x (B, L, C, H, W) only): a sample's channel whose residual has skewness below -skew is negated, so
-    that the sparse part of every sample (ink, strokes, harmonics) lies on the positive side: a light-on-dark
-    sample then matches the dark-on-light samples of its content. Non-finite input gives no pairs."""
+    ``skew``: a sample's channel (x (B, L, C, H, W); otherwise the whole sample) whose values have skewness below
+    -skew is negated, so that the sparse part of every sample (ink, strokes, harmonics) lies on the positive side:
+    a light-on-dark sample then matches the dark-on-light samples of its content. The skewness is the input's own,
+    not the residual's: a residual's sign also follows which contents the sample holds. Non-finite input gives
+    no pairs."""
     b, length = x.shape[:2]
     r = x - x.mean(1, keepdim=True)
     if skew is not None:
-        sd = r.pow(2).mean((1, 3, 4), keepdim=True).sqrt()
-        r = torch.where(r.pow(3).mean((1, 3, 4), keepdim=True) < -skew * sd.pow(3), -r, r)
+        dims = (1, 3, 4) if x.dim() == 5 else tuple(range(1, x.dim()))
+        d = x - x.mean(dims, keepdim=True)
+        sd = d.pow(2).mean(dims, keepdim=True).sqrt()
+        r = torch.where(d.pow(3).mean(dims, keepdim=True) < -skew * sd.pow(3), -r, r)
     f = standardise_rows(r.flatten(2).flatten(0, 1))
     if not bool(torch.isfinite(f.sum())):  # standardised rows are bounded, so only a non-finite entry can make it so
         return []  # input beyond float range: the reconstruction's loss reports it, and no basis is fitted on it

@@ -118,7 +118,7 @@ class V3Config(VQConfig):
     # adds pairs searched among that share of the samples whose mean fragment is farthest, kept where the match
     # beats the partner sample's runner-up by ``neighbour_ratio``: within-style pairs alone left fmsynth's timbres
     # numbering pitches their own way.
-    # ``neighbour_skew`` >= 0 negates a sample's channel whose residual skewness is below -neighbour_skew before the
+    # ``neighbour_skew`` >= 0 negates a sample's channel whose input skewness is below -neighbour_skew before the
     # search (``neighbour_pairs``): handwriting's colour pairs invert polarity, which made its far pairs wrong.
     w_neighbour: float = 1.0
     neighbour_dims: int = 64
