@@ -101,6 +101,30 @@ def test_methods_without_codebook_train_once_per_seed_and_evaluate_every_k(toy_d
     assert len({m["prauc_zc_content"] for m in metrics}) == 1  # the same model
 
 
+def test_also_split_scores_each_training_on_a_second_split(toy_dataset, tmp_path):
+    from varinv.errors import ConfigError
+
+    v3 = dict(json.loads(json.dumps(TOY_CFG)))
+    v3["train"].update({"steps": 4, "log_every": 2})
+    (tmp_path / "v3.yaml").write_text(yaml.safe_dump(v3))
+    grid = {"name": "two", "out": str(tmp_path / "runs"), "seeds": [0], "split": "train", "also_split": "test",
+            "set": [f"data.path={toy_dataset.root}"], "cells": [{"config": str(tmp_path / "v3.yaml"), "k": [4]}]}
+    gpath = tmp_path / "grid.yaml"
+    gpath.write_text(yaml.safe_dump(grid))
+    run_grid(gpath, tmp_path / "results")
+    run = tmp_path / "runs" / "v3-K4-seed0"
+    assert (run.parent / f"{run.name}.log").read_text().count("trained v3") == 1
+    assert json.loads((run / "metrics.json").read_text())["split"] == "train"  # the grid's own split stays the run's
+    val, test = (json.loads((tmp_path / "results" / "cells" / name / "v3-K4-seed0.json").read_text())
+                 for name in ("two", "two-test"))
+    assert (val["split"], test["split"], val["seed"], test["seed"]) == ("train", "test", 0, 0)
+    assert val["train_seconds"] == test["train_seconds"]  # one training
+    for bad in ("train", ["test"]):
+        gpath.write_text(yaml.safe_dump({**grid, "also_split": bad}))
+        with pytest.raises(ConfigError, match="also_split"):
+            load_grid(gpath)
+
+
 def test_cell_sets_and_names_let_one_config_serve_two_datasets(toy_dataset, tmp_path):
     from conftest import toy_arrays
     from varinv.data.store import from_arrays

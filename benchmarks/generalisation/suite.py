@@ -9,6 +9,8 @@
     python benchmarks/generalisation/suite.py matrix --tags r31+r32/v3-cn64n1d   # one variant, over two grids
     python benchmarks/generalisation/suite.py grid --tag explore-a --domains letters,speech --seeds 0 \\
         --set model.film=true --variant a: --variant b:model.style_pool=true   # two variants side by side
+    python benchmarks/generalisation/suite.py grid --tag r37 --split val --also-split test --seeds 0,1,2
+        # chosen on val; the same trainings' test scores in cells/suite-r37-test/ (matrix --tags r37-test)
 
 ``grid`` writes ``runs/suite-<tag>/grid.yaml`` and runs it with ``varinv benchmark`` (resumable, 2 processes
 × 1 thread; finished cells are recorded in ``benchmarks/results/cells/suite-<tag>/``). Every domain runs with
@@ -175,7 +177,8 @@ def cmd_grid(a) -> None:
                 cells.append({"config": f"configs/{method}.yaml", "k": [d.k], "set": sets,
                               "name": f"{name}-{method}" + (f"-{variant}" if variant else "")})
     grid = {"name": f"suite-{a.tag}", "out": f"runs/suite-{a.tag}", "parallel": a.parallel, "seeds": seeds,
-            **({"split": a.split} if a.split else {}), "cells": cells}
+            **({"split": a.split} if a.split else {}), **({"also_split": a.also_split} if a.also_split else {}),
+            "cells": cells}
     path = ROOT / "runs" / f"suite-{a.tag}" / "grid.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(grid, sort_keys=False))
@@ -325,6 +328,7 @@ def main(argv=None) -> int:
             s.add_argument("--variant", action="append",
                            help="NAME:key=value,... a variant trained beside the others (repeatable)")
             s.add_argument("--split", help="score every cell on this split (default test; choose settings on val)")
+            s.add_argument("--also-split", help="score every training on this split too (cells/suite-TAG-SPLIT/)")
             s.add_argument("--dry-run", action="store_true", help="write the grid file only")
     a = p.parse_args(argv)
     a.fn(a)

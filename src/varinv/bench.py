@@ -10,6 +10,8 @@ A grid file::
     evaluate: [core, probes]       # optional: `varinv evaluate --what` parts per cell (default [core])
     split: val                     # optional: the split every cell is scored on (default test); choose
                                    # settings on val, report on test
+    also_split: test               # optional: each trained cell is scored on this split too, its records in
+                                   # <results>/cells/<name>-<split>/ (one training, both scores)
     cells:
       - {config: configs/phonenums_v3_small.yaml, k: [10, 20, 40]}
       - {config: configs/phonenums_betavae_small.yaml, k: [10, 20, 40]}
@@ -86,7 +88,7 @@ class Cell:
     name: str = ""  # the entry's name (run folders' stem)
 
 
-_GRID_KEYS = ("name", "out", "parallel", "seeds", "set", "evaluate", "split", "cells", "slurm")
+_GRID_KEYS = ("name", "out", "parallel", "seeds", "set", "evaluate", "split", "also_split", "cells", "slurm")
 _CELL_KEYS = ("config", "k", "set", "name")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
 
@@ -162,6 +164,10 @@ def load_grid(path: Path) -> tuple[dict, list[Cell]]:
     if "out" in grid and (not isinstance(grid["out"], str) or not grid["out"].strip()):
         raise ConfigError(f"benchmark key 'out' must be a folder path, got {grid['out']!r}")
     eval_parts(grid)  # validates the parts up front
+    also = grid.get("also_split")
+    if also is not None and (not isinstance(also, str) or also == str(grid.get("split", "test"))):
+        raise ConfigError(f"benchmark key 'also_split' must name a split other than the grid's own "
+                          f"({grid.get('split', 'test')}), e.g. also_split: test beside split: val; got {also!r}")
     from varinv.launchers import slurm_options
 
     slurm_options(grid)  # likewise the slurm block, whatever the launcher
@@ -207,8 +213,9 @@ def eval_parts(grid: dict) -> list[str]:
     return parse_parts(",".join(parts))
 
 
-def _evaluate_command(grid: dict) -> list[str]:
-    split = ["--split", str(grid["split"])] if grid.get("split") else []
+def _evaluate_command(grid: dict, split: str | None = None) -> list[str]:
+    split = split or grid.get("split")
+    split = ["--split", str(split)] if split else []
     return [sys.executable, "-m", "varinv", "evaluate", "--no-tsne", "--what", ",".join(eval_parts(grid)), *split]
 
 
@@ -245,8 +252,16 @@ def _clone_run(twin: Cell, cell: Cell) -> None:
     (cell.run / CONFIG_FILE).write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
-def cell_record(cell: Cell, grid: dict, results_dir: Path) -> Path:
-    return results_dir / "cells" / str(grid.get("name", "grid")) / f"{cell.run.name}.json"
+def cell_record(cell: Cell, grid: dict, results_dir: Path, split: str | None = None) -> Path:
+    """Where a cell's record is kept; ``split``: its record on the grid's ``also_split``."""
+    folder = str(grid.get("name", "grid")) + (f"-{split}" if split else "")
+    return results_dir / "cells" / folder / f"{cell.run.name}.json"
+
+
+def also_metrics(cell: Cell, split: str) -> Path:
+    """The run's metrics on the grid's ``also_split``, set aside so that RUN/metrics.json is only ever the grid's own
+    split (a cell whose metrics.json exists counts as done)."""
+    return cell.run / f"metrics-{split}.json"
 
 
 def cell_metrics(cell: Cell, grid: dict, results_dir: Path) -> dict | None:
@@ -276,8 +291,8 @@ def _machine() -> str:
     return f"{os.cpu_count()} cores, {cpu_model()}{gpu}"
 
 
-def _keep_record(cell: Cell, grid: dict, results_dir: Path) -> None:
-    m = json.loads((cell.run / METRICS_FILE).read_text())
+def _keep_record(cell: Cell, grid: dict, results_dir: Path, split: str | None = None) -> None:
+    m = json.loads((cell.run / METRICS_FILE if split is None else also_metrics(cell, split)).read_text())
     keep = {k: v for k, v in m.items() if not isinstance(v, (dict, list))}
     keep.update({p: m[p] for p in eval_parts(grid) if p != "core" and p in m})
     if "health" in m:
@@ -287,7 +302,7 @@ def _keep_record(cell: Cell, grid: dict, results_dir: Path) -> None:
     prov = cell.run / PROVENANCE_FILE
     if prov.exists():  # cells of one grid that disagree across machines: the same data, or not
         keep["dataset_hash"] = json.loads(prov.read_text()).get("dataset_hash")
-    rec = cell_record(cell, grid, results_dir)
+    rec = cell_record(cell, grid, results_dir, split)
     rec.parent.mkdir(parents=True, exist_ok=True)
     rec.write_text(json.dumps(keep, indent=1) + "\n")
 
@@ -302,6 +317,11 @@ def _cell_steps(cell: Cell, cells: list[Cell], grid: dict, threads: int) -> Iter
         _clone_run(twin, cell)
     else:
         yield "train", _command(cell, grid, threads)
+    also = grid.get("also_split")
+    if also:  # first, so that the metrics.json the cell leaves is its own split's
+        yield "evaluate", _evaluate_command(grid, also) + [str(cell.run)]
+        if (cell.run / METRICS_FILE).exists():
+            (cell.run / METRICS_FILE).replace(also_metrics(cell, also))
     yield "evaluate", _evaluate_command(grid) + [str(cell.run)]
 
 
@@ -318,6 +338,9 @@ def _finish(cell: Cell, grid: dict, results_dir: Path) -> bool:
     if not (cell.run / METRICS_FILE).exists():
         return False
     _keep_record(cell, grid, results_dir)
+    also = grid.get("also_split")
+    if also and also_metrics(cell, also).exists():
+        _keep_record(cell, grid, results_dir, also)
     return True
 
 
