@@ -38,12 +38,6 @@ class BackboneConfig(Checked):
     # its input and every layer per "instance" (each fragment's per-channel statistics removed: the
     # statistics that carry colour, texture and timbre, as in AdaIN-style transfer).
     content_input: str = "raw"
-    # What the shared trunk reads: the "raw" fragments, or each "sample"'s fragments with that sample's per-channel
-    # mean and deviation removed and the channel's sign set so that its values' tail (ink, strokes, harmonics) is
-    # positive (``sample_view``). A colour pair, a tone or a polarity is then gone from everything the trunk sees, so
-    # z_c cannot carry it; the style head reads the removed statistics beside the trunk (AdaIN's split, at the level
-    # of a sample, whose style V3 assumes constant).
-    input_view: str = "raw"
     style_stats: bool = False  # the encoder also reads per-layer channel means and deviations (backbones.py)
     decoder: str = "joint"  # or "separable", "gain" (nn/backbones.py, BackboneSpec.decoder)
     decoder_rank: int = 1
@@ -62,7 +56,6 @@ class BackboneConfig(Checked):
         "norm": Options(("batch", "group", "instance", "none")),
         "film": bool,
         "content_input": Options(CONTENT_INPUTS),
-        "input_view": Options(("raw", "sample")),
         "style_stats": bool,
         "decoder": Options(("joint", "separable", "gain")),
         "decoder_rank": Interval(int, 0, None),
@@ -79,8 +72,6 @@ class BackboneConfig(Checked):
                     "model.nested_gain_maps", self.nested_gain_maps,
                     "false unless model.positive_gain_maps is true and model.decoder_rank is at least 2 (a part of "
                     "the first map needs a second product)")
-        check_value(self.input_view == "raw" or self.content_input == "raw", "model.input_view", self.input_view,
-                    '"raw" unless model.content_input is "raw" (a content trunk of its own reads its own input)')
 
     def spec(self) -> BackboneSpec:
         return BackboneSpec(
@@ -109,19 +100,6 @@ def standardise_samples(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     return (r / (sd + eps)).to(x.dtype)
 
 
-def sample_view(x: torch.Tensor, eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, L, C, H, W) → (the fragments with their sample's per-channel mean and deviation removed and each channel's
-    sign set so that its values' skewness is not negative, same shape; the removed statistics (B, 3·C): mean,
-    log deviation and sign per channel)."""
-    xf = x.float()
-    mu = xf.mean((1, 3, 4), keepdim=True)
-    d = xf - mu
-    sd = d.pow(2).mean((1, 3, 4), keepdim=True).sqrt() + eps
-    sign = torch.where(d.pow(3).mean((1, 3, 4), keepdim=True) < 0, -1.0, 1.0)
-    stats = torch.cat([mu, sd.log(), sign], 2).flatten(1)
-    return (sign * d / sd).to(x.dtype), stats.to(x.dtype)
-
-
 def standardise_fragments(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """(..., C, H, W) → each fragment's channels at zero mean and unit deviation over positions."""
     r = x.float() - x.float().mean((-2, -1), keepdim=True)
@@ -136,8 +114,7 @@ class ConvAutoencoder(Method):
         self.cfg = cfg
         self.fragment_shape = tuple(fragment_shape)
         extra = self.extra_dims(cfg)
-        side = 3 * self.fragment_shape[0] if cfg.input_view == "sample" else 0
-        self.encoder = Encoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style + extra[0], side)
+        self.encoder = Encoder(self.fragment_shape, cfg.spec(), cfg.d_content, cfg.d_style + extra[0])
         self.decoder = build_decoder(self.fragment_shape, cfg.spec(), cfg.d_content + extra[1], cfg.d_style)
         self.content_encoder = None
         if cfg.content_input != "raw":
@@ -149,27 +126,17 @@ class ConvAutoencoder(Method):
         """(extra style-head outputs, extra decoder content inputs) a subclass needs beside z_c and z_s."""
         return 0, 0
 
-    def trunk_input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(what the shared trunk reads of samples x (B, L, C, H, W), same shape; the style head's side input (B·L, n)
-        or None), by ``input_view``."""
-        if self.cfg.input_view == "raw":
-            return x, None
-        view, stats = sample_view(x)
-        return view, stats.repeat_interleave(x.shape[1], 0)
-
     def _encode_flat(self, x: torch.Tensor):
         b, length = x.shape[:2]
-        seen, side = self.trunk_input(x)
-        zc, zs = self.encoder(seen.reshape(b * length, *x.shape[2:]), side)
+        zc, zs = self.encoder(x.reshape(b * length, *x.shape[2:]))
         if self.content_encoder is not None:
             zc = self.content_of(x)
         return zc, zs, b, length
 
-    def content_of(self, x: torch.Tensor, seen: bool = False) -> torch.Tensor:
-        """(B·L, d_c) content embeddings of samples x (B, L, C, H, W), through the content branch. ``seen``: x is
-        already what the trunk reads (``trunk_input``), e.g. fragments of it warped one by one."""
+    def content_of(self, x: torch.Tensor) -> torch.Tensor:
+        """(B·L, d_c) content embeddings of samples x (B, L, C, H, W), through the content branch."""
         if self.content_encoder is None:
-            return self.encoder(x.flatten(0, 1) if seen else self.trunk_input(x)[0].flatten(0, 1))[0]
+            return self.encoder(x.flatten(0, 1))[0]
         if self.cfg.content_input == "sample":
             x = standardise_samples(x)
         elif self.cfg.content_input == "instance":

@@ -70,8 +70,7 @@ class Cycle(VQAutoencoder):
 
         def reencode(content, style):
             x_sw = self.decoder(content.reshape(b * length, -1), style.reshape(b * length, -1))
-            seen, side = self.trunk_input(x_sw.view(b, length, *x_sw.shape[1:]))
-            rc, rs = self.encoder(seen.flatten(0, 1), side)
+            rc, rs = self.encoder(x_sw)
             return rc.view(b, length, -1).float(), rs.view(b, length, -1).float()
 
         rc, rs = reencode(zq, zs[perm])

@@ -607,7 +607,7 @@ def posed_nce_term(model, batch, ae, step):
     n_pose = POSES[cfg.pose]
     if not n_pose:
         return None
-    x = model.trunk_input(batch["x"])[0]  # warped after the view: a fragment keeps its own sample's statistics
+    x = batch["x"]
     flat = x.reshape(-1, *x.shape[2:])
     n = flat.shape[0]
     # a share of the global batch's fragments as anchors, against every clean code: the extra encoder pass is most
@@ -619,7 +619,7 @@ def posed_nce_term(model, batch, ae, step):
     start = rank() * n
     mine = ((rows >= start) & (rows < start + n)).nonzero().flatten()
     posed = warp(flat[rows[mine] - start], torch.atanh(u[mine]))
-    zp = F.normalize(model.content_of(posed[:, None], seen=True).float(), dim=1)
+    zp = F.normalize(model.content_of(posed[:, None]).float(), dim=1)
     z_posed = sum_over_processes(zp.new_zeros(len(rows), zp.shape[1]).index_copy(0, mine, zp))
     (zc,) = gather_samples(ae["zc"])
     z = F.normalize(zc.float(), dim=1)

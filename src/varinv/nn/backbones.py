@@ -157,8 +157,7 @@ def _plan(shape: tuple[int, int, int], spec: BackboneSpec):
 class Encoder(nn.Module):
     """(N, C, H, W) → (content (N, d_c), style (N, d_s))."""
 
-    def __init__(self, shape: tuple[int, int, int], spec: BackboneSpec, d_content: int, d_style: int, side: int = 0):
-        """``side`` > 0: the style head also reads that many numbers per fragment beside the trunk (``forward``)."""
+    def __init__(self, shape: tuple[int, int, int], spec: BackboneSpec, d_content: int, d_style: int):
         super().__init__()
         chans, strides, sizes = _plan(shape, spec)
         layers, c_in = [], shape[0]
@@ -171,11 +170,10 @@ class Encoder(nn.Module):
         flat = chans[-1] * sizes[-1][0] * sizes[-1][1] + (2 * sum(chans) if spec.stats else 0)
         self.fc = nn.Sequential(nn.Linear(flat, spec.d_hidden), nn.GELU())
         self.to_content = nn.Linear(spec.d_hidden, d_content)
-        self.to_style = nn.Linear(spec.d_hidden + side, d_style)
-        self.side = side
+        self.to_style = nn.Linear(spec.d_hidden, d_style)
         self.per_layer = spec.blocks_per_layer
 
-    def forward(self, x, side=None):
+    def forward(self, x):
         if not self.stats:
             h = self.fc(grad_in_layout(self.conv(x)).flatten(1))
         else:
@@ -185,9 +183,6 @@ class Encoder(nn.Module):
                 if (i + 1) % self.per_layer == 0:
                     feats += [x.mean((2, 3)), x.std((2, 3), correction=0)]
             h = self.fc(torch.cat([x.flatten(1), *feats], 1))
-        if self.side:  # callers after z_c alone may leave the side input out
-            h_style = torch.cat([h, h.new_zeros(h.shape[0], self.side) if side is None else side.to(h.dtype)], 1)
-            return self.to_content(h), self.to_style(h_style)
         return self.to_content(h), self.to_style(h)
 
 
