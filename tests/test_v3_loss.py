@@ -339,29 +339,6 @@ def test_matching_gives_each_fragment_of_a_sample_its_own_atom():
                              (1, 16, 8)).loss({"x": torch.rand(2, 3, 1, 16, 8)}, step=0)
 
 
-def test_far_partners_turn_a_sample_whose_numbering_is_a_cycle_off():
-    from types import SimpleNamespace
-
-    from varinv.methods.regularisers import partner_costs
-
-    # samples 0-2 hold contents 0-2 in atoms 0-2; sample 3 holds them one atom off (a cycle). Each fragment of
-    # sample 3 has its far partner in another sample; samples 0-2 pair among themselves but for one fragment each.
-    at = torch.tensor([[0, 1, 2], [0, 1, 2], [0, 1, 2], [1, 2, 0]])
-    sq = torch.where(F.one_hot(at, 3).bool(), 0.1, 1.0)
-    partner = torch.tensor([9, 7, 5, 6, 10, 2, 3, 1, 11, 0, 4, 8])  # fragment i = sample i // 3, content i % 3
-    plain = (torch.arange(12), torch.zeros(12, dtype=torch.bool))
-    cfg = SimpleNamespace(match_partners=3.0, neighbour_far=0.5, neighbour_from=0.0)
-    model = SimpleNamespace(cfg=cfg, total_steps=10)
-    ae = {"pairs": (None, [plain, (partner, torch.ones(12, dtype=torch.bool))])}
-    assert (partner[partner] == torch.arange(12)).all() and (partner // 3 != torch.arange(12) // 3).all()
-    assert (partner % 3 == torch.arange(12) % 3).all()
-    assert matched_atoms(sq).tolist() == at.tolist()
-    turned = matched_atoms(partner_costs(model, {}, ae, 0)(sq))
-    assert turned.tolist() == [[0, 1, 2]] * 4  # sample 3 turns, the others (outvoting one partner each) stay
-    cfg.match_partners = 0.0
-    assert torch.equal(partner_costs(model, {}, ae, 0)(sq), sq)
-
-
 def test_subset_matching_leaves_out_a_repeated_contents_copies():
     # fragments 0 and 1 are copies of one content (nearly equal z_c), 2 and 3 are two other contents
     z = torch.tensor([[[0.0, 0.0], [0.0, 0.1], [5.0, 0.0], [0.0, 5.0]]])

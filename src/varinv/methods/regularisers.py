@@ -322,12 +322,10 @@ def diversity_term(model, batch, ae, step):
                  "an atom; a one-to-one matching of each sample's fragments to atoms forbids it.")
 def match_term(model, batch, ae, step):
     cfg = model.cfg
-    partners = partner_costs(model, batch, ae, step)
     if cfg.match_subset >= 1:
-        return pull_to_targets(model, ae, lambda sq: matched_atoms(partners(sq), cfg.match_repeat_cost).flatten())
+        return pull_to_targets(model, ae, lambda sq: matched_atoms(sq, cfg.match_repeat_cost).flatten())
 
     def subset_targets(sq):
-        sq = partners(sq)
         b, length, k = sq.shape
         share = cfg.match_subset
         if cfg.match_adapt:  # formed codes of never-repeating data measured 0.0-0.6 (merged atoms), drawn data 1.0
@@ -379,27 +377,6 @@ def coarse_term(model, batch, ae, step):
 def standardise_rows(a: torch.Tensor) -> torch.Tensor:
     c = a - a.mean(1, keepdim=True)  # the deviation from c's squares: torch.std is about 3x slower on one thread
     return c / ((c.pow(2).sum(1, keepdim=True) / max(a.shape[1] - 1, 1)).sqrt() + 1e-6)
-
-
-def partner_costs(model, batch, ae, step) -> Callable:
-    """sqdist (B, L, K) -> the matching's costs (detached): with ``match_partners`` > 0, each of this process's fragments
-    whose far pair is kept pays that many times the batch's mean squared distance for every atom but the partner's."""
-    weight = model.cfg.match_partners
-    found = term_pairs(model, batch, ae, step) if weight > 0 and model.cfg.neighbour_far > 0 else None
-    if found is None:
-        return lambda sq: sq.detach()
-
-    def costs(sq):
-        partner, kept = found[1][-1]  # the far pairs come last
-        b, length, k = sq.shape
-        (every,) = gather_samples(sq.detach())
-        atom = every.flatten(0, 1).argmin(1)[partner]
-        rows = slice(rank() * b * length, (rank() + 1) * b * length)
-        other = torch.arange(k, device=sq.device)[None, :] != atom[rows, None]
-        extra = weight * global_mean(sq.detach().mean())
-        return (sq.detach() + extra * (kept[rows, None] & other).view(b, length, k)).to(sq.dtype)
-
-    return costs
 
 
 def neighbour_pairs(x: torch.Tensor, embed: Callable, far: float = 0.0, ratio: float = 0.5,

@@ -183,11 +183,6 @@ class V3Config(VQConfig):
     # the batch's within-sample over across-sample rate of fragment pairs sharing their nearest atom
     # (``regularisers.repeat_rate``). Early on any code is near 1, so matching starts on the subset.
     match_adapt: bool = True
-    # Far partners in the matching (0 = off): a fragment whose far pair (``neighbour_far``) stands in another atom pays
-    # this many times the batch's mean squared distance for every atom but its partner's. A waveform whose low tones
-    # sit one atom off against the other waveforms' is a cycle no single move can undo under the one-to-one match
-    # (round 36); its partners in the other waveforms outvote its own numbering, so the match turns the whole cycle.
-    match_partners: float = 0.0
     # Style-usage independence (0 = off): the kernel dependence between each sample's mean style and the
     # atoms its fragments use (soft), over the batch. V3's invariance in a repeat-safe form: contents may
     # repeat within a sample, but which atoms a sample uses must not tell its style.
@@ -294,7 +289,6 @@ class V3Config(VQConfig):
         "w_match": Interval(float, 0, None),
         "match_subset": Interval(float, 0, 1, closed="right"),
         "match_adapt": bool,
-        "match_partners": Interval(float, 0, None, note="0 = off"),
         "w_independence": Interval(float, 0, None),
         "w_code_independence": Interval(float, 0, None),
         "independence_from": Interval(float, 0, 1),
