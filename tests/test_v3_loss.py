@@ -1284,3 +1284,16 @@ def test_code_independence_term_reaches_the_content_codes_only():
             assert gs is None or gs.abs().sum() == 0  # the style is the reference, not pushed
             pushed += 1
     assert pushed
+
+
+def test_one_way_far_pairs_keep_every_clear_far_match():
+    from varinv.methods.regularisers import neighbour_pairs
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(12, 5, 1, 6, 6, generator=g) + torch.rand(12, 1, 1, 1, 1, generator=g)  # samples of unlike means
+    (near_m, kept_m), (far_m, far_kept_m) = neighbour_pairs(x, lambda f: f, far=0.5, ratio=0.9)
+    (near_o, kept_o), (far_o, far_kept_o) = neighbour_pairs(x, lambda f: f, far=0.5, ratio=0.9, far_mutual=False)
+    assert torch.equal(near_m, near_o) and torch.equal(kept_m, kept_o) and torch.equal(far_m, far_o)
+    assert bool((far_kept_m <= far_kept_o).all()) and int(far_kept_o.sum()) > int(far_kept_m.sum())
+    one_way = far_kept_o & ~far_kept_m
+    assert bool((far_o[far_o[one_way]] != one_way.nonzero().flatten()).any())  # some partners match elsewhere

@@ -380,12 +380,14 @@ def standardise_rows(a: torch.Tensor) -> torch.Tensor:
 
 
 def neighbour_pairs(x: torch.Tensor, embed: Callable, far: float = 0.0, ratio: float = 0.5,
-                    skew: float | None = None) -> list:
+                    skew: float | None = None, far_mutual: bool = True) -> list:
     """Mutual nearest neighbours among the fragments of x (B, L, ...) of different samples, by cosine similarity
     of ``embed`` (N, D) -> (N, d) applied to the standardised fragments, each sample's mean fragment removed.
     Returns [(partner, kept)], each (B·L,): the plain pairs, then with ``far`` > 0 pairs searched only among
     that share of the other samples whose mean fragment (a label-free signature of the style) is farthest,
-    kept where the match's distance is below ``ratio`` times that of the runner-up in the partner's sample.
+    kept where the match's distance is below ``ratio`` times that of the runner-up in the partner's sample
+    (``far_mutual``: and the partner's far match is the fragment, on the same terms; else each fragment's own
+    far match, one way).
     ``skew``: a sample's channel (x (B, L, C, H, W); otherwise the whole sample) whose values have skewness below
     -skew is negated, so that the sparse part of every sample (ink, strokes, harmonics) lies on the positive side:
     a light-on-dark sample then matches the dark-on-light samples of its content. The skewness is the input's own,
@@ -417,10 +419,10 @@ def neighbour_pairs(x: torch.Tensor, embed: Callable, far: float = 0.0, ratio: f
         s = sim.masked_fill(mask, -2.0)
         best, partner = s.max(1)
         kept = partner[partner] == idx
-        if i > 0:  # the far match must stand out from the partner sample's other fragments, on both sides
+        if i > 0:  # the far match must stand out from the partner sample's other fragments (on both sides if mutual)
             others = s.masked_fill(sample[None, :] != sample[partner][:, None], -2.0).scatter(1, partner[:, None], -2.0)
-            kept &= (1 - best) < ratio * (1 - others.max(1)[0])
-            kept &= kept[partner]
+            clear = (1 - best) < ratio * (1 - others.max(1)[0])
+            kept = kept & clear & (kept & clear)[partner] if far_mutual else clear
         pairs.append((partner, kept))
     return pairs
 
@@ -470,7 +472,8 @@ def term_pairs(model, batch, ae, step) -> tuple[torch.Tensor, list] | None:
             (pose,) = gather_samples(ae["pose"].detach().view(ae["b"], ae["length"], -1))
             seen = unwarp(x.flatten(0, 1), pose.flatten(0, 1)).view_as(x)
         ae["pairs"] = x, neighbour_pairs(seen, lambda f: f @ model.neighbour_basis(f), cfg.neighbour_far,
-                                         cfg.neighbour_ratio, None if cfg.neighbour_skew < 0 else cfg.neighbour_skew)
+                                         cfg.neighbour_ratio, None if cfg.neighbour_skew < 0 else cfg.neighbour_skew,
+                                         cfg.neighbour_far_mutual)
     return ae["pairs"]
 
 
