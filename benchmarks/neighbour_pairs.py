@@ -1,13 +1,14 @@
 """How often the neighbour term's pairs share a content, for a trained V3 run (labels only to score).
 
-    python benchmarks/neighbour_pairs.py RUN [--split val] [--dims 32,64] [--skew -1,0] [--classes]
+    python benchmarks/neighbour_pairs.py RUN [--split val] [--dims 32,64] [--skew -1,0] [--one-way] [--classes]
 
 For batches of the run's size drawn in order from the split, the term's pairs (``regularisers.neighbour_pairs``:
 mutual nearest neighbours across samples, and far pairs across unlike samples) are searched among the raw
 fragments and, when the run reads a pose, among the fragments brought back to their canonical pose by the
 run's own encoder (``V3Config.neighbour_canonical``). ``--dims``: PCA bases of those sizes fitted on the
 first batch of each input (0 = the run's own basis). ``--skew``: polarity thresholds to compare
-(``V3Config.neighbour_skew``, < 0 = off; default: the run's own). Prints kept pairs and their accuracy per setting, and with
+(``V3Config.neighbour_skew``, < 0 = off; default: the run's own). ``--one-way``: far pairs also without the mutual
+requirement (``V3Config.neighbour_far_mutual``), as "far1". Prints kept pairs and their accuracy per setting, and with
 ``--classes`` the share of each content's plain pairs landing on each content. "same atom": the share of kept pairs
 whose two fragments the run gives one atom (label-free).
 """
@@ -44,6 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("--split", default="val")
     ap.add_argument("--dims", default="0", help="comma-separated PCA sizes; 0 = the run's own basis")
     ap.add_argument("--skew", help="comma-separated neighbour_skew values to compare (default: the run's)")
+    ap.add_argument("--one-way", action="store_true", help="far pairs also one way (neighbour_far_mutual: false)")
     ap.add_argument("--classes", action="store_true")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -71,7 +73,10 @@ def main(argv=None) -> int:
                 embed = pca_embed(bases, (name, d, t), d) if d else (lambda f: f @ m.neighbour_basis(f))
                 pairs = neighbour_pairs(xi, embed, cfg.model.neighbour_far, cfg.model.neighbour_ratio,
                                         None if t < 0 else t)
-                for (partner, kept), kind in zip(pairs, ("plain", "far")):
+                if a.one_way:
+                    pairs.append(neighbour_pairs(xi, embed, cfg.model.neighbour_far, cfg.model.neighbour_ratio,
+                                                 None if t < 0 else t, far_mutual=False)[-1])
+                for (partner, kept), kind in zip(pairs, ("plain", "far", "far1")):
                     n = counts.setdefault((name, d, t, kind), [0, 0, 0])
                     n[0] += int(kept.sum())
                     n[1] += int((kept & (c == c[partner])).sum())
