@@ -8,7 +8,7 @@ fragments and, when the run reads a pose, among the fragments brought back to th
 run's own encoder (``V3Config.neighbour_canonical``). ``--dims``: PCA bases of those sizes fitted on the
 first batch of each input (0 = the run's own basis). ``--skew``: polarity thresholds to compare
 (``V3Config.neighbour_skew``, < 0 = off; default: the run's own). ``--one-way``: far pairs also without the mutual
-requirement (``V3Config.neighbour_far_mutual``), as "far1". Prints kept pairs and their accuracy per setting, and with
+requirement (``V3Config.neighbour_far_mutual``: false), as "far1" ("far" follows the run's own setting). Prints kept pairs and their accuracy per setting, and with
 ``--classes`` the share of each content's plain pairs landing on each content. "same atom": the share of kept pairs
 whose two fragments the run gives one atom (label-free).
 """
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
             for d, t in ((d, t) for d in dims for t in skews):
                 embed = pca_embed(bases, (name, d, t), d) if d else (lambda f: f @ m.neighbour_basis(f))
                 pairs = neighbour_pairs(xi, embed, cfg.model.neighbour_far, cfg.model.neighbour_ratio,
-                                        None if t < 0 else t)
+                                        None if t < 0 else t, getattr(cfg.model, "neighbour_far_mutual", True))
                 if a.one_way:
                     pairs.append(neighbour_pairs(xi, embed, cfg.model.neighbour_far, cfg.model.neighbour_ratio,
                                                  None if t < 0 else t, far_mutual=False)[-1])
