@@ -459,12 +459,6 @@ def before(model, share: float, step) -> bool:
     return step is not None and step < share * model.total_steps
 
 
-def emphasised(f: torch.Tensor, cfg) -> torch.Tensor:
-    """The standardised rows the pair search compares, by ``neighbour_emphasis``: "square" keeps each row's positive
-    part, squared, so its peaks (a tone's partials) outweigh the rest."""
-    return f if cfg.neighbour_emphasis == "none" else torch.relu(f).square()
-
-
 def term_pairs(model, batch, ae, step) -> tuple[torch.Tensor, list] | None:
     """The global batch's input (B, L, ...) and its neighbour pairs (``neighbour_pairs``), found once a step (kept in
     ``ae``) for every term that reads them; None before ``neighbour_from`` of the run."""
@@ -477,8 +471,7 @@ def term_pairs(model, batch, ae, step) -> tuple[torch.Tensor, list] | None:
         if cfg.neighbour_canonical and ae.get("pose") is not None:
             (pose,) = gather_samples(ae["pose"].detach().view(ae["b"], ae["length"], -1))
             seen = unwarp(x.flatten(0, 1), pose.flatten(0, 1)).view_as(x)
-        ae["pairs"] = x, neighbour_pairs(seen, lambda f: emphasised(f, cfg) @ model.neighbour_basis(emphasised(f, cfg)),
-                                         cfg.neighbour_far,
+        ae["pairs"] = x, neighbour_pairs(seen, lambda f: f @ model.neighbour_basis(f), cfg.neighbour_far,
                                          cfg.neighbour_ratio, None if cfg.neighbour_skew < 0 else cfg.neighbour_skew,
                                          cfg.neighbour_far_mutual)
     return ae["pairs"]

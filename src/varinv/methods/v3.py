@@ -130,9 +130,6 @@ class V3Config(VQConfig):
     # styles (Waveforms: none of sine's or sawtooth's fragments, which hold its permutations), one-way ones
     # 5-10 times as many at the same accuracy (round 37).
     neighbour_far_mutual: bool = True
-    # What the pair search compares (``regularisers.emphasised``): the standardised fragments ("none") or their positive
-    # part squared ("square"): Waveforms' sine and sawtooth low tones then find their own tone in other waveforms.
-    neighbour_emphasis: str = "none"
     neighbour_skew: float = -1.0  # < 0: off
     # From this share of the run the term's weight falls linearly to 0 at the end (1 = off): input pairs seed the
     # vocabulary and its numbering across styles, but their systematic errors (shapes) then hold merged atoms.
@@ -281,7 +278,6 @@ class V3Config(VQConfig):
         "neighbour_far": Interval(float, 0, 1),
         "neighbour_ratio": Interval(float, 0, 1, closed="right"),
         "neighbour_far_mutual": bool,
-        "neighbour_emphasis": Options(("none", "square")),
         "neighbour_skew": Interval(float, -1, None, note="< 0 = off"),
         "neighbour_fade": Interval(float, 0, 1, note="1 = off"),
         "neighbour_judge": Interval(float, 0, 1, note="1 = off"),
