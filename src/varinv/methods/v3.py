@@ -128,8 +128,8 @@ class V3Config(VQConfig):
     neighbour_ratio: float = 0.5
     # Far pairs only where mutual (true), or each fragment's own far match (false): on audio the mutual ones tie few
     # styles (Waveforms: none of sine's or sawtooth's fragments, which hold its permutations), one-way ones 5-10 times
-    # as many; they repair Waveforms' seed 1 but renumber fmsynth's glass timbre, whose clear far matches are the
-    # neighbouring pitch (round 37).
+    # as many; they repair Waveforms' seed 1, fail its seed 0 and renumber fmsynth's glass timbre, whose clear far
+    # matches are the neighbouring pitch (round 37).
     neighbour_far_mutual: bool = True
     neighbour_skew: float = -1.0  # < 0: off
     # From this share of the run the term's weight falls linearly to 0 at the end (1 = off): input pairs seed the
