@@ -8,7 +8,7 @@ fragments and, when the run reads a pose, among the fragments brought back to th
 run's own encoder (``V3Config.neighbour_canonical``). ``--dims``: PCA bases of those sizes fitted on the
 first batch of each input (0 = the run's own basis). ``--skew``: polarity thresholds to compare
 (``V3Config.neighbour_skew``, < 0 = off; default: the run's own). ``--one-way``: far pairs also without the mutual
-requirement (``V3Config.neighbour_far_mutual``: false), as "far1" ("far" follows the run's own setting). Prints kept pairs and their accuracy per setting, and with
+requirement (``regularisers.neighbour_pairs(far_mutual=False)``, round 37's trial), as "far1". Prints kept pairs and their accuracy per setting, and with
 ``--classes`` the share of each content's plain pairs landing on each content. "same atom": the share of kept pairs
 whose two fragments the run gives one atom (label-free).
 """
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("--split", default="val")
     ap.add_argument("--dims", default="0", help="comma-separated PCA sizes; 0 = the run's own basis")
     ap.add_argument("--skew", help="comma-separated neighbour_skew values to compare (default: the run's)")
-    ap.add_argument("--one-way", action="store_true", help="far pairs also one way (neighbour_far_mutual: false)")
+    ap.add_argument("--one-way", action="store_true", help="far pairs also one way, without the mutual requirement")
     ap.add_argument("--classes", action="store_true")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
             for d, t in ((d, t) for d in dims for t in skews):
                 embed = pca_embed(bases, (name, d, t), d) if d else (lambda f: f @ m.neighbour_basis(f))
                 pairs = neighbour_pairs(xi, embed, cfg.model.neighbour_far, cfg.model.neighbour_ratio,
-                                        None if t < 0 else t, getattr(cfg.model, "neighbour_far_mutual", True))
+                                        None if t < 0 else t)
                 if a.one_way:
                     pairs.append(neighbour_pairs(xi, embed, cfg.model.neighbour_far, cfg.model.neighbour_ratio,
                                                  None if t < 0 else t, far_mutual=False)[-1])

@@ -472,8 +472,7 @@ def term_pairs(model, batch, ae, step) -> tuple[torch.Tensor, list] | None:
             (pose,) = gather_samples(ae["pose"].detach().view(ae["b"], ae["length"], -1))
             seen = unwarp(x.flatten(0, 1), pose.flatten(0, 1)).view_as(x)
         ae["pairs"] = x, neighbour_pairs(seen, lambda f: f @ model.neighbour_basis(f), cfg.neighbour_far,
-                                         cfg.neighbour_ratio, None if cfg.neighbour_skew < 0 else cfg.neighbour_skew,
-                                         cfg.neighbour_far_mutual)
+                                         cfg.neighbour_ratio, None if cfg.neighbour_skew < 0 else cfg.neighbour_skew)
     return ae["pairs"]
 
 

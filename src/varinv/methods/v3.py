@@ -126,11 +126,6 @@ class V3Config(VQConfig):
     neighbour_near_until: float = 1.0
     neighbour_far: float = 0.5
     neighbour_ratio: float = 0.5
-    # Far pairs only where mutual (true), or each fragment's own far match (false): on audio the mutual ones tie few
-    # styles (Waveforms: none of sine's or sawtooth's fragments, which hold its permutations), one-way ones 5-10 times
-    # as many; they repair Waveforms' seed 1, fail its seed 0 and renumber fmsynth's glass timbre, whose clear far
-    # matches are the neighbouring pitch (round 37).
-    neighbour_far_mutual: bool = True
     neighbour_skew: float = -1.0  # < 0: off
     # From this share of the run the term's weight falls linearly to 0 at the end (1 = off): input pairs seed the
     # vocabulary and its numbering across styles, but their systematic errors (shapes) then hold merged atoms.
@@ -278,7 +273,6 @@ class V3Config(VQConfig):
         "neighbour_near_until": Interval(float, 0, 1, closed="right"),
         "neighbour_far": Interval(float, 0, 1),
         "neighbour_ratio": Interval(float, 0, 1, closed="right"),
-        "neighbour_far_mutual": bool,
         "neighbour_skew": Interval(float, -1, None, note="< 0 = off"),
         "neighbour_fade": Interval(float, 0, 1, note="1 = off"),
         "neighbour_judge": Interval(float, 0, 1, note="1 = off"),
